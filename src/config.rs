@@ -1,0 +1,86 @@
+//! All settings of a wsedge server in one structure, each with its default
+//! and the reason for it.
+//!
+//! Owns: the values. Must not touch: parsing command lines or files (the
+//! binary does that) or anything at run time.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::protocol::handshake::HandshakeConfig;
+
+/// Per-connection limits and deadlines, shared read-only by every
+/// connection of a core.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// The HTTP upgrade: request size, header count, subprotocols.
+    pub handshake: HandshakeConfig,
+    /// Largest frame payload accepted (close 1009 beyond it). Default
+    /// 16 MiB: Autobahn 9.* sends single 16 MiB frames.
+    pub max_frame_size: usize,
+    /// Largest assembled message (close 1009 beyond it). Default 16 MiB.
+    pub max_message_size: usize,
+    /// Bytes queued for a connection beyond which the server stops reading
+    /// from it until the queue drains (TCP back-pressure). Default 1 MiB.
+    pub write_budget: usize,
+    /// Time allowed from accept to a complete upgrade request (slowloris
+    /// guard, answered 408). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// The server pings every open connection this often. Default 25 s.
+    pub ping_interval: Duration,
+    /// After a ping, the peer must send something (a pong will do) within
+    /// this long or it is dropped. Default 10 s.
+    pub pong_timeout: Duration,
+    /// Close (1001) a connection that sent no data message for this long;
+    /// `None` disables it. Default off: liveness is the ping's job, and
+    /// push-only clients never send.
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait for the peer's answer to our close frame, and for
+    /// its FIN after ours, before dropping the socket. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        Self {
+            handshake: HandshakeConfig::default(),
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            write_budget: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The whole server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every core listens on (SO_REUSEPORT). Default
+    /// 127.0.0.1:8080; port 0 picks a free port shared by all cores.
+    pub listen: SocketAddr,
+    /// Number of core threads. Default: available parallelism.
+    pub cores: usize,
+    /// Per-connection settings.
+    pub conn: ConnConfig,
+    /// On shutdown, how long to wait for connections to finish their close
+    /// handshake after the 1001 close. Default 5 s.
+    pub drain_timeout: Duration,
+    /// How often the counters are logged. Default 60 s.
+    pub stats_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            conn: ConnConfig::default(),
+            drain_timeout: Duration::from_secs(5),
+            stats_interval: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! One WebSocket connection as a sans-IO state machine.
+//!
+//! Owns: the life of one connection — upgrade, open, closing, closed — its
+//! partial input, message assembly (fragments, interleaved control frames,
+//! streaming UTF-8), the close handshake, liveness (ping, pong, idle) and
+//! its outbound queue. Bytes and `now` go in; events, bytes to write and
+//! the next deadline come out.
+//! Must not touch: sockets, the clock, other connections, the timing wheel
+//! (the driver asks [`Conn::poll_timeout`] and schedules it).
+//!
+//! Call order for the driver (quinn-style):
+//! 1. [`Conn::handle_read`] with bytes read, [`Conn::handle_eof`] /
+//!    [`Conn::handle_io_error`] when the socket says so,
+//!    [`Conn::handle_timeout`] when the wheel fires;
+//! 2. take events from the `events` vector it passed in;
+//! 3. write [`Conn::out`] (vectored) and [`OutQueue::advance`] it; when it
+//!    is empty, call [`Conn::handle_drained`];
+//! 4. drop the connection when [`Conn::is_dead`]; otherwise schedule
+//!    [`Conn::poll_timeout`].
+
+pub mod outbound;
+pub mod reason;
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::ConnConfig;
+use crate::error::{HandshakeError, ProtocolError};
+use crate::protocol::close::{code, parse_close_payload};
+use crate::protocol::encoder::FrameEncoder;
+use crate::protocol::handshake::{self, UpgradeRequest};
+use crate::protocol::utf8::Utf8Validator;
+use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
+
+pub use outbound::OutQueue;
+pub use reason::EndReason;
+
+/// What a connection serves, chosen by the request path at the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/echo`: every message is sent back as it came.
+    Echo,
+}
+
+impl Route {
+    /// The route for a request path, if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/echo" => Some(Self::Echo),
+            _ => None,
+        }
+    }
+}
+
+/// Something the application layer must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The upgrade completed.
+    Opened { route: Route },
+    /// A complete, validated data message.
+    Message { text: bool, payload: Bytes },
+    /// The upgrade request was refused with this error's HTTP status.
+    Refused(HandshakeError),
+    /// The connection stopped being open (delivered once).
+    Ended(EndReason),
+}
+
+/// Counts a connection reports to its core (plain integers: the core owns
+/// them and publishes them to its atomics once per loop turn).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub pings_sent: u64,
+}
+
+/// Everything a call into a connection may use besides the connection.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a ConnConfig,
+    pub enc: &'a mut FrameEncoder,
+    pub events: &'a mut Vec<Event>,
+    pub tally: &'a mut Tally,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the complete upgrade request.
+    Handshake,
+    /// Exchanging messages.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// Nothing more will be sent after the queue: flush it, then drop.
+    Closed,
+    /// Drop the socket now.
+    Dead,
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    buf: BytesMut,
+}
+
+/// One connection's state. Small on purpose: an idle open connection holds
+/// no buffers (see PERF.md for the measured bytes per connection).
+#[derive(Debug)]
+pub struct Conn {
+    phase: Phase,
+    /// Unconsumed input: only non-empty while a request head or a frame is
+    /// partly received.
+    rx: BytesMut,
+    decoder: FrameDecoder,
+    assembly: Option<Box<Assembly>>,
+    utf8: Utf8Validator,
+    out: OutQueue,
+    request: Option<Box<UpgradeRequest>>,
+    route: Option<Route>,
+    /// Deadline of the current phase: handshake, close answer, or final flush.
+    phase_deadline: Instant,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    last_message: Instant,
+    end: Option<EndReason>,
+}
+
+impl Conn {
+    /// A freshly accepted connection, waiting for its upgrade request.
+    pub fn new(now: Instant, cfg: &ConnConfig) -> Self {
+        Self {
+            phase: Phase::Handshake,
+            rx: BytesMut::new(),
+            decoder: FrameDecoder::new(Role::Server, cfg.max_frame_size as u64),
+            assembly: None,
+            utf8: Utf8Validator::new(),
+            out: OutQueue::default(),
+            request: None,
+            route: None,
+            phase_deadline: now + cfg.handshake_timeout,
+            next_ping: now,
+            pong_deadline: None,
+            last_message: now,
+            end: None,
+        }
+    }
+
+    /// Current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The accepted upgrade request (path, query, subprotocol), once open.
+    pub fn request(&self) -> Option<&UpgradeRequest> {
+        self.request.as_deref()
+    }
+
+    /// The route chosen at the upgrade.
+    pub fn route(&self) -> Option<Route> {
+        self.route
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end
+    }
+
+    /// The outbound queue (the driver writes from it and advances it).
+    pub fn out(&mut self) -> &mut OutQueue {
+        &mut self.out
+    }
+
+    /// True once the socket should be dropped.
+    pub fn is_dead(&self) -> bool {
+        self.phase == Phase::Dead
+    }
+
+    /// Whether the driver should read from the socket now. False while the
+    /// outbound queue is over its budget (back-pressure on the peer).
+    pub fn wants_read(&self, cfg: &ConnConfig) -> bool {
+        match self.phase {
+            Phase::Dead => false,
+            Phase::Closed => true,
+            _ => self.out.len() <= cfg.write_budget,
+        }
+    }
+
+    /// The driver found the outbound queue empty. In the closed phase the
+    /// connection is then dead: the socket is dropped (closing it sends our
+    /// FIN after the bytes already written).
+    pub fn handle_drained(&mut self) {
+        if self.phase == Phase::Closed && self.out.is_empty() {
+            self.phase = Phase::Dead;
+        }
+    }
+
+    /// The next instant at which [`Conn::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self, cfg: &ConnConfig) -> Option<Instant> {
+        match self.phase {
+            Phase::Handshake | Phase::Closing | Phase::Closed => Some(self.phase_deadline),
+            Phase::Open => {
+                let mut t = self.next_ping;
+                if let Some(p) = self.pong_deadline {
+                    t = t.min(p);
+                }
+                if let Some(idle) = cfg.idle_timeout {
+                    t = t.min(self.last_message + idle);
+                }
+                Some(t)
+            }
+            Phase::Dead => None,
+        }
+    }
+
+    /// Records the end reason once and tells the application.
+    fn end(&mut self, reason: EndReason, ctx: &mut Ctx<'_>) {
+        if self.end.is_none() {
+            self.end = Some(reason);
+            ctx.events.push(Event::Ended(reason));
+        }
+    }
+
+    /// Nothing more will be sent after the queue; the deadline bounds the
+    /// flush to a peer that does not read.
+    fn enter_closed(&mut self, ctx: &mut Ctx<'_>) {
+        self.phase = Phase::Closed;
+        self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+        self.assembly = None;
+        self.rx = BytesMut::new();
+    }
+
+    fn die(&mut self, reason: EndReason, ctx: &mut Ctx<'_>) {
+        self.end(reason, ctx);
+        self.phase = Phase::Dead;
+        self.rx = BytesMut::new();
+        self.assembly = None;
+    }
+
+    /// Starts a server-side close: sends `code`, waits for the answer.
+    pub fn close(&mut self, close_code: u16, reason: &str, why: EndReason, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::Open => {
+                self.out.push(ctx.enc.close(close_code, reason));
+                ctx.tally.frames_out += 1;
+                self.end(why, ctx);
+                self.phase = Phase::Closing;
+                self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+                self.assembly = None;
+            }
+            Phase::Handshake => self.die(why, ctx),
+            Phase::Closing | Phase::Closed | Phase::Dead => {}
+        }
+    }
+
+    /// Queues a data message (text or binary) as one frame.
+    pub fn send_message(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> bool {
+        if self.phase != Phase::Open {
+            return false;
+        }
+        let op = if text { OpCode::Text } else { OpCode::Binary };
+        self.out.push_frame(ctx.enc.frame(op, payload));
+        ctx.tally.frames_out += 1;
+        ctx.tally.messages_out += 1;
+        true
+    }
+
+    /// The peer closed its write side.
+    pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
+        let reason = match self.phase {
+            Phase::Open | Phase::Handshake => EndReason::PeerGone,
+            _ => EndReason::PeerClose,
+        };
+        self.die(reason, ctx);
+    }
+
+    /// The socket failed.
+    pub fn handle_io_error(&mut self, ctx: &mut Ctx<'_>) {
+        self.die(EndReason::IoError, ctx);
+    }
+
+    /// Deadlines that may have passed at `ctx.now`.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        match self.phase {
+            Phase::Handshake if now >= self.phase_deadline => {
+                self.refuse(HandshakeError::Timeout, ctx);
+            }
+            Phase::Open => {
+                if self.pong_deadline.is_some_and(|d| now >= d) {
+                    // Best effort: the driver tries one write before dropping.
+                    self.out
+                        .push(ctx.enc.close(code::GOING_AWAY, "pong timeout"));
+                    self.die(EndReason::PingTimeout, ctx);
+                    return;
+                }
+                if let Some(idle) = ctx.cfg.idle_timeout {
+                    if now >= self.last_message + idle {
+                        self.close(
+                            code::GOING_AWAY,
+                            "idle timeout",
+                            EndReason::IdleTimeout,
+                            ctx,
+                        );
+                        return;
+                    }
+                }
+                if now >= self.next_ping {
+                    self.out.push(ctx.enc.control(OpCode::Ping, b""));
+                    ctx.tally.frames_out += 1;
+                    ctx.tally.pings_sent += 1;
+                    self.next_ping = now + ctx.cfg.ping_interval;
+                    if self.pong_deadline.is_none() {
+                        self.pong_deadline = Some(now + ctx.cfg.pong_timeout);
+                    }
+                }
+            }
+            Phase::Closing if now >= self.phase_deadline => {
+                self.end(EndReason::CloseTimeout, ctx);
+                self.enter_closed(ctx);
+            }
+            Phase::Closed if now >= self.phase_deadline => {
+                self.die(EndReason::CloseTimeout, ctx);
+            }
+            _ => {}
+        }
+    }
+
+    /// Bytes read from the socket. `input` is consumed: what cannot be used
+    /// yet is kept by the connection.
+    pub fn handle_read(&mut self, input: &mut BytesMut, ctx: &mut Ctx<'_>) {
+        if input.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Dead => return,
+            Phase::Closed => {
+                // Only our queue matters now; what the peer sends is dropped.
+                input.clear();
+                return;
+            }
+            _ => {}
+        }
+        self.pong_deadline = None;
+        let ours = !self.rx.is_empty();
+        let mut buf = if ours {
+            self.rx.extend_from_slice(input);
+            input.clear();
+            std::mem::take(&mut self.rx)
+        } else {
+            std::mem::take(input)
+        };
+        if self.phase == Phase::Handshake {
+            self.read_handshake(&mut buf, ctx);
+        }
+        if matches!(self.phase, Phase::Open | Phase::Closing) {
+            self.read_frames(&mut buf, ctx);
+        }
+        if !buf.is_empty() && !matches!(self.phase, Phase::Closed | Phase::Dead) {
+            self.keep_partial(buf, ours);
+        }
+    }
+
+    /// Keeps the unconsumed tail. A tail of the core's receive block is
+    /// copied into a buffer of the connection's own, so an idle connection
+    /// never pins a shared block; a buffer already ours is kept as it is.
+    fn keep_partial(&mut self, buf: BytesMut, ours: bool) {
+        self.rx = if ours {
+            buf
+        } else {
+            let mut own = BytesMut::with_capacity(buf.len());
+            own.extend_from_slice(&buf);
+            own
+        };
+        if let Some(total) = self.decoder.pending_frame_len() {
+            // Grow toward the announced frame size in steps of at most
+            // 256 KiB, so a header that lies costs little memory.
+            let missing = total.saturating_sub(self.rx.len());
+            self.rx.reserve(missing.min(256 * 1024));
+        }
+    }
+
+    fn refuse(&mut self, err: HandshakeError, ctx: &mut Ctx<'_>) {
+        let mut resp = BytesMut::new();
+        handshake::write_error(&mut resp, err);
+        self.out.push(resp.freeze());
+        ctx.events.push(Event::Refused(err));
+        self.end(err.into(), ctx);
+        self.enter_closed(ctx);
+    }
+
+    fn read_handshake(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
+        let parsed = handshake::parse_request(buf, &ctx.cfg.handshake);
+        let (req, len) = match parsed {
+            Ok(Some(ok)) => ok,
+            Ok(None) => return,
+            Err(e) => return self.refuse(e, ctx),
+        };
+        let Some(route) = Route::from_path(req.path()) else {
+            return self.refuse(HandshakeError::NotFound, ctx);
+        };
+        let _ = buf.split_to(len);
+        let mut resp = BytesMut::new();
+        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake);
+        self.out.push(resp.freeze());
+        self.request = Some(Box::new(req));
+        self.route = Some(route);
+        self.phase = Phase::Open;
+        self.next_ping = ctx.now + ctx.cfg.ping_interval;
+        self.last_message = ctx.now;
+        ctx.events.push(Event::Opened { route });
+    }
+
+    fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
+        loop {
+            match self.decoder.decode(buf) {
+                Ok(Some(frame)) => {
+                    ctx.tally.frames_in += 1;
+                    if let Err(e) = self.on_frame(frame, ctx) {
+                        self.fail(e, ctx);
+                    }
+                }
+                Ok(None) => {
+                    if let Err(e) = self.stream_partial(buf) {
+                        self.fail(e, ctx);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.fail(e, ctx);
+                    // The stream can no longer be framed.
+                    if self.phase != Phase::Dead {
+                        self.enter_closed(ctx);
+                    }
+                    buf.clear();
+                    return;
+                }
+            }
+            if !matches!(self.phase, Phase::Open | Phase::Closing) {
+                buf.clear();
+                return;
+            }
+        }
+    }
+
+    /// UTF-8-checks the arrived part of an incomplete text frame (fail fast).
+    fn stream_partial(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        if self.phase != Phase::Open {
+            return Ok(());
+        }
+        let text = match self.decoder.pending_header().map(|h| h.opcode) {
+            Some(OpCode::Text) => self.assembly.is_none(),
+            Some(OpCode::Continuation) => self.assembly.as_ref().is_some_and(|a| a.text),
+            _ => false,
+        };
+        if !text {
+            return Ok(());
+        }
+        if let Some((_, piece)) = self.decoder.unmask_partial(buf) {
+            self.utf8
+                .feed(piece)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// Fails the connection: close frame with the error's code.
+    fn fail(&mut self, e: ProtocolError, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::Open => {
+                self.utf8 = Utf8Validator::new();
+                self.close(e.close_code(), "", EndReason::from(e.kind()), ctx);
+            }
+            // Garbage while waiting for the close answer: stop waiting.
+            Phase::Closing => self.enter_closed(ctx),
+            _ => {}
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Ctx<'_>) -> Result<(), ProtocolError> {
+        let Frame {
+            fin,
+            opcode,
+            payload,
+            streamed,
+        } = frame;
+        if self.phase == Phase::Closing {
+            // Only the close answer matters now.
+            if opcode == OpCode::Close {
+                parse_close_payload(&payload)?;
+                self.enter_closed(ctx);
+            }
+            return Ok(());
+        }
+        let max = ctx.cfg.max_message_size;
+        match opcode {
+            OpCode::Text | OpCode::Binary => {
+                if self.assembly.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if payload.len() > max {
+                    return Err(ProtocolError::MessageTooLarge { max });
+                }
+                let text = opcode == OpCode::Text;
+                if text {
+                    self.utf8
+                        .feed(&payload[streamed..])
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                if fin {
+                    if text {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    self.deliver(text, payload, ctx);
+                } else {
+                    let mut buf = BytesMut::with_capacity(payload.len().max(1024));
+                    buf.extend_from_slice(&payload);
+                    self.assembly = Some(Box::new(Assembly { text, buf }));
+                }
+            }
+            OpCode::Continuation => {
+                let Some(asm) = self.assembly.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                if asm.buf.len() + payload.len() > max {
+                    return Err(ProtocolError::MessageTooLarge { max });
+                }
+                if asm.text {
+                    self.utf8
+                        .feed(&payload[streamed..])
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                asm.buf.extend_from_slice(&payload);
+                if fin {
+                    let asm = self.assembly.take().expect("checked above");
+                    if asm.text {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    self.deliver(asm.text, asm.buf.freeze(), ctx);
+                }
+            }
+            OpCode::Ping => {
+                self.out.push(ctx.enc.control(OpCode::Pong, &payload));
+                ctx.tally.frames_out += 1;
+            }
+            OpCode::Pong => {}
+            OpCode::Close => {
+                let close = parse_close_payload(&payload)?;
+                // Echo the peer's code (RFC 6455 §5.5.1), then close TCP.
+                self.out.push(ctx.enc.close(close.code, ""));
+                ctx.tally.frames_out += 1;
+                self.end(EndReason::PeerClose, ctx);
+                self.enter_closed(ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {
+        ctx.tally.messages_in += 1;
+        self.last_message = ctx.now;
+        ctx.events.push(Event::Message { text, payload });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! A connection's queue of bytes waiting to be written.
+//!
+//! Owns: the ordered `Bytes` chunks still to send and their total size, the
+//! gather list for one vectored write, and consuming what the socket took.
+//! Must not touch: sockets (the driver writes), policy (the connection
+//! decides what the byte budget means).
+//!
+//! An empty queue holds no heap memory.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+
+use crate::protocol::encoder::Encoded;
+
+/// Most slices offered to one `writev` (Linux IOV_MAX is 1024; 64 keeps
+/// the gather list on the stack and is plenty for one syscall).
+pub const MAX_IOVECS: usize = 64;
+
+/// Outbound byte queue.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl OutQueue {
+    /// Appends a chunk (empty chunks are skipped).
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Appends an encoded frame.
+    pub fn push_frame(&mut self, frame: Encoded) {
+        match frame {
+            Encoded::One(a) => self.push(a),
+            Encoded::Two(a, b) => {
+                self.push(a);
+                self.push(b);
+            }
+        }
+    }
+
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `slices` with the front chunks; returns how many were filled.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops `written` bytes from the front.
+    pub fn advance(&mut self, mut written: usize) {
+        debug_assert!(written <= self.len);
+        self.len -= written.min(self.len);
+        while written > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(written);
+                return;
+            }
+        }
+        if self.chunks.is_empty() && self.chunks.capacity() > 16 {
+            // A burst grew the ring; give the memory back when idle.
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_writes_advance_across_chunks() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::new());
+        q.push(Bytes::from_static(b"defg"));
+        assert_eq!(q.len(), 7);
+        q.advance(4);
+        assert_eq!(q.len(), 3);
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = q.io_slices(&mut slices);
+        assert_eq!(n, 1);
+        assert_eq!(&*slices[0], b"efg");
+        q.advance(3);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,492 @@
+//! One core: a thread that owns a `mio::Poll`, its listener, a `Slab` of
+//! connections, a timing wheel with every connection's next deadline, a
+//! receive block shared by all its connections, and an inbox.
+//!
+//! Owns: every socket call and every clock read of the data plane, turning
+//! readiness and timer expiry into calls on the sans-IO [`Conn`], routing
+//! its events, writing its queue, and removing it — from the slab, the
+//! poll registry and the wheel — the moment it is dead.
+//! Must not touch: protocol rules (that is `protocol`/`conn`), other cores'
+//! state (only their inboxes, through handles).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::counters::CoreCounters;
+use crate::config::Config;
+use crate::conn::outbound::MAX_IOVECS;
+use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
+use crate::protocol::close::code;
+use crate::protocol::encoder::FrameEncoder;
+use crate::timer::{TimerKey, TimingWheel};
+
+pub(crate) const LISTENER: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Size of the per-core receive block every read goes into.
+const RX_BLOCK: usize = 64 * 1024;
+/// A new block is started when less than this is left in the current one.
+const RX_MIN_READ: usize = 4 * 1024;
+
+/// Messages another thread sends to a core.
+#[derive(Debug)]
+pub enum Command {
+    /// Stop accepting, close every connection with 1001, drain, exit.
+    Shutdown,
+}
+
+/// What the core keeps per connection besides the sans-IO state.
+struct Slot {
+    stream: TcpStream,
+    conn: Conn,
+    /// Generation of this slab entry, so a timer for a removed connection
+    /// can never reach a new one that reuses the key.
+    gen: u32,
+    /// The wheel entry and the tick it fires at.
+    timer: Option<(TimerKey, u64)>,
+    /// Reading stopped for back-pressure; resume when the queue drains.
+    read_paused: bool,
+}
+
+pub(crate) struct Core {
+    cfg: Arc<Config>,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    inbox: Receiver<Command>,
+    conns: Slab<Slot>,
+    wheel: TimingWheel<(u32, u32)>,
+    start: Instant,
+    next_gen: u32,
+    rx: BytesMut,
+    enc: FrameEncoder,
+    events: Vec<Event>,
+    tally: Tally,
+    counters: Arc<CoreCounters>,
+    drain_deadline: Option<Instant>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        poll: Poll,
+        mut listener: TcpListener,
+        inbox: Receiver<Command>,
+        counters: Arc<CoreCounters>,
+    ) -> io::Result<Self> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Self {
+            cfg,
+            poll,
+            listener: Some(listener),
+            inbox,
+            conns: Slab::new(),
+            wheel: TimingWheel::new(),
+            start: Instant::now(),
+            next_gen: 0,
+            rx: BytesMut::new(),
+            enc: FrameEncoder::new(),
+            events: Vec::new(),
+            tally: Tally::default(),
+            counters,
+            drain_deadline: None,
+        })
+    }
+
+    fn tick_floor(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    fn tick_ceil(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.start);
+        let ms = d.as_millis() as u64;
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    /// Runs until shutdown has drained every connection.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if now >= deadline {
+                    self.drop_all();
+                    return Ok(());
+                }
+            }
+            let timeout = self.poll_timeout(now);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.drain_inbox(now),
+                    Token(t) => {
+                        let key = t - FIRST_CONN;
+                        if !self.conns.contains(key) {
+                            continue;
+                        }
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        self.service(key, readable, now);
+                    }
+                }
+            }
+            self.fire_timers(Instant::now());
+            self.publish_tally();
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let mut timeout = self.wheel.next_deadline().map(|tick| {
+            let at = self.start + Duration::from_millis(tick);
+            at.saturating_duration_since(now)
+        });
+        if let Some(d) = self.drain_deadline {
+            let left = d.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        timeout
+    }
+
+    fn publish_tally(&mut self) {
+        let t = std::mem::take(&mut self.tally);
+        let c = &self.counters;
+        c.frames_in.add(t.frames_in);
+        c.frames_out.add(t.frames_out);
+        c.messages_in.add(t.messages_in);
+        c.messages_out.add(t.messages_out);
+        c.pings_sent.add(t.pings_sent);
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, _peer)) => {
+                    self.counters.accepted.add(1);
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(key + FIRST_CONN),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!(error = %e, "register failed");
+                        self.counters.accept_errors.add(1);
+                        continue;
+                    }
+                    self.next_gen = self.next_gen.wrapping_add(1);
+                    entry.insert(Slot {
+                        stream,
+                        conn: Conn::new(now, &self.cfg.conn),
+                        gen: self.next_gen,
+                        timer: None,
+                        read_paused: false,
+                    });
+                    self.counters.open.add(1);
+                    self.schedule(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: count and retry on the next event.
+                    self.counters.accept_errors.add(1);
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_inbox(&mut self, now: Instant) {
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::Shutdown => self.begin_shutdown(now),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.drain_deadline = Some(now + self.cfg.drain_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let slot = &mut self.conns[key];
+            let mut ctx = Ctx {
+                now,
+                cfg: &self.cfg.conn,
+                enc: &mut self.enc,
+                events: &mut self.events,
+                tally: &mut self.tally,
+            };
+            slot.conn.close(
+                code::GOING_AWAY,
+                "server shutting down",
+                EndReason::Shutdown,
+                &mut ctx,
+            );
+            self.after(key, now);
+        }
+    }
+
+    fn drop_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.remove(key);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        let tick = self.tick_floor(now);
+        while let Some((_, (key, gen))) = self.wheel.poll(tick) {
+            let key = key as usize;
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if slot.gen != gen {
+                continue;
+            }
+            slot.timer = None;
+            let mut ctx = Ctx {
+                now,
+                cfg: &self.cfg.conn,
+                enc: &mut self.enc,
+                events: &mut self.events,
+                tally: &mut self.tally,
+            };
+            slot.conn.handle_timeout(&mut ctx);
+            self.after(key, now);
+        }
+    }
+
+    /// Reads (if `readable`) and writes one connection, then settles it.
+    fn service(&mut self, key: usize, readable: bool, now: Instant) {
+        let mut read = readable;
+        loop {
+            if read {
+                self.read(key, now);
+            }
+            self.route_events(key, now);
+            self.flush(key);
+            let Some(slot) = self.conns.get_mut(key) else {
+                return;
+            };
+            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
+                slot.read_paused = false;
+                read = true;
+                continue;
+            }
+            break;
+        }
+        self.settle(key);
+    }
+
+    /// Routes events, flushes, and settles after a non-I/O input.
+    fn after(&mut self, key: usize, now: Instant) {
+        self.route_events(key, now);
+        self.flush(key);
+        self.settle(key);
+    }
+
+    fn read(&mut self, key: usize, now: Instant) {
+        loop {
+            let slot = &mut self.conns[key];
+            if !slot.conn.wants_read(&self.cfg.conn) {
+                slot.read_paused = !slot.conn.is_dead();
+                return;
+            }
+            if self.rx.len() < RX_MIN_READ {
+                // Zeroed once per block so reads need no `unsafe`; the cost
+                // is one memset per 64 KiB received.
+                self.rx = BytesMut::zeroed(RX_BLOCK);
+            }
+            let mut ctx = Ctx {
+                now,
+                cfg: &self.cfg.conn,
+                enc: &mut self.enc,
+                events: &mut self.events,
+                tally: &mut self.tally,
+            };
+            let want = self.rx.len();
+            match slot.stream.read(&mut self.rx[..]) {
+                Ok(0) => {
+                    slot.conn.handle_eof(&mut ctx);
+                    return;
+                }
+                Ok(n) => {
+                    self.counters.bytes_in.add(n as u64);
+                    let mut chunk = self.rx.split_to(n);
+                    slot.conn.handle_read(&mut chunk, &mut ctx);
+                    self.route_events(key, now);
+                    if n < want {
+                        // A short read drained the socket; the next byte to
+                        // arrive raises a new edge.
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    slot.conn.handle_io_error(&mut ctx);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn route_events(&mut self, key: usize, now: Instant) {
+        if self.events.is_empty() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
+            match ev {
+                Event::Opened { .. } => self.counters.upgraded.add(1),
+                Event::Ended(reason) => self.counters.ended[reason.index()].add(1),
+                Event::Refused(err) => self.counters.handshake_failures[err.index()].add(1),
+                Event::Message { text, payload } => {
+                    let slot = &mut self.conns[key];
+                    if slot.conn.route() == Some(Route::Echo) {
+                        let mut ctx = Ctx {
+                            now,
+                            cfg: &self.cfg.conn,
+                            enc: &mut self.enc,
+                            events: &mut self.events,
+                            tally: &mut self.tally,
+                        };
+                        slot.conn.send_message(text, payload, &mut ctx);
+                    }
+                }
+            }
+        }
+        // Keep the vector's allocation; sends above add no events.
+        debug_assert!(self.events.is_empty());
+        self.events = events;
+    }
+
+    /// Writes as much of the queue as the socket takes.
+    fn flush(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        loop {
+            let out = slot.conn.out();
+            if out.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = out.io_slices(&mut slices);
+            let res = if n == 1 {
+                slot.stream.write(&slices[0])
+            } else {
+                slot.stream.write_vectored(&slices[..n])
+            };
+            match res {
+                Ok(0) => {
+                    out.clear();
+                    break;
+                }
+                Ok(w) => {
+                    self.counters.bytes_out.add(w as u64);
+                    out.advance(w);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    out.clear();
+                    let mut ctx = Ctx {
+                        now: Instant::now(),
+                        cfg: &self.cfg.conn,
+                        enc: &mut self.enc,
+                        events: &mut self.events,
+                        tally: &mut self.tally,
+                    };
+                    slot.conn.handle_io_error(&mut ctx);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// After any input: remove the dead, schedule the living.
+    fn settle(&mut self, key: usize) {
+        // Count an end that the flush itself caused (write error).
+        if !self.events.is_empty() {
+            self.route_events(key, Instant::now());
+        }
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.conn.out().is_empty() {
+            slot.conn.handle_drained();
+        }
+        if slot.conn.is_dead() {
+            self.remove(key);
+        } else {
+            self.schedule(key);
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        let mut slot = self.conns.remove(key);
+        if let Some((tk, _)) = slot.timer.take() {
+            self.wheel.cancel(tk);
+        }
+        let _ = self.poll.registry().deregister(&mut slot.stream);
+        if slot.conn.end_reason().is_none() {
+            // Dropped without having ended (drain timeout).
+            self.counters.ended[EndReason::Shutdown.index()].add(1);
+        }
+        self.counters.open.sub(1);
+    }
+
+    /// Makes sure the wheel holds an entry no later than the connection's
+    /// next deadline. An entry that is earlier is kept: it fires, finds
+    /// nothing due, and is rescheduled (cheaper than a cancel per message).
+    fn schedule(&mut self, key: usize) {
+        let Some(at) = self.conns[key].conn.poll_timeout(&self.cfg.conn) else {
+            return;
+        };
+        let tick = self.tick_ceil(at);
+        let slot = &mut self.conns[key];
+        match slot.timer {
+            Some((_, t)) if t <= tick => {}
+            Some((tk, _)) => {
+                self.wheel.cancel(tk);
+                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
+                slot.timer = Some((tk, tick));
+            }
+            None => {
+                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
+                slot.timer = Some((tk, tick));
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Per-core counters, written without locks and read from any thread.
+//!
+//! Owns: the counter cells of one core and plain snapshots of them.
+//! Must not touch: deciding what to count (the core does) or formatting
+//! beyond a one-line summary.
+//!
+//! Each core is the only writer of its own `CoreCounters`, so an increment
+//! is a relaxed load plus store (no locked read-modify-write on the hot
+//! path); readers (stats log, admin plane) see relaxed, eventually
+//! consistent values. The struct is cache-line aligned so cores do not
+//! share lines.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::conn::EndReason;
+use crate::error::HandshakeError;
+
+/// One single-writer counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning core may call this (single writer).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        if n != 0 {
+            let v = self.0.load(Ordering::Relaxed);
+            self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+        }
+    }
+
+    /// Subtracts `n` (for gauges). Single writer, like [`Counter::add`].
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_sub(n), Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+const N_END: usize = EndReason::ALL.len();
+const N_HS: usize = HandshakeError::ALL.len();
+
+/// The counters of one core.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct CoreCounters {
+    /// Sockets currently held (gauge).
+    pub open: Counter,
+    /// Connections accepted from the listener.
+    pub accepted: Counter,
+    /// Upgrades completed.
+    pub upgraded: Counter,
+    /// Connections ended, by reason.
+    pub ended: [Counter; N_END],
+    /// Upgrade refusals, by reason.
+    pub handshake_failures: [Counter; N_HS],
+    /// `accept` failures (e.g. out of file descriptors).
+    pub accept_errors: Counter,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub pings_sent: Counter,
+}
+
+/// A plain copy of counters (one core's, or summed over cores).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub open: u64,
+    pub accepted: u64,
+    pub upgraded: u64,
+    pub ended: [u64; N_END],
+    pub handshake_failures: [u64; N_HS],
+    pub accept_errors: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pings_sent: u64,
+}
+
+impl CoreCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            open: self.open.get(),
+            accepted: self.accepted.get(),
+            upgraded: self.upgraded.get(),
+            ended: std::array::from_fn(|i| self.ended[i].get()),
+            handshake_failures: std::array::from_fn(|i| self.handshake_failures[i].get()),
+            accept_errors: self.accept_errors.get(),
+            frames_in: self.frames_in.get(),
+            frames_out: self.frames_out.get(),
+            messages_in: self.messages_in.get(),
+            messages_out: self.messages_out.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            pings_sent: self.pings_sent.get(),
+        }
+    }
+}
+
+impl Stats {
+    /// Connections ended for `reason`.
+    pub fn ended(&self, reason: EndReason) -> u64 {
+        self.ended[reason.index()]
+    }
+
+    /// Upgrades refused for `err`.
+    pub fn handshake_failures(&self, err: HandshakeError) -> u64 {
+        self.handshake_failures[err.index()]
+    }
+
+    /// Adds another snapshot into this one.
+    pub fn merge(&mut self, o: &Stats) {
+        self.open += o.open;
+        self.accepted += o.accepted;
+        self.upgraded += o.upgraded;
+        for i in 0..N_END {
+            self.ended[i] += o.ended[i];
+        }
+        for i in 0..N_HS {
+            self.handshake_failures[i] += o.handshake_failures[i];
+        }
+        self.accept_errors += o.accept_errors;
+        self.frames_in += o.frames_in;
+        self.frames_out += o.frames_out;
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.pings_sent += o.pings_sent;
+    }
+}
+
+/// One log line: counts only, never contents; zero reasons are left out.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "open={} accepted={} upgraded={} frames_in={} frames_out={} msgs_in={} msgs_out={} \
+             bytes_in={} bytes_out={} pings_sent={} accept_errors={}",
+            self.open,
+            self.accepted,
+            self.upgraded,
+            self.frames_in,
+            self.frames_out,
+            self.messages_in,
+            self.messages_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.pings_sent,
+            self.accept_errors
+        )?;
+        for r in EndReason::ALL {
+            let n = self.ended(r);
+            if n > 0 {
+                write!(f, " ended.{}={n}", r.name())?;
+            }
+        }
+        for e in HandshakeError::ALL {
+            let n = self.handshake_failures(e);
+            if n > 0 {
+                write!(f, " refused.{}={n}", e.name())?;
+            }
+        }
+        Ok(())
+    }
+}

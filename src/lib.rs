@@ -1,0 +1,24 @@
+//! wsedge: a thread-per-core WebSocket edge server.
+//!
+//! Layers, bottom up (each module's own doc says what it owns):
+//! - [`protocol`]: sans-IO RFC 6455 — frames, masking, UTF-8, close codes,
+//!   the HTTP upgrade. Pure functions over bytes.
+//! - [`conn`]: one connection's state machine — bytes and `now` in,
+//!   events, bytes out and the next deadline out.
+//! - [`timer`]: the hierarchical timing wheel holding every deadline.
+//! - [`engine`]: the per-core `mio` drivers and the [`Server`] handle.
+//! - [`config`], [`error`]: every setting, every refusal reason.
+//!
+//! `unsafe` is forbidden in the whole crate.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+pub mod engine;
+pub mod error;
+pub mod fuzzing;
+pub mod protocol;
+pub mod timer;
+
+pub use config::{Config, ConnConfig};
+pub use engine::{Server, Stats};

@@ -1,0 +1,179 @@
+//! The `wsedge` binary: command line, logging, signals. Nothing else —
+//! the server itself is the library.
+//!
+//! Owns: turning flags into a [`wsedge::Config`], starting the
+//! [`wsedge::Server`], the periodic counts log line, and graceful shutdown
+//! on SIGINT/SIGTERM. Must not touch: sockets or connections.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use wsedge::{Config, Server};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wsedge",
+    version,
+    about = "A thread-per-core WebSocket edge server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "serve")]
+struct ServeArgs {
+    /// Address every core listens on (SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Core threads [default: available parallelism].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Server ping period.
+    #[arg(long, default_value = "25s", value_parser = duration)]
+    ping_interval: Duration,
+    /// Time the peer has to send anything after a ping.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pong_timeout: Duration,
+    /// Close connections with no data message for this long ("0s" = off).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    idle_timeout: Duration,
+    /// Time from accept to a complete upgrade request.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    handshake_timeout: Duration,
+    /// Time to wait for the peer's close answer and FIN.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    close_timeout: Duration,
+    /// On SIGINT/SIGTERM, time allowed for connections to close.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    drain_timeout: Duration,
+    /// Largest frame payload in bytes (close 1009 beyond).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_frame_size: usize,
+    /// Largest message in bytes (close 1009 beyond).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message_size: usize,
+    /// Queued outbound bytes per connection before reading pauses.
+    #[arg(long, default_value_t = 1 << 20)]
+    write_budget: usize,
+    /// Largest upgrade request head in bytes (431 beyond).
+    #[arg(long, default_value_t = 8192)]
+    max_request_bytes: usize,
+    /// Most upgrade request headers (431 beyond).
+    #[arg(long, default_value_t = 32)]
+    max_headers: usize,
+    /// A subprotocol the server accepts; repeat in order of preference.
+    #[arg(long = "subprotocol")]
+    subprotocols: Vec<String>,
+    /// Period of the counts log line.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    stats_interval: Duration,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Config {
+        let mut cfg = Config {
+            listen: self.listen,
+            drain_timeout: self.drain_timeout,
+            stats_interval: self.stats_interval,
+            ..Config::default()
+        };
+        if let Some(n) = self.cores {
+            cfg.cores = n.max(1);
+        }
+        let c = &mut cfg.conn;
+        c.ping_interval = self.ping_interval;
+        c.pong_timeout = self.pong_timeout;
+        c.idle_timeout = (!self.idle_timeout.is_zero()).then_some(self.idle_timeout);
+        c.handshake_timeout = self.handshake_timeout;
+        c.close_timeout = self.close_timeout;
+        c.max_frame_size = self.max_frame_size;
+        c.max_message_size = self.max_message_size;
+        c.write_budget = self.write_budget;
+        c.handshake.max_request_bytes = self.max_request_bytes;
+        c.handshake.max_headers = self.max_headers;
+        c.handshake.subprotocols = self.subprotocols;
+        cfg
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => ServeArgs::parse_from(["serve"]),
+    };
+    match serve(args.into_config()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "wsedge failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cfg: Config) -> std::io::Result<()> {
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded(4);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let stats_interval = cfg.stats_interval;
+    let cores = cfg.cores;
+    let server = Server::start(cfg)?;
+    tracing::info!(addr = %server.local_addr(), cores, "wsedge listening; echo route at /echo");
+    std::thread::Builder::new()
+        .name("wsedge-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })?;
+    loop {
+        match sig_rx.recv_timeout(stats_interval) {
+            Ok(sig) => {
+                tracing::info!(signal = sig, "shutting down: closing connections with 1001");
+                break;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                tracing::info!("stats {}", server.stats());
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    server.shutdown();
+    let stats_at_exit = {
+        // Wait for the drain, then report the final counts.
+        let cores = server.cores().to_vec();
+        server.join()?;
+        let mut total = wsedge::Stats::default();
+        for c in &cores {
+            total.merge(&c.counters().snapshot());
+        }
+        total
+    };
+    tracing::info!("stopped; stats {}", stats_at_exit);
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! The sans-IO RFC 6455 protocol layer: pure functions and small state
+//! machines over byte buffers. No sockets, no clock, no `unsafe`.
+//!
+//! - [`frame`]: frame header codec, zero-copy payloads, framing rules.
+//! - [`mask`]: payload (un)masking, word-at-a-time.
+//! - [`utf8`]: whole-message and streaming UTF-8 validation.
+//! - [`close`]: close codes and close payloads.
+//! - [`handshake`]: the HTTP/1.1 upgrade request and its responses.
+
+pub mod close;
+pub mod encoder;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use frame::{Frame, FrameDecoder, FrameHeader, OpCode, Role};

@@ -1,0 +1,124 @@
+//! Helpers shared by the integration tests: an in-process server on a free
+//! loopback port with short deadlines, raw TCP helpers, and a tungstenite
+//! client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use wsedge::{Config, Server};
+
+/// A config on 127.0.0.1:0 with `cores` cores and default deadlines.
+pub fn config(cores: usize) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores,
+        drain_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
+}
+
+pub fn start(cfg: Config) -> Server {
+    Server::start(cfg).expect("server starts")
+}
+
+pub fn ws_url(server: &Server, path: &str) -> String {
+    format!("ws://{}{}", server.local_addr(), path)
+}
+
+pub type Client = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+/// A tungstenite client connected to `path`, with a read timeout so a
+/// broken server fails the test instead of hanging it.
+pub fn connect(server: &Server, path: &str) -> Client {
+    let (ws, resp) = tungstenite::connect(ws_url(server, path)).expect("upgrade succeeds");
+    assert_eq!(resp.status(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws
+}
+
+/// Sends raw bytes and reads until the server closes the connection or
+/// `limit` passes; returns what was read.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.write_all(request).unwrap();
+    read_to_close(&mut s, limit)
+}
+
+/// Reads until EOF (or an error such as a reset) or `limit`.
+pub fn read_to_close(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(resp: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(resp);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+pub const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// A raw TCP socket that completed the upgrade to /echo (101 read).
+pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(UPGRADE.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&head), 101);
+    s
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// A masked client frame.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}

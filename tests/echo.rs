@@ -1,0 +1,145 @@
+//! Echo over real sockets with the tungstenite client: text, binary,
+//! fragmented, large, ping/pong, the close handshake, protocol errors.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+#[test]
+fn echoes_text_and_binary() {
+    let server = start(config(1));
+    let mut ws = connect(&server, "/echo");
+    ws.send(Message::text("hello wsedge")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hello wsedge"));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![0u8, 1, 2, 255]));
+    ws.send(Message::text("")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text(""));
+    ws.close(None).unwrap();
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn echoes_large_messages() {
+    let server = start(config(1));
+    let mut ws = connect(&server, "/echo");
+    let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    let text = "ü".repeat(600_000); // 1.2 MB of 2-byte code points
+    ws.send(Message::text(text.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text(text));
+}
+
+#[test]
+fn reassembles_fragments_with_interleaved_ping() {
+    let server = start(config(1));
+    let mut s = raw_upgraded(server.local_addr());
+    let mut wire = client_frame(false, 0x1, "frag".as_bytes());
+    wire.extend(client_frame(true, 0x9, b"p!"));
+    wire.extend(client_frame(false, 0x0, "mé".as_bytes()));
+    wire.extend(client_frame(true, 0x0, "nted".as_bytes()));
+    // Send byte by byte: every split point inside headers and code points.
+    for b in &wire {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(s, tungstenite::protocol::Role::Client, None);
+    // tungstenite answers our ping... we read the server's pong first.
+    assert_eq!(ws.read().unwrap(), Message::Pong(b"p!".to_vec().into()));
+    assert_eq!(ws.read().unwrap(), Message::text("fragménted"));
+}
+
+#[test]
+fn close_handshake_echoes_code_then_closes_tcp() {
+    let server = start(config(1));
+    let mut ws = connect(&server, "/echo");
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    }))
+    .unwrap();
+    match ws.read() {
+        Ok(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Library(4001)),
+        other => panic!("expected close echo, got {other:?}"),
+    }
+    // Then the server closes TCP.
+    assert!(matches!(
+        ws.read(),
+        Err(tungstenite::Error::ConnectionClosed)
+    ));
+    assert!(wait_until(Duration::from_secs(5), || server.stats().open == 0));
+    assert_eq!(server.stats().ended(wsedge::conn::EndReason::PeerClose), 1);
+}
+
+fn close_code_for(wire: &[u8]) -> u16 {
+    let mut cfg = config(1);
+    // This raw client never answers the close; don't wait long for it.
+    cfg.conn.close_timeout = Duration::from_millis(200);
+    let server = start(cfg);
+    let mut s = raw_upgraded(server.local_addr());
+    s.write_all(wire).unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5));
+    assert!(got.len() >= 4, "expected a close frame, got {got:?}");
+    assert_eq!(got[0], 0x88, "close opcode, FIN, not masked");
+    u16::from_be_bytes([got[2], got[3]])
+}
+
+#[test]
+fn protocol_errors_get_their_close_codes() {
+    // Reserved bit.
+    assert_eq!(close_code_for(&[0xc1, 0x80, 0, 0, 0, 0]), 1002);
+    // Unmasked client frame.
+    assert_eq!(close_code_for(&[0x81, 0x02, b'h', b'i']), 1002);
+    // Invalid UTF-8.
+    assert_eq!(
+        close_code_for(&client_frame(true, 0x1, &[0xff, 0xfe])),
+        1007
+    );
+    // Continuation with nothing to continue.
+    assert_eq!(close_code_for(&client_frame(true, 0x0, b"x")), 1002);
+    // Invalid close code.
+    assert_eq!(
+        close_code_for(&client_frame(true, 0x8, &[0x03, 0xed])),
+        1002
+    );
+}
+
+#[test]
+fn oversized_message_gets_1009() {
+    let mut cfg = config(1);
+    cfg.conn.max_message_size = 1000;
+    cfg.conn.close_timeout = Duration::from_millis(200);
+    let server = start(cfg);
+    let mut s = raw_upgraded(server.local_addr());
+    let mut wire = client_frame(false, 0x2, &[0u8; 600]);
+    wire.extend(client_frame(true, 0x0, &[0u8; 600]));
+    s.write_all(&wire).unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5));
+    assert_eq!(&got[..4], &[0x88, 0x02, 0x03, 0xf1]);
+    assert!(wait_until(Duration::from_secs(5), || {
+        server.stats().ended(wsedge::conn::EndReason::TooLarge) == 1
+    }));
+}
+
+#[test]
+fn many_messages_pipelined_arrive_in_order() {
+    let server = start(config(1));
+    let mut ws = connect(&server, "/echo");
+    for i in 0..2000 {
+        ws.write(Message::text(format!("m{i}"))).unwrap();
+    }
+    ws.flush().unwrap();
+    for i in 0..2000 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("m{i}")));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.messages_in, 2000);
+    assert_eq!(stats.messages_out, 2000);
+}

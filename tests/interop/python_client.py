@@ -1,0 +1,41 @@
+"""Interop check with a non-Rust client: Python `websockets` (PyPI).
+
+Usage: python_client.py ws://127.0.0.1:PORT/echo
+Exits 0 and prints "interop ok" only if every exchange round-trips.
+"""
+import asyncio
+import sys
+
+import websockets
+
+
+async def main(url: str) -> None:
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send("hello from python ✓")
+        assert await ws.recv() == "hello from python ✓"
+
+        await ws.send(bytes(range(256)))
+        assert await ws.recv() == bytes(range(256))
+
+        # Fragmented text message (an iterable is sent as fragments).
+        await ws.send(["frag", "mented ", "mëssage"])
+        assert await ws.recv() == "fragmented mëssage"
+
+        big = bytes(i % 253 for i in range(2 * 1024 * 1024))
+        await ws.send(big)
+        assert await ws.recv() == big
+
+        big_text = "é" * (600 * 1024)
+        await ws.send(big_text)
+        assert await ws.recv() == big_text
+
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+
+        await ws.close(code=1000, reason="done")
+        assert ws.close_code == 1000, ws.close_code
+    print("interop ok")
+
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.wait_for(main(sys.argv[1]), 30))
