@@ -143,3 +143,32 @@ fn many_messages_pipelined_arrive_in_order() {
     assert_eq!(stats.messages_in, 2000);
     assert_eq!(stats.messages_out, 2000);
 }
+
+#[test]
+fn message_before_a_protocol_error_is_echoed_before_the_close() {
+    // Autobahn 3.2 / 4.1.3: one write carries a good message, then a frame
+    // with RSV bits; the echo must go out before the 1002 close.
+    let mut cfg = config(1);
+    cfg.conn.close_timeout = Duration::from_millis(200);
+    let server = start(cfg);
+    let mut s = raw_upgraded(server.local_addr());
+    let mut wire = client_frame(true, 0x1, b"first");
+    wire.extend([0xc1, 0x80, 0, 0, 0, 0]);
+    s.write_all(&wire).unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5));
+    assert_eq!(&got[..7], b"\x81\x05first");
+    assert_eq!(&got[7..11], &[0x88, 0x02, 0x03, 0xea]);
+}
+
+#[test]
+fn invalid_close_from_peer_is_answered_and_tcp_closed_at_once() {
+    // Autobahn 7.9.*: the peer already sent its close, so the server must
+    // not wait for another one.
+    let server = start(config(1));
+    let mut s = raw_upgraded(server.local_addr());
+    s.write_all(&client_frame(true, 0x8, &[0x03, 0xed]))
+        .unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5));
+    assert_eq!(got, vec![0x88, 0x02, 0x03, 0xea]);
+    assert!(wait_until(Duration::from_secs(1), || server.stats().open == 0));
+}

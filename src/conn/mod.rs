@@ -116,6 +116,8 @@ pub struct Conn {
     /// Unconsumed input: only non-empty while a request head or a frame is
     /// partly received.
     rx: BytesMut,
+    /// `rx` is a slice of the core's shared receive block.
+    rx_borrowed: bool,
     decoder: FrameDecoder,
     assembly: Option<Box<Assembly>>,
     utf8: Utf8Validator,
@@ -136,6 +138,7 @@ impl Conn {
         Self {
             phase: Phase::Handshake,
             rx: BytesMut::new(),
+            rx_borrowed: false,
             decoder: FrameDecoder::new(Role::Server, cfg.max_frame_size as u64),
             assembly: None,
             utf8: Utf8Validator::new(),
@@ -330,39 +333,60 @@ impl Conn {
         }
     }
 
-    /// Bytes read from the socket. `input` is consumed: what cannot be used
-    /// yet is kept by the connection.
-    pub fn handle_read(&mut self, input: &mut BytesMut, ctx: &mut Ctx<'_>) {
+    /// Bytes read from the socket. `input` is taken over (left empty).
+    ///
+    /// Parsing stops after each delivered message, so the application can
+    /// answer it before anything later in the stream takes effect (a
+    /// protocol error's close frame must not overtake the echo of the
+    /// message before it). Returns true if it stopped there: route the
+    /// events, then call [`Conn::process`] until it returns false.
+    pub fn handle_read(&mut self, input: &mut BytesMut, ctx: &mut Ctx<'_>) -> bool {
         if input.is_empty() {
-            return;
+            return false;
         }
         match self.phase {
-            Phase::Dead => return,
+            Phase::Dead => return false,
             Phase::Closed => {
                 // Only our queue matters now; what the peer sends is dropped.
                 input.clear();
-                return;
+                return false;
             }
             _ => {}
         }
         self.pong_deadline = None;
-        let ours = !self.rx.is_empty();
-        let mut buf = if ours {
+        if self.rx.is_empty() {
+            // Parse straight from the core's block; copied only if a tail
+            // must be kept (see `keep_partial`).
+            self.rx = std::mem::take(input);
+            self.rx_borrowed = true;
+        } else {
             self.rx.extend_from_slice(input);
             input.clear();
-            std::mem::take(&mut self.rx)
-        } else {
-            std::mem::take(input)
-        };
-        if self.phase == Phase::Handshake {
+        }
+        self.process(ctx)
+    }
+
+    /// Parses buffered input until a message is delivered (returns true:
+    /// call again after routing it) or the input is used up (false).
+    pub fn process(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let mut buf = std::mem::take(&mut self.rx);
+        let borrowed = std::mem::replace(&mut self.rx_borrowed, false);
+        let mut delivered = false;
+        if self.phase == Phase::Handshake && !buf.is_empty() {
             self.read_handshake(&mut buf, ctx);
         }
         if matches!(self.phase, Phase::Open | Phase::Closing) {
-            self.read_frames(&mut buf, ctx);
+            delivered = self.read_frames(&mut buf, ctx);
         }
         if !buf.is_empty() && !matches!(self.phase, Phase::Closed | Phase::Dead) {
-            self.keep_partial(buf, ours);
+            if delivered {
+                self.rx = buf;
+                self.rx_borrowed = borrowed;
+            } else {
+                self.keep_partial(buf, !borrowed);
+            }
         }
+        delivered
     }
 
     /// Keeps the unconsumed tail. A tail of the core's receive block is
@@ -415,20 +439,23 @@ impl Conn {
         ctx.events.push(Event::Opened { route });
     }
 
-    fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
+    /// Returns true if it stopped right after delivering a message.
+    fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> bool {
         loop {
             match self.decoder.decode(buf) {
                 Ok(Some(frame)) => {
                     ctx.tally.frames_in += 1;
-                    if let Err(e) = self.on_frame(frame, ctx) {
-                        self.fail(e, ctx);
+                    match self.on_frame(frame, ctx) {
+                        Ok(true) if !buf.is_empty() => return true,
+                        Ok(_) => {}
+                        Err(e) => self.fail(e, ctx),
                     }
                 }
                 Ok(None) => {
                     if let Err(e) = self.stream_partial(buf) {
                         self.fail(e, ctx);
                     }
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     self.fail(e, ctx);
@@ -437,12 +464,12 @@ impl Conn {
                         self.enter_closed(ctx);
                     }
                     buf.clear();
-                    return;
+                    return false;
                 }
             }
             if !matches!(self.phase, Phase::Open | Phase::Closing) {
                 buf.clear();
-                return;
+                return false;
             }
         }
     }
@@ -481,7 +508,8 @@ impl Conn {
         }
     }
 
-    fn on_frame(&mut self, frame: Frame, ctx: &mut Ctx<'_>) -> Result<(), ProtocolError> {
+    /// Ok(true) if a message was delivered.
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Ctx<'_>) -> Result<bool, ProtocolError> {
         let Frame {
             fin,
             opcode,
@@ -491,10 +519,10 @@ impl Conn {
         if self.phase == Phase::Closing {
             // Only the close answer matters now.
             if opcode == OpCode::Close {
-                parse_close_payload(&payload)?;
+                // Valid or not, the peer's close ends the wait.
                 self.enter_closed(ctx);
             }
-            return Ok(());
+            return Ok(false);
         }
         let max = ctx.cfg.max_message_size;
         match opcode {
@@ -516,6 +544,7 @@ impl Conn {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
                     self.deliver(text, payload, ctx);
+                    return Ok(true);
                 } else {
                     let mut buf = BytesMut::with_capacity(payload.len().max(1024));
                     buf.extend_from_slice(&payload);
@@ -541,6 +570,7 @@ impl Conn {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
                     self.deliver(asm.text, asm.buf.freeze(), ctx);
+                    return Ok(true);
                 }
             }
             OpCode::Ping => {
@@ -549,15 +579,21 @@ impl Conn {
             }
             OpCode::Pong => {}
             OpCode::Close => {
-                let close = parse_close_payload(&payload)?;
-                // Echo the peer's code (RFC 6455 §5.5.1), then close TCP.
-                self.out.push(ctx.enc.close(close.code, ""));
+                // The peer has sent its close, so ours completes the
+                // handshake either way: echo its code (RFC 6455 §5.5.1), or
+                // answer an invalid close with the error's code; then
+                // close TCP without waiting.
+                let (code, reason) = match parse_close_payload(&payload) {
+                    Ok(close) => (close.code, EndReason::PeerClose),
+                    Err(e) => (e.close_code(), EndReason::from(e.kind())),
+                };
+                self.out.push(ctx.enc.close(code, ""));
                 ctx.tally.frames_out += 1;
-                self.end(EndReason::PeerClose, ctx);
+                self.end(reason, ctx);
                 self.enter_closed(ctx);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {

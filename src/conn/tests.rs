@@ -59,7 +59,10 @@ impl Harness {
 
     fn feed(&mut self, bytes: &[u8]) {
         let mut input = BytesMut::from(bytes);
-        self.with(|c, ctx| c.handle_read(&mut input, ctx));
+        let mut more = self.with(|c, ctx| c.handle_read(&mut input, ctx));
+        while more {
+            more = self.with(|c, ctx| c.process(ctx));
+        }
         assert!(input.is_empty(), "handle_read consumes its input");
     }
 

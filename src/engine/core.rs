@@ -343,8 +343,20 @@ impl Core {
                 Ok(n) => {
                     self.counters.bytes_in.add(n as u64);
                     let mut chunk = self.rx.split_to(n);
-                    slot.conn.handle_read(&mut chunk, &mut ctx);
+                    let mut more = slot.conn.handle_read(&mut chunk, &mut ctx);
                     self.route_events(key, now);
+                    while more {
+                        let slot = &mut self.conns[key];
+                        let mut ctx = Ctx {
+                            now,
+                            cfg: &self.cfg.conn,
+                            enc: &mut self.enc,
+                            events: &mut self.events,
+                            tally: &mut self.tally,
+                        };
+                        more = slot.conn.process(&mut ctx);
+                        self.route_events(key, now);
+                    }
                     if n < want {
                         // A short read drained the socket; the next byte to
                         // arrive raises a new edge.
