@@ -53,6 +53,7 @@ def main() -> int:
                 break
             src = f"127.0.0.{2 + i // a.per_source}"
             s = socket.socket()
+            s.settimeout(10)
             s.bind((src, 0))
             s.connect((host, port))
             s.sendall(req)

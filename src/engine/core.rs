@@ -33,6 +33,8 @@ const FIRST_CONN: usize = 2;
 
 /// Size of the per-core receive block every read goes into.
 const RX_BLOCK: usize = 64 * 1024;
+/// Pause before retrying `accept` after it failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// A new block is started when less than this is left in the current one.
 const RX_MIN_READ: usize = 4 * 1024;
 
@@ -71,6 +73,8 @@ pub(crate) struct Core {
     tally: Tally,
     counters: Arc<CoreCounters>,
     drain_deadline: Option<Instant>,
+    /// Set after an `accept` error (e.g. out of file descriptors).
+    accept_retry_at: Option<Instant>,
 }
 
 impl Core {
@@ -98,6 +102,7 @@ impl Core {
             tally: Tally::default(),
             counters,
             drain_deadline: None,
+            accept_retry_at: None,
         })
     }
 
@@ -150,7 +155,12 @@ impl Core {
                     }
                 }
             }
-            self.fire_timers(Instant::now());
+            let now = Instant::now();
+            self.fire_timers(now);
+            if self.accept_retry_at.is_some_and(|t| now >= t) {
+                self.accept_retry_at = None;
+                self.accept(now);
+            }
             self.publish_tally();
         }
     }
@@ -160,7 +170,10 @@ impl Core {
             let at = self.start + Duration::from_millis(tick);
             at.saturating_duration_since(now)
         });
-        if let Some(d) = self.drain_deadline {
+        for d in [self.drain_deadline, self.accept_retry_at]
+            .into_iter()
+            .flatten()
+        {
             let left = d.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
@@ -211,9 +224,15 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: count and retry on the next event.
+                    // EMFILE and friends. The pending connections stay in
+                    // the kernel's queue and, the listener being
+                    // edge-triggered, raise no new event: retry after a
+                    // pause, or as soon as a connection of ours goes away.
                     self.counters.accept_errors.add(1);
-                    tracing::warn!(error = %e, "accept failed");
+                    if self.accept_retry_at.is_none() {
+                        tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                    }
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -477,6 +496,11 @@ impl Core {
             self.counters.ended[EndReason::Shutdown.index()].add(1);
         }
         self.counters.open.sub(1);
+        if self.accept_retry_at.is_some() {
+            // A descriptor was freed: take a waiting connection now.
+            self.accept_retry_at = None;
+            self.accept(Instant::now());
+        }
     }
 
     /// Makes sure the wheel holds an entry no later than the connection's
