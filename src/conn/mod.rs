@@ -418,20 +418,19 @@ impl Conn {
     }
 
     fn read_handshake(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
-        let parsed = handshake::parse_request(buf, &ctx.cfg.handshake);
-        let (req, len) = match parsed {
+        let parsed = match handshake::parse_request(buf, &ctx.cfg.handshake) {
             Ok(Some(ok)) => ok,
             Ok(None) => return,
             Err(e) => return self.refuse(e, ctx),
         };
-        let Some(route) = Route::from_path(req.path()) else {
+        let Some(route) = Route::from_path(parsed.request.path()) else {
             return self.refuse(HandshakeError::NotFound, ctx);
         };
-        let _ = buf.split_to(len);
+        let _ = buf.split_to(parsed.head_len);
         let mut resp = BytesMut::new();
-        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake);
+        handshake::write_accept(&mut resp, &parsed, &ctx.cfg.handshake);
         self.out.push(resp.freeze());
-        self.request = Some(Box::new(req));
+        self.request = Some(Box::new(parsed.request));
         self.route = Some(route);
         self.phase = Phase::Open;
         self.next_ping = ctx.now + ctx.cfg.ping_interval;

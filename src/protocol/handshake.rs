@@ -39,8 +39,6 @@ impl Default for HandshakeConfig {
 pub struct UpgradeRequest {
     /// Request target as sent: path and query (kept for routing and tokens).
     pub target: Box<str>,
-    /// `Sec-WebSocket-Accept` value to answer with.
-    pub accept_key: String,
     /// Index into [`HandshakeConfig::subprotocols`] of the chosen one.
     pub subprotocol: Option<usize>,
     /// The `Origin` header, if any.
@@ -59,6 +57,18 @@ impl UpgradeRequest {
     }
 }
 
+/// A complete, valid upgrade request as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// What the connection keeps.
+    pub request: UpgradeRequest,
+    /// `Sec-WebSocket-Accept` value to answer with (not kept).
+    pub accept_key: String,
+    /// Bytes the request head took; what follows are WebSocket frames the
+    /// client sent early.
+    pub head_len: usize,
+}
+
 fn has_token(value: &[u8], token: &str) -> bool {
     value
         .split(|&b| b == b',')
@@ -67,13 +77,8 @@ fn has_token(value: &[u8], token: &str) -> bool {
 
 /// Parses an upgrade request from the front of `buf`.
 ///
-/// `Ok(None)` if the head is incomplete (and within limits); otherwise the
-/// request and the number of bytes its head took (bytes after it are
-/// WebSocket frames the client sent early).
-pub fn parse_request(
-    buf: &[u8],
-    cfg: &HandshakeConfig,
-) -> Result<Option<(UpgradeRequest, usize)>, HandshakeError> {
+/// `Ok(None)` if the head is incomplete (and within limits).
+pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; cfg.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -146,24 +151,25 @@ pub fn parse_request(
         .subprotocols
         .iter()
         .position(|p| offered.contains(&p.as_bytes()));
-    Ok(Some((
-        UpgradeRequest {
+    Ok(Some(Parsed {
+        request: UpgradeRequest {
             target: target.into(),
-            accept_key: tungstenite::handshake::derive_accept_key(key),
             subprotocol,
             origin,
         },
-        len,
-    )))
+        accept_key: tungstenite::handshake::derive_accept_key(key),
+        head_len: len,
+    }))
 }
 
 /// Appends the `101 Switching Protocols` answer.
-pub fn write_accept(out: &mut BytesMut, req: &UpgradeRequest, cfg: &HandshakeConfig) {
+pub fn write_accept(out: &mut BytesMut, parsed: &Parsed, cfg: &HandshakeConfig) {
+    let req = &parsed.request;
     let mut head = String::with_capacity(160);
     head.push_str(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
-    let _ = write!(head, "Sec-WebSocket-Accept: {}\r\n", req.accept_key);
+    let _ = write!(head, "Sec-WebSocket-Accept: {}\r\n", parsed.accept_key);
     if let Some(i) = req.subprotocol {
         let _ = write!(head, "Sec-WebSocket-Protocol: {}\r\n", cfg.subprotocols[i]);
     }
@@ -193,7 +199,7 @@ mod tests {
         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
 
-    fn parse(req: &str) -> Result<Option<(UpgradeRequest, usize)>, HandshakeError> {
+    fn parse(req: &str) -> Result<Option<Parsed>, HandshakeError> {
         let cfg = HandshakeConfig {
             subprotocols: vec!["superchat".into(), "chat".into()],
             ..HandshakeConfig::default()
@@ -203,9 +209,10 @@ mod tests {
 
     #[test]
     fn accepts_rfc_sample_key() {
-        let (req, len) = parse(GOOD).unwrap().unwrap();
-        assert_eq!(len, GOOD.len());
-        assert_eq!(req.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let parsed = parse(GOOD).unwrap().unwrap();
+        assert_eq!(parsed.head_len, GOOD.len());
+        assert_eq!(parsed.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let req = parsed.request;
         assert_eq!(req.path(), "/echo");
         assert_eq!(req.query(), Some("x=1"));
         // Server preference order wins.
@@ -270,11 +277,11 @@ mod tests {
 
     #[test]
     fn responses_are_well_formed() {
-        let (req, _) = parse(GOOD).unwrap().unwrap();
+        let parsed = parse(GOOD).unwrap().unwrap();
         let mut out = BytesMut::new();
         write_accept(
             &mut out,
-            &req,
+            &parsed,
             &HandshakeConfig {
                 subprotocols: vec!["superchat".into()],
                 ..Default::default()
