@@ -33,6 +33,9 @@ def main() -> int:
     ap.add_argument("--url", default="ws://127.0.0.1:8080/echo")
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--per-source", type=int, default=20000)
+    ap.add_argument("--first-source", type=int, default=2,
+                    help="first 127.0.0.X source (vary it between runs: "
+                         "closed client ports linger in TIME_WAIT)")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--settle", type=float, default=2.0)
     a = ap.parse_args()
@@ -51,7 +54,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 print(f"timeout after {i} connections", file=sys.stderr)
                 break
-            src = f"127.0.0.{2 + i // a.per_source}"
+            src = f"127.0.0.{a.first_source + i // a.per_source}"
             s = socket.socket()
             s.settimeout(10)
             s.bind((src, 0))
