@@ -174,3 +174,47 @@ fn invalid_close_from_peer_is_answered_and_tcp_closed_at_once() {
     assert_eq!(got, vec![0x88, 0x02, 0x03, 0xea]);
     assert!(wait_until(Duration::from_secs(1), || server.stats().open == 0));
 }
+
+#[test]
+fn client_that_does_not_read_is_paused_by_back_pressure_and_loses_nothing() {
+    use std::io::Read;
+    let mut cfg = config(1);
+    cfg.conn.write_budget = 64 * 1024;
+    let server = start(cfg);
+    let s = raw_upgraded(server.local_addr());
+    const FRAMES: usize = 4096; // 64 MiB, far more than the socket buffers hold
+    let frame = client_frame(true, 0x2, &[7u8; 16 * 1024]);
+    let mut writer = s.try_clone().unwrap();
+    let wrote = std::thread::spawn(move || {
+        for _ in 0..FRAMES {
+            writer.write_all(&frame).unwrap();
+        }
+    });
+    // The client reads nothing: the server must stop reading from it.
+    let mut last = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = server.stats().bytes_in;
+            let stalled = now == last && now > 0;
+            last = now;
+            stalled
+        }),
+        "reading paused"
+    );
+    let total = (FRAMES * (16 * 1024 + 8)) as u64;
+    assert!(last < total / 2, "paused at {last} of {total} bytes");
+    // Now read: everything is echoed, in full.
+    let mut r = s;
+    r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let expect = FRAMES * (16 * 1024 + 4);
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    while got < expect {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed after {got} bytes");
+        got += n;
+    }
+    assert_eq!(got, expect);
+    wrote.join().unwrap();
+}
