@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::conn::SlowConsumerPolicy;
 use crate::protocol::handshake::HandshakeConfig;
 
 /// Per-connection limits and deadlines, shared read-only by every
@@ -23,6 +24,12 @@ pub struct ConnConfig {
     /// Bytes queued for a connection beyond which the server stops reading
     /// from it until the queue drains (TCP back-pressure). Default 1 MiB.
     pub write_budget: usize,
+    /// Bytes of pushed (hub) messages a connection may have queued; beyond
+    /// it the slow-consumer policy applies. Default 4 MiB.
+    pub max_pending_bytes: usize,
+    /// What to do with a connection over `max_pending_bytes`. Default:
+    /// close with 1008.
+    pub slow_consumer: SlowConsumerPolicy,
     /// Time allowed from accept to a complete upgrade request (slowloris
     /// guard, answered 408). Default 10 s.
     pub handshake_timeout: Duration,
@@ -47,11 +54,56 @@ impl Default for ConnConfig {
             max_frame_size: 16 << 20,
             max_message_size: 16 << 20,
             write_budget: 1 << 20,
+            max_pending_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::Close,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             idle_timeout: None,
             close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settings of the hub (`/ws`).
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// INSECURE, for development: take the user id from this query
+    /// parameter (e.g. `user` for `/ws?user=alice`). Default off.
+    pub dev_user_param: Option<String>,
+    /// INSECURE, for development: let clients publish to any channel.
+    /// Default off (clients may only subscribe; the application publishes
+    /// through the admin API).
+    pub dev_client_publish: bool,
+    /// Most channels one connection may subscribe to. Default 100.
+    pub max_subscriptions: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            dev_user_param: None,
+            dev_client_publish: false,
+            max_subscriptions: 100,
+        }
+    }
+}
+
+/// The admin plane (HTTP push API).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where it listens. Default 127.0.0.1:9090.
+    pub listen: SocketAddr,
+    /// Bearer key required on every request. Without one the API is open,
+    /// which is only allowed on a loopback address.
+    pub key: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            key: None,
         }
     }
 }
@@ -66,6 +118,10 @@ pub struct Config {
     pub cores: usize,
     /// Per-connection settings.
     pub conn: ConnConfig,
+    /// The hub.
+    pub hub: HubConfig,
+    /// The admin plane; `None` runs without it.
+    pub admin: Option<AdminConfig>,
     /// On shutdown, how long to wait for connections to finish their close
     /// handshake after the 1001 close. Default 5 s.
     pub drain_timeout: Duration,
@@ -79,6 +135,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             conn: ConnConfig::default(),
+            hub: HubConfig::default(),
+            admin: None,
             drain_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_secs(60),
         }

@@ -12,11 +12,13 @@
 //! `unsafe` is forbidden in the whole crate.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;
+pub mod hub;
 pub mod protocol;
 pub mod timer;
 

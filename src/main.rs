@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use wsedge::conn::SlowConsumerPolicy;
 use wsedge::{Config, Server};
 
 #[derive(Parser, Debug)]
@@ -78,14 +79,44 @@ struct ServeArgs {
     /// A subprotocol the server accepts; repeat in order of preference.
     #[arg(long = "subprotocol")]
     subprotocols: Vec<String>,
+    /// Queued pushed bytes per connection before the slow-consumer policy.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_pending_bytes: usize,
+    /// Slow-consumer policy: `close` (1008) or `drop` (count and skip).
+    #[arg(long, default_value = "close", value_parser = ["close", "drop"])]
+    slow_consumer: String,
+    /// Most channels one connection may subscribe to.
+    #[arg(long, default_value_t = 100)]
+    max_subscriptions: usize,
+    /// INSECURE, development only: take the user id from this query
+    /// parameter of /ws (e.g. `user` for /ws?user=alice).
+    #[arg(long)]
+    dev_user_param: Option<String>,
+    /// INSECURE, development only: let clients publish to any channel.
+    #[arg(long)]
+    dev_client_publish: bool,
+    /// Address of the admin HTTP API ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: String,
+    /// Bearer key required by the admin API (required off loopback).
+    #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
     /// Period of the counts log line.
     #[arg(long, default_value = "60s", value_parser = duration)]
     stats_interval: Duration,
 }
 
 impl ServeArgs {
-    fn into_config(self) -> Config {
+    fn into_config(self) -> Result<Config, String> {
+        let admin = match self.admin.as_str() {
+            "off" => None,
+            addr => Some(wsedge::config::AdminConfig {
+                listen: addr.parse().map_err(|e| format!("--admin {addr}: {e}"))?,
+                key: self.admin_key,
+            }),
+        };
         let mut cfg = Config {
+            admin,
             listen: self.listen,
             drain_timeout: self.drain_timeout,
             stats_interval: self.stats_interval,
@@ -106,7 +137,16 @@ impl ServeArgs {
         c.handshake.max_request_bytes = self.max_request_bytes;
         c.handshake.max_headers = self.max_headers;
         c.handshake.subprotocols = self.subprotocols;
-        cfg
+        c.max_pending_bytes = self.max_pending_bytes;
+        c.slow_consumer = match self.slow_consumer.as_str() {
+            "drop" => SlowConsumerPolicy::Drop,
+            _ => SlowConsumerPolicy::Close,
+        };
+        let h = &mut cfg.hub;
+        h.max_subscriptions = self.max_subscriptions;
+        h.dev_user_param = self.dev_user_param;
+        h.dev_client_publish = self.dev_client_publish;
+        Ok(cfg)
     }
 }
 
@@ -124,7 +164,14 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => a,
         None => ServeArgs::parse_from(["serve"]),
     };
-    match serve(args.into_config()) {
+    let cfg = match args.into_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "wsedge failed");
@@ -142,7 +189,12 @@ fn serve(cfg: Config) -> std::io::Result<()> {
     let stats_interval = cfg.stats_interval;
     let cores = cfg.cores;
     let server = Server::start(cfg)?;
-    tracing::info!(addr = %server.local_addr(), cores, "wsedge listening; echo route at /echo");
+    tracing::info!(
+        addr = %server.local_addr(),
+        cores,
+        admin = %server.admin_addr().map_or("off".to_string(), |a| a.to_string()),
+        "wsedge listening; routes /echo and /ws"
+    );
     std::thread::Builder::new()
         .name("wsedge-signals".into())
         .spawn(move || {

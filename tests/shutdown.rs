@@ -24,6 +24,8 @@ fn sigterm_sends_1001_and_exits_zero() {
             &format!("127.0.0.1:{port}"),
             "--cores",
             "2",
+            "--admin",
+            "127.0.0.1:0",
         ])
         .stderr(Stdio::piped())
         .spawn()

@@ -41,6 +41,8 @@ pub use reason::EndReason;
 pub enum Route {
     /// `/echo`: every message is sent back as it came.
     Echo,
+    /// `/ws`: the hub's JSON protocol (channels, users).
+    Hub,
 }
 
 impl Route {
@@ -48,6 +50,7 @@ impl Route {
     pub fn from_path(path: &str) -> Option<Self> {
         match path {
             "/echo" => Some(Self::Echo),
+            "/ws" => Some(Self::Hub),
             _ => None,
         }
     }
@@ -99,6 +102,29 @@ pub enum Phase {
     Closed,
     /// Drop the socket now.
     Dead,
+}
+
+/// What became of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// Over the budget; dropped for this connection (policy `drop`).
+    Dropped,
+    /// Over the budget; the connection is being closed (policy `close`).
+    Closed,
+    /// The connection is not open (closing or not upgraded).
+    NotOpen,
+}
+
+/// What happens when a connection's queue is over `max_pending_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close it with 1008 "slow consumer" (default): the client reconnects
+    /// and resynchronises instead of silently missing messages.
+    #[default]
+    Close,
+    /// Drop the message for this connection and count it.
+    Drop,
 }
 
 /// A fragmented message being assembled.
@@ -270,6 +296,33 @@ impl Conn {
         ctx.tally.frames_out += 1;
         ctx.tally.messages_out += 1;
         true
+    }
+
+    /// Queues a frame encoded elsewhere (a fan-out shared by many
+    /// connections), applying the slow-consumer policy when the queue is
+    /// over `max_pending_bytes`.
+    pub fn push_frame(&mut self, frame: Bytes, ctx: &mut Ctx<'_>) -> Push {
+        if self.phase != Phase::Open {
+            return Push::NotOpen;
+        }
+        if self.out.len() + frame.len() > ctx.cfg.max_pending_bytes {
+            return match ctx.cfg.slow_consumer {
+                SlowConsumerPolicy::Drop => Push::Dropped,
+                SlowConsumerPolicy::Close => {
+                    self.close(
+                        code::POLICY_VIOLATION,
+                        "slow consumer",
+                        EndReason::SlowConsumer,
+                        ctx,
+                    );
+                    Push::Closed
+                }
+            };
+        }
+        self.out.push(frame);
+        ctx.tally.frames_out += 1;
+        ctx.tally.messages_out += 1;
+        Push::Queued
     }
 
     /// The peer closed its write side.

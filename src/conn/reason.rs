@@ -34,11 +34,15 @@ pub enum EndReason {
     TooLarge,
     /// Invalid close frame (1002).
     BadClose,
+    /// Outbound queue over its budget under the `close` policy (1008).
+    SlowConsumer,
+    /// Disconnected through the admin API.
+    Kicked,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 13] = [
+    pub const ALL: [EndReason; 15] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -52,6 +56,8 @@ impl EndReason {
         Self::InvalidUtf8,
         Self::TooLarge,
         Self::BadClose,
+        Self::SlowConsumer,
+        Self::Kicked,
     ];
 
     /// Index into [`Self::ALL`].
@@ -78,6 +84,8 @@ impl EndReason {
             Self::InvalidUtf8 => "invalid_utf8",
             Self::TooLarge => "too_large",
             Self::BadClose => "bad_close",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Kicked => "kicked",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! state (only their inboxes, through handles).
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use super::command::Command;
 use super::counters::CoreCounters;
+use super::CoreHandle;
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
+use crate::hub::{LocalHub, Registry};
 use crate::protocol::close::code;
 use crate::protocol::encoder::FrameEncoder;
 use crate::timer::{TimerKey, TimingWheel};
@@ -38,61 +42,81 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// A new block is started when less than this is left in the current one.
 const RX_MIN_READ: usize = 4 * 1024;
 
-/// Messages another thread sends to a core.
-#[derive(Debug)]
-pub enum Command {
-    /// Stop accepting, close every connection with 1001, drain, exit.
-    Shutdown,
-}
-
 /// What the core keeps per connection besides the sans-IO state.
-struct Slot {
+pub(super) struct Slot {
     stream: TcpStream,
-    conn: Conn,
+    pub(super) conn: Conn,
     /// Generation of this slab entry, so a timer for a removed connection
     /// can never reach a new one that reuses the key.
-    gen: u32,
+    pub(super) gen: u32,
     /// The wheel entry and the tick it fires at.
     timer: Option<(TimerKey, u64)>,
     /// Reading stopped for back-pressure; resume when the queue drains.
     read_paused: bool,
+    /// Queued output waits in the core's dirty list for the end of the turn.
+    dirty: bool,
+    /// The user id (hub), if known.
+    pub(super) user: Option<Arc<str>>,
+    /// Channels this connection subscribes to (hub).
+    pub(super) subs: Vec<Arc<str>>,
 }
 
 pub(crate) struct Core {
-    cfg: Arc<Config>,
+    pub(super) id: usize,
+    pub(super) cfg: Arc<Config>,
     poll: Poll,
     listener: Option<TcpListener>,
     inbox: Receiver<Command>,
-    conns: Slab<Slot>,
+    /// Set by senders when they wake us; cleared before draining.
+    notified: Arc<AtomicBool>,
+    pub(super) peers: Arc<[CoreHandle]>,
+    pub(super) hub: LocalHub,
+    pub(super) conns: Slab<Slot>,
+    /// Connections with output queued this turn, as (key, generation).
+    pub(super) dirty: Vec<(usize, u32)>,
+    /// Reusable list of keys for fan-out.
+    pub(super) scratch: Vec<u32>,
     wheel: TimingWheel<(u32, u32)>,
     start: Instant,
     next_gen: u32,
     rx: BytesMut,
-    enc: FrameEncoder,
-    events: Vec<Event>,
-    tally: Tally,
-    counters: Arc<CoreCounters>,
+    pub(super) enc: FrameEncoder,
+    pub(super) events: Vec<Event>,
+    pub(super) tally: Tally,
+    pub(super) counters: Arc<CoreCounters>,
     drain_deadline: Option<Instant>,
     /// Set after an `accept` error (e.g. out of file descriptors).
     accept_retry_at: Option<Instant>,
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        id: usize,
         cfg: Arc<Config>,
         poll: Poll,
         mut listener: TcpListener,
         inbox: Receiver<Command>,
-        counters: Arc<CoreCounters>,
+        peers: Arc<[CoreHandle]>,
+        registry: Arc<Registry>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let me = &peers[id];
+        let notified = me.notified.clone();
+        let counters = me.counters.clone();
         Ok(Self {
+            id,
             cfg,
             poll,
             listener: Some(listener),
             inbox,
+            notified,
+            hub: LocalHub::new(id, registry),
+            peers,
             conns: Slab::new(),
+            dirty: Vec::new(),
+            scratch: Vec::new(),
             wheel: TimingWheel::new(),
             start: Instant::now(),
             next_gen: 0,
@@ -157,6 +181,7 @@ impl Core {
             }
             let now = Instant::now();
             self.fire_timers(now);
+            self.flush_dirty();
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
                 self.accept(now);
@@ -217,6 +242,9 @@ impl Core {
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
+                        dirty: false,
+                        user: None,
+                        subs: Vec::new(),
                     });
                     self.counters.open.add(1);
                     self.schedule(key);
@@ -240,9 +268,12 @@ impl Core {
     }
 
     fn drain_inbox(&mut self, now: Instant) {
+        // Clear first: a command sent after this point wakes us again.
+        self.notified.store(false, Ordering::Release);
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
                 Command::Shutdown => self.begin_shutdown(now),
+                other => self.handle_command(other, now),
             }
         }
     }
@@ -328,7 +359,7 @@ impl Core {
     }
 
     /// Routes events, flushes, and settles after a non-I/O input.
-    fn after(&mut self, key: usize, now: Instant) {
+    pub(super) fn after(&mut self, key: usize, now: Instant) {
         self.route_events(key, now);
         self.flush(key);
         self.settle(key);
@@ -392,38 +423,76 @@ impl Core {
         }
     }
 
-    fn route_events(&mut self, key: usize, now: Instant) {
+    pub(super) fn route_events(&mut self, key: usize, now: Instant) {
         if self.events.is_empty() {
             return;
         }
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {
             match ev {
-                Event::Opened { .. } => self.counters.upgraded.add(1),
-                Event::Ended(reason) => self.counters.ended[reason.index()].add(1),
+                Event::Opened { route } => {
+                    self.counters.upgraded.add(1);
+                    if route == Route::Hub {
+                        self.hub_opened(key);
+                    }
+                }
+                Event::Ended(reason) => {
+                    self.counters.ended[reason.index()].add(1);
+                    // Out of every index the moment it stops being open.
+                    self.detach(key);
+                }
                 Event::Refused(err) => self.counters.handshake_failures[err.index()].add(1),
                 Event::Message { text, payload } => {
                     let slot = &mut self.conns[key];
-                    if slot.conn.route() == Some(Route::Echo) {
-                        let mut ctx = Ctx {
-                            now,
-                            cfg: &self.cfg.conn,
-                            enc: &mut self.enc,
-                            events: &mut self.events,
-                            tally: &mut self.tally,
-                        };
-                        slot.conn.send_message(text, payload, &mut ctx);
+                    match slot.conn.route() {
+                        Some(Route::Echo) => {
+                            let mut ctx = Ctx {
+                                now,
+                                cfg: &self.cfg.conn,
+                                enc: &mut self.enc,
+                                events: &mut self.events,
+                                tally: &mut self.tally,
+                            };
+                            slot.conn.send_message(text, payload, &mut ctx);
+                        }
+                        Some(Route::Hub) => self.hub_request(key, text, &payload, now),
+                        None => {}
                     }
                 }
             }
         }
-        // Keep the vector's allocation; sends above add no events.
-        debug_assert!(self.events.is_empty());
-        self.events = events;
+        // Handlers may have produced events of this connection (a reply
+        // that tripped the slow-consumer close): route them too.
+        let more = std::mem::replace(&mut self.events, events);
+        if !more.is_empty() {
+            self.events.extend(more);
+            self.route_events(key, now);
+        }
+    }
+
+    /// Flushes and settles every connection that got output this turn.
+    pub(super) fn flush_dirty(&mut self) {
+        while let Some((key, gen)) = self.dirty.pop() {
+            match self.conns.get_mut(key) {
+                Some(slot) if slot.gen == gen => slot.dirty = false,
+                _ => continue,
+            }
+            self.flush(key);
+            self.settle(key);
+        }
+    }
+
+    /// Notes that `key` has output to flush at the end of the turn.
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        let slot = &mut self.conns[key];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push((key, slot.gen));
+        }
     }
 
     /// Writes as much of the queue as the socket takes.
-    fn flush(&mut self, key: usize) {
+    pub(super) fn flush(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
@@ -467,7 +536,7 @@ impl Core {
     }
 
     /// After any input: remove the dead, schedule the living.
-    fn settle(&mut self, key: usize) {
+    pub(super) fn settle(&mut self, key: usize) {
         // Count an end that the flush itself caused (write error).
         if !self.events.is_empty() {
             self.route_events(key, Instant::now());
@@ -486,6 +555,8 @@ impl Core {
     }
 
     fn remove(&mut self, key: usize) {
+        // `finally`: whatever path led here, no index keeps it.
+        self.detach(key);
         let mut slot = self.conns.remove(key);
         if let Some((tk, _)) = slot.timer.take() {
             self.wheel.cancel(tk);

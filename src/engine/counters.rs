@@ -70,6 +70,18 @@ pub struct CoreCounters {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub pings_sent: Counter,
+    /// Hub: publishes handled by this core (client or API).
+    pub publishes: Counter,
+    /// Hub: frames queued to connections by fan-out or direct sends.
+    pub deliveries: Counter,
+    /// Hub: deliveries dropped or refused by the slow-consumer policy.
+    pub dropped_slow_consumer: Counter,
+    /// Hub: deliveries to connections that were no longer open.
+    pub dropped_not_open: Counter,
+    /// Hub: subscriptions held (gauge).
+    pub subscriptions: Counter,
+    /// Hub: client requests answered with an error frame.
+    pub request_errors: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -88,6 +100,12 @@ pub struct Stats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub pings_sent: u64,
+    pub publishes: u64,
+    pub deliveries: u64,
+    pub dropped_slow_consumer: u64,
+    pub dropped_not_open: u64,
+    pub subscriptions: u64,
+    pub request_errors: u64,
 }
 
 impl CoreCounters {
@@ -107,6 +125,12 @@ impl CoreCounters {
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
             pings_sent: self.pings_sent.get(),
+            publishes: self.publishes.get(),
+            deliveries: self.deliveries.get(),
+            dropped_slow_consumer: self.dropped_slow_consumer.get(),
+            dropped_not_open: self.dropped_not_open.get(),
+            subscriptions: self.subscriptions.get(),
+            request_errors: self.request_errors.get(),
         }
     }
 }
@@ -141,6 +165,12 @@ impl Stats {
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         self.pings_sent += o.pings_sent;
+        self.publishes += o.publishes;
+        self.deliveries += o.deliveries;
+        self.dropped_slow_consumer += o.dropped_slow_consumer;
+        self.dropped_not_open += o.dropped_not_open;
+        self.subscriptions += o.subscriptions;
+        self.request_errors += o.request_errors;
     }
 }
 
@@ -162,6 +192,17 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.pings_sent,
             self.accept_errors
+        )?;
+        write!(
+            f,
+            " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
+             subscriptions={} request_errors={}",
+            self.publishes,
+            self.deliveries,
+            self.dropped_slow_consumer,
+            self.dropped_not_open,
+            self.subscriptions,
+            self.request_errors
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);

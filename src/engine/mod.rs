@@ -5,32 +5,43 @@
 //! Owns: thread start-up and shutdown, the per-core handles (inbox sender
 //! and `mio::Waker`). Must not touch: connections (each core owns its own).
 
+pub mod command;
 pub mod core;
 pub mod counters;
+mod fanout;
 pub mod listener;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-use self::core::{Command, Core, WAKER};
+use self::core::{Core, WAKER};
+use crate::hub::registry::MAX_CORES;
+use crate::hub::Registry;
+pub use command::{ChannelInfo, Command, Target};
 pub use counters::{CoreCounters, Stats};
+pub(crate) use fanout::mask_cores;
 
 /// A `Send` handle to one core: its inbox and the waker that rouses it.
 #[derive(Clone)]
 pub struct CoreHandle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
+    /// True while a wake-up is pending: senders skip the syscall then.
+    notified: Arc<AtomicBool>,
     counters: Arc<CoreCounters>,
 }
 
 impl CoreHandle {
-    fn send(&self, cmd: Command) {
-        if self.tx.send(cmd).is_ok() {
+    /// Puts a command in the core's inbox, waking the core only if no
+    /// wake-up is already pending (coalesced wake-ups).
+    pub fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() && !self.notified.swap(true, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
     }
@@ -44,15 +55,19 @@ impl CoreHandle {
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
-    cores: Vec<CoreHandle>,
+    admin_addr: Option<SocketAddr>,
+    admin: Option<crate::admin::AdminHandle>,
+    cores: Arc<[CoreHandle]>,
+    registry: Arc<Registry>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl Server {
-    /// Binds every core's listener and starts the core threads.
+    /// Binds every core's listener (and the admin plane, if configured)
+    /// and starts the threads.
     pub fn start(config: crate::Config) -> io::Result<Server> {
         let cfg = Arc::new(config);
-        let n = cfg.cores.max(1);
+        let n = cfg.cores.clamp(1, MAX_CORES);
         let first = listener::bind_reuseport(cfg.listen)?;
         // With port 0 the first bind picks the port all cores then share.
         let local_addr = first.local_addr()?;
@@ -60,14 +75,47 @@ impl Server {
         for _ in 1..n {
             listeners.push(listener::bind_reuseport(local_addr)?);
         }
-        let mut cores = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for (i, l) in listeners.into_iter().enumerate() {
+        // Every handle exists before any core starts, so cores can reach
+        // each other from their first event on.
+        let mut polls = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
-            let counters = Arc::new(CoreCounters::default());
-            let core = Core::new(cfg.clone(), poll, l, rx, counters.clone())?;
+            handles.push(CoreHandle {
+                tx,
+                waker,
+                notified: Arc::new(AtomicBool::new(false)),
+                counters: Arc::new(CoreCounters::default()),
+            });
+            polls.push(poll);
+            inboxes.push(rx);
+        }
+        let cores: Arc<[CoreHandle]> = handles.into();
+        let registry = Arc::new(Registry::default());
+        let admin = match &cfg.admin {
+            Some(admin_cfg) => Some(crate::admin::Admin::bind(
+                admin_cfg,
+                cores.clone(),
+                registry.clone(),
+            )?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|a| a.local_addr());
+        let mut threads = Vec::with_capacity(n + 1);
+        let parts = polls.into_iter().zip(inboxes).zip(listeners).enumerate();
+        for (i, ((poll, inbox), l)) in parts {
+            let core = Core::new(
+                i,
+                cfg.clone(),
+                poll,
+                l,
+                inbox,
+                cores.clone(),
+                registry.clone(),
+            )?;
             let thread = std::thread::Builder::new()
                 .name(format!("wsedge-core-{i}"))
                 .spawn(move || {
@@ -77,18 +125,27 @@ impl Server {
                     }
                     res
                 })?;
-            cores.push(CoreHandle {
-                tx,
-                waker,
-                counters,
-            });
             threads.push(thread);
         }
+        let admin = admin.map(|a| a.spawn()).transpose()?;
         Ok(Server {
             local_addr,
+            admin_addr,
+            admin,
             cores,
+            registry,
             threads,
         })
+    }
+
+    /// The admin plane's address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The shared hub registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The address the cores listen on.
@@ -119,7 +176,10 @@ impl Server {
     /// to its connections and exits once they are gone or the drain
     /// timeout passed. Returns at once; [`Server::join`] waits.
     pub fn shutdown(&self) {
-        for c in &self.cores {
+        if let Some(admin) = &self.admin {
+            admin.stop();
+        }
+        for c in self.cores.iter() {
             c.send(Command::Shutdown);
         }
     }

@@ -1,0 +1,267 @@
+//! The hub's side of a core: client requests on `/ws`, the per-core
+//! channel and user indexes, fan-out of one encoded frame to local
+//! connections and to the other cores, and the admin plane's commands.
+//!
+//! Owns: what a core does with hub messages and commands. Must not touch:
+//! sockets (it queues output and marks connections dirty; the driver in
+//! `core` writes), other cores' state (only their inboxes).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::command::{ChannelInfo, Command, Target};
+use super::core::Core;
+use crate::conn::{Ctx, EndReason, Push};
+use crate::hub::protocol::{self, ClientRequest, RequestError};
+use crate::hub::ConnId;
+
+impl Core {
+    /// A `/ws` connection opened: learn its user (dev mode only for now).
+    pub(super) fn hub_opened(&mut self, key: usize) {
+        let Some(param) = self.cfg.hub.dev_user_param.as_deref() else {
+            return;
+        };
+        let user = self.conns[key]
+            .conn
+            .request()
+            .and_then(|r| r.query())
+            .and_then(|q| {
+                q.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == param && !v.is_empty()).then(|| v.to_string())
+                })
+            });
+        if let Some(user) = user {
+            let name = self.hub.add_user(&user, key as u32);
+            self.conns[key].user = Some(name);
+        }
+    }
+
+    /// Removes a connection from every hub index (idempotent).
+    pub(super) fn detach(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let subs = std::mem::take(&mut slot.subs);
+        let user = slot.user.take();
+        for ch in &subs {
+            if self.hub.unsubscribe(ch, key as u32) {
+                self.counters.subscriptions.sub(1);
+            }
+        }
+        if let Some(user) = user {
+            self.hub.remove_user(&user, key as u32);
+        }
+    }
+
+    /// Queues `frame` for one connection and marks it for flushing.
+    pub(super) fn push_to(&mut self, key: usize, frame: Bytes, now: Instant) -> Push {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return Push::NotOpen;
+        };
+        let mut ctx = Ctx {
+            now,
+            cfg: &self.cfg.conn,
+            enc: &mut self.enc,
+            events: &mut self.events,
+            tally: &mut self.tally,
+        };
+        let res = slot.conn.push_frame(frame, &mut ctx);
+        match res {
+            Push::Queued => {
+                self.counters.deliveries.add(1);
+                self.mark_dirty(key);
+            }
+            Push::Dropped => self.counters.dropped_slow_consumer.add(1),
+            Push::Closed => {
+                self.counters.dropped_slow_consumer.add(1);
+                self.route_events(key, now);
+                self.mark_dirty(key);
+            }
+            Push::NotOpen => self.counters.dropped_not_open.add(1),
+        }
+        res
+    }
+
+    fn reply(&mut self, key: usize, frame: Bytes, now: Instant) {
+        self.push_to(key, frame, now);
+    }
+
+    fn reply_error(&mut self, key: usize, id: Option<u64>, err: RequestError, now: Instant) {
+        self.counters.request_errors.add(1);
+        self.reply(key, protocol::error_frame(id, err), now);
+    }
+
+    /// One client request on `/ws`.
+    pub(super) fn hub_request(&mut self, key: usize, text: bool, payload: &[u8], now: Instant) {
+        if !text {
+            return self.reply_error(key, None, RequestError::BinaryNotSupported, now);
+        }
+        let req = match protocol::parse_request(payload) {
+            Ok(req) => req,
+            Err(e) => return self.reply_error(key, protocol::request_id(payload), e, now),
+        };
+        match req {
+            ClientRequest::Subscribe { channel, id } => {
+                if let Err(e) = protocol::validate_channel(&channel) {
+                    return self.reply_error(key, id, e, now);
+                }
+                let slot = &self.conns[key];
+                if !slot.subs.iter().any(|s| **s == *channel) {
+                    if slot.subs.len() >= self.cfg.hub.max_subscriptions {
+                        return self.reply_error(key, id, RequestError::TooManySubscriptions, now);
+                    }
+                    if let Some(name) = self.hub.subscribe(&channel, key as u32) {
+                        self.conns[key].subs.push(name);
+                        self.counters.subscriptions.add(1);
+                    }
+                }
+                if let Some(id) = id {
+                    self.reply(key, protocol::ack_frame(id), now);
+                }
+            }
+            ClientRequest::Unsubscribe { channel, id } => {
+                if self.hub.unsubscribe(&channel, key as u32) {
+                    self.counters.subscriptions.sub(1);
+                    self.conns[key].subs.retain(|s| **s != *channel);
+                }
+                if let Some(id) = id {
+                    self.reply(key, protocol::ack_frame(id), now);
+                }
+            }
+            ClientRequest::Publish { channel, data, id } => {
+                if let Err(e) = protocol::validate_channel(&channel) {
+                    return self.reply_error(key, id, e, now);
+                }
+                if !self.cfg.hub.dev_client_publish {
+                    return self.reply_error(key, id, RequestError::PublishForbidden, now);
+                }
+                let frame = protocol::message_frame(Some(&channel), data);
+                let channel: Arc<str> = Arc::from(&*channel);
+                self.publish_channel(channel, frame, now);
+                if let Some(id) = id {
+                    self.reply(key, protocol::ack_frame(id), now);
+                }
+            }
+        }
+    }
+
+    /// Publishes an encoded frame on `channel`: local subscribers now,
+    /// other cores with subscribers through their inboxes.
+    pub(super) fn publish_channel(&mut self, channel: Arc<str>, frame: Bytes, now: Instant) {
+        self.counters.publishes.add(1);
+        let mask = self.hub.registry().channel_cores(&channel) & !(1u64 << self.id);
+        for core in mask_cores(mask) {
+            self.peers[core].send(Command::Deliver {
+                target: Target::Channel(channel.clone()),
+                frame: frame.clone(),
+            });
+        }
+        self.deliver(&Target::Channel(channel), frame, now);
+    }
+
+    /// Delivers a frame to the target's local connections.
+    pub(super) fn deliver(&mut self, target: &Target, frame: Bytes, now: Instant) {
+        let mut keys = std::mem::take(&mut self.scratch);
+        keys.clear();
+        match target {
+            Target::Channel(ch) => {
+                if let Some(set) = self.hub.subscribers(ch) {
+                    keys.extend(set.iter().copied());
+                }
+            }
+            Target::User(user) => {
+                if let Some(set) = self.hub.user_conns(user) {
+                    keys.extend(set.iter().copied());
+                }
+            }
+            Target::Conn { key, gen } => {
+                if self.conns.get(*key as usize).is_some_and(|s| s.gen == *gen) {
+                    keys.push(*key);
+                } else {
+                    self.counters.dropped_not_open.add(1);
+                }
+            }
+        }
+        for &key in &keys {
+            self.push_to(key as usize, frame.clone(), now);
+        }
+        self.scratch = keys;
+    }
+
+    /// Commands from other threads (all but shutdown).
+    pub(super) fn handle_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Shutdown => {}
+            Command::Deliver { target, frame } => self.deliver(&target, frame, now),
+            Command::Disconnect { key, gen, code } => {
+                let key = key as usize;
+                if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
+                    let mut ctx = Ctx {
+                        now,
+                        cfg: &self.cfg.conn,
+                        enc: &mut self.enc,
+                        events: &mut self.events,
+                        tally: &mut self.tally,
+                    };
+                    slot.conn
+                        .close(code, "disconnected", EndReason::Kicked, &mut ctx);
+                    self.after(key, now);
+                }
+            }
+            Command::QueryChannel { channel, reply } => {
+                let mut info = ChannelInfo::default();
+                if let Some(set) = self.hub.subscribers(&channel) {
+                    info.subscribers = set.len();
+                    let mut users: Vec<String> = set
+                        .iter()
+                        .filter_map(|&k| {
+                            self.conns
+                                .get(k as usize)?
+                                .user
+                                .as_deref()
+                                .map(String::from)
+                        })
+                        .collect();
+                    users.sort_unstable();
+                    users.dedup();
+                    info.users = users;
+                }
+                let _ = reply.send(info);
+            }
+            Command::QueryUser { user, reply } => {
+                let ids = self
+                    .hub
+                    .user_conns(&user)
+                    .map(|set| {
+                        set.iter()
+                            .filter_map(|&k| {
+                                let slot = self.conns.get(k as usize)?;
+                                Some(ConnId {
+                                    core: self.id as u16,
+                                    key: k,
+                                    gen: slot.gen,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(ids);
+            }
+        }
+    }
+}
+
+/// The core indexes set in `mask`.
+pub(crate) fn mask_cores(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}

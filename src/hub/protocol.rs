@@ -1,0 +1,265 @@
+//! The client protocol on `/ws`: JSON text frames (see docs/protocol.md).
+//!
+//! Owns: parsing client requests (`subscribe`, `unsubscribe`, `publish`)
+//! and encoding server messages (`message`, `ack`, `error`) into ready
+//! WebSocket frames. `data` is carried as raw JSON, never re-serialized.
+//! Must not touch: subscriptions, connections, sockets.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::frame::{FrameHeader, OpCode};
+
+/// A request from a client.
+#[derive(Debug)]
+pub enum ClientRequest<'a> {
+    Subscribe {
+        channel: Cow<'a, str>,
+        id: Option<u64>,
+    },
+    Unsubscribe {
+        channel: Cow<'a, str>,
+        id: Option<u64>,
+    },
+    Publish {
+        channel: Cow<'a, str>,
+        data: &'a RawValue,
+        id: Option<u64>,
+    },
+}
+
+/// The wire shape: every field optional, unknown fields ignored (fields
+/// may be added to the protocol). A flat struct rather than a serde-tagged
+/// enum because `RawValue` cannot be borrowed through serde's buffering of
+/// internally tagged enums.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+/// Why a client request was refused; each has a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not JSON, or not an object of a known shape.
+    BadRequest,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// Channel name empty, too long or with control characters.
+    InvalidChannel,
+    /// Publishing to this channel is not allowed.
+    PublishForbidden,
+    /// Subscribing to this channel is not allowed.
+    SubscribeForbidden,
+    /// The connection holds the maximum number of subscriptions.
+    TooManySubscriptions,
+}
+
+impl RequestError {
+    /// Stable snake_case code sent to the client.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::InvalidChannel => "invalid_channel",
+            Self::PublishForbidden => "publish_forbidden",
+            Self::SubscribeForbidden => "subscribe_forbidden",
+            Self::TooManySubscriptions => "too_many_subscriptions",
+        }
+    }
+
+    /// Human-readable reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::BadRequest => "expected a JSON object with a known \"type\"",
+            Self::BinaryNotSupported => "send JSON text frames",
+            Self::InvalidChannel => "channel names are 1-200 bytes without control characters",
+            Self::PublishForbidden => "publishing to this channel is not allowed",
+            Self::SubscribeForbidden => "subscribing to this channel is not allowed",
+            Self::TooManySubscriptions => "subscription limit reached",
+        }
+    }
+}
+
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 200;
+
+/// Checks a channel name.
+pub fn validate_channel(name: &str) -> Result<(), RequestError> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_LEN || name.chars().any(char::is_control) {
+        return Err(RequestError::InvalidChannel);
+    }
+    Ok(())
+}
+
+/// Parses one text message from a client.
+pub fn parse_request(text: &[u8]) -> Result<ClientRequest<'_>, RequestError> {
+    let w: Wire<'_> = serde_json::from_slice(text).map_err(|_| RequestError::BadRequest)?;
+    let id = w.id;
+    match (&*w.kind, w.channel, w.data) {
+        ("subscribe", Some(channel), _) => Ok(ClientRequest::Subscribe { channel, id }),
+        ("unsubscribe", Some(channel), _) => Ok(ClientRequest::Unsubscribe { channel, id }),
+        ("publish", Some(channel), Some(data)) => Ok(ClientRequest::Publish { channel, data, id }),
+        _ => Err(RequestError::BadRequest),
+    }
+}
+
+/// Best-effort `id` of a request that failed to parse (so the error can
+/// name it).
+pub fn request_id(text: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<u64>,
+    }
+    serde_json::from_slice::<IdOnly>(text)
+        .ok()
+        .and_then(|r| r.id)
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Wraps a JSON text into one final, unmasked text frame.
+fn text_frame(json: &[u8]) -> Bytes {
+    let header = FrameHeader {
+        fin: true,
+        opcode: OpCode::Text,
+        mask: None,
+        payload_len: json.len() as u64,
+    };
+    let mut out = BytesMut::with_capacity(header.encoded_len() + json.len());
+    header.encode(&mut out);
+    out.put_slice(json);
+    out.freeze()
+}
+
+/// `{"type":"message","channel":…,"data":…}` (no `channel` when `None`),
+/// encoded once as a complete frame to be shared by every recipient.
+pub fn message_frame(channel: Option<&str>, data: &RawValue) -> Bytes {
+    let mut json = Vec::with_capacity(48 + data.get().len());
+    json.extend_from_slice(br#"{"type":"message","#);
+    if let Some(ch) = channel {
+        json.extend_from_slice(br#""channel":"#);
+        push_json_str(&mut json, ch);
+        json.push(b',');
+    }
+    json.extend_from_slice(br#""data":"#);
+    json.extend_from_slice(data.get().as_bytes());
+    json.push(b'}');
+    text_frame(&json)
+}
+
+/// `{"type":"ack","id":…}`.
+pub fn ack_frame(id: u64) -> Bytes {
+    text_frame(format!(r#"{{"type":"ack","id":{id}}}"#).as_bytes())
+}
+
+/// `{"type":"error","id":…,"code":…,"reason":…}` (`id` omitted if unknown).
+pub fn error_frame(id: Option<u64>, err: RequestError) -> Bytes {
+    let mut json = Vec::with_capacity(128);
+    json.extend_from_slice(br#"{"type":"error","#);
+    if let Some(id) = id {
+        json.extend_from_slice(format!(r#""id":{id},"#).as_bytes());
+    }
+    json.extend_from_slice(br#""code":"#);
+    push_json_str(&mut json, err.code());
+    json.extend_from_slice(br#","reason":"#);
+    push_json_str(&mut json, err.reason());
+    json.push(b'}');
+    text_frame(&json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(frame: &Bytes) -> serde_json::Value {
+        assert_eq!(frame[0], 0x81);
+        let (h, n) = FrameHeader::parse(frame, crate::protocol::Role::Client, u64::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.payload_len as usize, frame.len() - n);
+        serde_json::from_slice(&frame[n..]).unwrap()
+    }
+
+    #[test]
+    fn parses_the_three_requests() {
+        match parse_request(br#"{"type":"subscribe","channel":"news","id":1}"#).unwrap() {
+            ClientRequest::Subscribe { channel, id } => {
+                assert_eq!((&*channel, id), ("news", Some(1)))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_request(br#"{"type":"unsubscribe","channel":"news"}"#).unwrap() {
+            ClientRequest::Unsubscribe { channel, id } => {
+                assert_eq!((&*channel, id), ("news", None))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_request(br#"{"type":"publish","channel":"n","data":{"a":[1, 2]},"id":3}"#)
+            .unwrap()
+        {
+            ClientRequest::Publish { channel, data, id } => {
+                assert_eq!((&*channel, id), ("n", Some(3)));
+                assert_eq!(data.get(), r#"{"a":[1, 2]}"#, "raw, not re-serialized");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_request(br#"{"type":"subscribe","channel":"a\"b"}"#).unwrap() {
+            ClientRequest::Subscribe { channel, .. } => assert_eq!(&*channel, "a\"b"),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &b"nope"[..],
+            br#"{"type":"dance"}"#,
+            br#"{"channel":"x"}"#,
+            b"[]",
+        ] {
+            assert_eq!(parse_request(bad).unwrap_err(), RequestError::BadRequest);
+        }
+        assert_eq!(request_id(br#"{"type":"dance","id":7}"#), Some(7));
+    }
+
+    #[test]
+    fn encodes_server_messages() {
+        let data = RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap();
+        let v = payload(&message_frame(Some("news \"x\""), &data));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"message","channel":"news \"x\"","data":{"text":"hi"}})
+        );
+        let v = payload(&message_frame(None, &data));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"message","data":{"text":"hi"}})
+        );
+        assert_eq!(
+            payload(&ack_frame(9)),
+            serde_json::json!({"type":"ack","id":9})
+        );
+        let v = payload(&error_frame(Some(2), RequestError::PublishForbidden));
+        assert_eq!(v["code"], "publish_forbidden");
+        assert_eq!(v["id"], 2);
+        assert!(payload(&error_frame(None, RequestError::BadRequest))
+            .get("id")
+            .is_none());
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(validate_channel("room:42").is_ok());
+        assert!(validate_channel("").is_err());
+        assert!(validate_channel("a\nb").is_err());
+        assert!(validate_channel(&"x".repeat(201)).is_err());
+    }
+}
