@@ -79,9 +79,15 @@ pub const UPGRADE: &str = "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: web
 
 /// A raw TCP socket that completed the upgrade to /echo (101 read).
 pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
+    raw_upgraded_to(addr, "/echo")
+}
+
+/// A raw TCP socket that completed the upgrade to `path` (101 read).
+pub fn raw_upgraded_to(addr: SocketAddr, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(UPGRADE.as_bytes()).unwrap();
+    s.write_all(UPGRADE.replace("/echo", path).as_bytes())
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -121,4 +127,82 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
+}
+
+/// A minimal HTTP/1.1 client for the admin API: one request per
+/// connection, returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with(addr, method, path, body, &[])
+}
+
+/// Like [`http`], with extra header lines ("Name: value").
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = status_of(&resp);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+/// A config with the hub in dev mode (user from `?user=`, client publish
+/// allowed) and the admin API on a free loopback port.
+pub fn hub_config(cores: usize) -> Config {
+    let mut cfg = config(cores);
+    cfg.hub.dev_user_param = Some("user".into());
+    cfg.hub.dev_client_publish = true;
+    cfg.admin = Some(wsedge::config::AdminConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        key: None,
+    });
+    cfg
+}
+
+/// Reads the next text message as JSON, answering pings on the way.
+pub fn next_json(ws: &mut Client) -> serde_json::Value {
+    loop {
+        match ws.read().expect("message") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Sends a JSON request.
+pub fn send_json(ws: &mut Client, v: serde_json::Value) {
+    ws.send(tungstenite::Message::text(v.to_string())).unwrap();
+}
+
+/// Subscribes and waits for the ack.
+pub fn subscribe(ws: &mut Client, channel: &str) {
+    send_json(
+        ws,
+        serde_json::json!({"type":"subscribe","channel":channel,"id":1}),
+    );
+    assert_eq!(next_json(ws), serde_json::json!({"type":"ack","id":1}));
 }

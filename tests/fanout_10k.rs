@@ -1,0 +1,135 @@
+//! Fan-out to 10 000 subscribers over loopback: every subscriber receives
+//! every message, in order. The server runs as its own process (the
+//! binary, two cores) so server and clients each stay within the file
+//! descriptor limit; client sockets are spread over several 127.0.0.x
+//! source addresses so repeated runs do not run out of ephemeral ports.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::*;
+use wsedge::protocol::{FrameDecoder, OpCode, Role};
+
+const SUBSCRIBERS: usize = 10_000;
+const MESSAGES: usize = 5;
+
+fn field(line: &str, name: &str) -> SocketAddr {
+    let start = line.find(&format!("{name}=")).expect("field in log line") + name.len() + 1;
+    let rest = &line[start..];
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    rest[..end].parse().unwrap()
+}
+
+fn connect_from(src_octet: u32, addr: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let src = SocketAddr::from(([127, 0, 0, src_octet as u8], 0));
+    sock.bind(&src.into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.into()
+}
+
+#[test]
+fn ten_thousand_subscribers_each_receive_every_message() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsedge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "2",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+    }
+    let addr = field(&line, "addr");
+    let admin = field(&line, "admin");
+    // Keep draining the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+
+    let base = 20 + std::process::id() % 100;
+    let request = UPGRADE.replace("/echo", "/ws");
+    let subscribe = client_frame(true, 0x1, br#"{"type":"subscribe","channel":"fan"}"#);
+    let started = Instant::now();
+    let mut socks: Vec<TcpStream> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut s = connect_from(base + (i / 5000) as u32, addr);
+            s.write_all(request.as_bytes()).unwrap();
+            s.write_all(&subscribe).unwrap();
+            s
+        })
+        .collect();
+    // Wait for every upgrade and subscription to land.
+    let subscribed = wait_until(Duration::from_secs(60), || {
+        let (_, body) = http(admin, "GET", "/api/channels/fan", None);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["subscribers"] == SUBSCRIBERS
+    });
+    assert!(subscribed, "all subscribed after {:?}", started.elapsed());
+    for i in 0..MESSAGES {
+        let (status, _) = http(
+            admin,
+            "POST",
+            "/api/channels/fan/publish",
+            Some(&format!(r#"{{"n":{i}}}"#)),
+        );
+        assert_eq!(status, 200);
+    }
+    let mut buf = vec![0u8; 4096];
+    for (i, s) in socks.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut pending = BytesMut::new();
+        // The 101 head first.
+        let head_end = loop {
+            if let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "subscriber {i} closed early");
+            pending.extend_from_slice(&buf[..n]);
+        };
+        assert!(pending.starts_with(b"HTTP/1.1 101"));
+        let _ = pending.split_to(head_end);
+        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let mut got = 0;
+        while got < MESSAGES {
+            match dec.decode(&mut pending).unwrap() {
+                Some(f) => {
+                    assert_eq!(f.opcode, OpCode::Text);
+                    let expected =
+                        format!(r#"{{"type":"message","channel":"fan","data":{{"n":{got}}}}}"#);
+                    assert_eq!(&f.payload[..], expected.as_bytes(), "subscriber {i}");
+                    got += 1;
+                }
+                None => {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "subscriber {i} closed after {got} messages");
+                    pending.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+    let (_, body) = http(admin, "GET", "/api/stats", None);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["total"]["deliveries"], SUBSCRIBERS * MESSAGES);
+    drop(socks);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success());
+}
