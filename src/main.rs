@@ -211,7 +211,13 @@ fn serve(cfg: Config) -> std::io::Result<()> {
                 break;
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                tracing::info!("stats {}", server.stats());
+                let reg = server.registry();
+                tracing::info!(
+                    "stats {} channels={} users_online={}",
+                    server.stats(),
+                    reg.channel_count(),
+                    reg.users_online()
+                );
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
