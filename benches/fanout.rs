@@ -1,0 +1,84 @@
+//! Criterion bench of the hub's fan-out path on one core: encode a
+//! publish once, queue the shared frame on N open connections, then write
+//! it out (simulated: the queues are drained as a socket would take them).
+//!
+//! Run: `taskset -c 1 cargo bench --bench fanout`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::value::RawValue;
+use wsedge::conn::{Conn, Ctx, Tally};
+use wsedge::hub::protocol::message_frame;
+use wsedge::protocol::encoder::FrameEncoder;
+use wsedge::ConnConfig;
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
+    let now = Instant::now();
+    let mut events = Vec::new();
+    let mut tally = Tally::default();
+    (0..n)
+        .map(|_| {
+            let mut c = Conn::new(now, cfg);
+            let mut ctx = Ctx {
+                now,
+                cfg,
+                enc: &mut *enc,
+                events: &mut events,
+                tally: &mut tally,
+            };
+            c.handle_read(&mut BytesMut::from(UPGRADE), &mut ctx);
+            let len = c.out().len();
+            c.out().advance(len);
+            events.clear();
+            c
+        })
+        .collect()
+}
+
+fn fanout(c: &mut Criterion) {
+    let cfg = ConnConfig::default();
+    let mut enc = FrameEncoder::new();
+    let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
+    let mut g = c.benchmark_group("fanout");
+    for n in [1_000usize, 10_000] {
+        let mut conns = open_conns(n, &cfg, &mut enc);
+        let mut events = Vec::new();
+        let mut tally = Tally::default();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("encode_once_queue_and_drain", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    let frame = message_frame(Some("news"), &data);
+                    let now = Instant::now();
+                    let mut ctx = Ctx {
+                        now,
+                        cfg: &cfg,
+                        enc: &mut enc,
+                        events: &mut events,
+                        tally: &mut tally,
+                    };
+                    for c in conns.iter_mut() {
+                        black_box(c.push_frame(frame.clone(), &mut ctx));
+                    }
+                    for c in conns.iter_mut() {
+                        let len = c.out().len();
+                        c.out().advance(len);
+                    }
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
