@@ -1,0 +1,398 @@
+//! `wsedge-bench`, the load client bundled with wsedge.
+//!
+//! Owns: driving load against a WebSocket server over loopback and
+//! reporting percentiles (one `hdrhistogram` per measured quantity). Must
+//! not touch: the server's internals — it speaks only the wire protocol and
+//! the admin HTTP API, so it can be pointed at any server with the same
+//! contract.
+//!
+//! Modes in this release: `fanout` (N subscribers on /ws, publishes through
+//! the admin API at a fixed rate; deliveries/s, delivery latency and
+//! publish-to-last-delivery latency). Every run is bounded in count and
+//! time and stops by itself.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use wsedge::protocol::frame::encode_masked_frame;
+use wsedge::protocol::{FrameDecoder, OpCode, Role};
+
+#[derive(Parser)]
+#[command(
+    name = "wsedge-bench",
+    version,
+    about = "Load client for WebSocket servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// N subscribers on one channel; publishes via the admin API at a
+    /// fixed rate (open loop, latency from the intended send time).
+    Fanout(FanoutArgs),
+}
+
+#[derive(Args, Clone)]
+struct FanoutArgs {
+    /// WebSocket address of the server (host:port); the path is /ws.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    server: SocketAddr,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: SocketAddr,
+    /// Bearer key for the admin API.
+    #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publishes per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// How long to publish.
+    #[arg(long, default_value = "5s", value_parser = |s: &str| humantime::parse_duration(s))]
+    duration: Duration,
+    /// Channel name.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Connections per 127.0.0.x source address (beyond the ephemeral
+    /// port range, later addresses are used).
+    #[arg(long, default_value_t = 20_000)]
+    per_source: usize,
+    /// First 127.0.0.x source address.
+    #[arg(long, default_value_t = 2)]
+    first_source: u8,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.mode {
+        Mode::Fanout(a) => fanout(&a),
+    };
+    if let Err(e) = res {
+        eprintln!("wsedge-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One subscriber socket and what has arrived on it.
+struct Sub {
+    stream: TcpStream,
+    buf: BytesMut,
+    upgraded: bool,
+    subscribed: bool,
+    decoder: FrameDecoder,
+}
+
+fn connect_from(src: u8, addr: SocketAddr) -> io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from(([127, 0, 0, src], 0)).into())?;
+    sock.set_nonblocking(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    sock.set_tcp_nodelay(true)?;
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Finds `"key":` in a JSON text and parses the unsigned integer after it.
+/// (Hand-written: it runs once per delivery, where a JSON parse would make
+/// the client the bottleneck.)
+fn json_u64(text: &[u8], key: &str) -> Option<u64> {
+    let pat = format!("\"{key}\":");
+    let at = text.windows(pat.len()).position(|w| w == pat.as_bytes())? + pat.len();
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut v: u64 = 0;
+    let mut any = false;
+    for d in digits {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(v)
+}
+
+fn http_post(
+    conn: &mut StdTcpStream,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> io::Result<u16> {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes())?;
+    // Read the head, then Content-Length bytes of body.
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Err(io::Error::other("admin API closed the connection"));
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body)?;
+    Ok(status)
+}
+
+fn fanout(a: &FanoutArgs) -> io::Result<()> {
+    let n = a.subscribers;
+    let total_msgs = (a.rate as f64 * a.duration.as_secs_f64()).round() as u64;
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut subs: Vec<Sub> = Vec::with_capacity(n);
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        a.server
+    );
+    let mut subscribe = BytesMut::new();
+    let sub_json = serde_json::json!({"type":"subscribe","channel":a.channel,"id":1}).to_string();
+    encode_masked_frame(
+        &mut subscribe,
+        true,
+        OpCode::Text,
+        [1, 2, 3, 4],
+        sub_json.as_bytes(),
+    );
+    let mut hello = request.into_bytes();
+    hello.extend_from_slice(&subscribe);
+
+    let setup_start = Instant::now();
+    for i in 0..n {
+        let src = a.first_source as usize + i / a.per_source.max(1);
+        let src = u8::try_from(src).map_err(|_| io::Error::other("too many source addresses"))?;
+        let mut stream = connect_from(src, a.server)?;
+        poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        subs.push(Sub {
+            stream,
+            buf: BytesMut::new(),
+            upgraded: false,
+            subscribed: false,
+            decoder: FrameDecoder::new(Role::Client, 1 << 24),
+        });
+    }
+    let mut sent_hello = vec![false; n];
+    let mut subscribed = 0usize;
+    let start = Instant::now();
+    let mut hist_delivery =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut hist_last =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut per_msg: HashMap<u64, usize> = HashMap::new();
+    let mut delivered: u64 = 0;
+    let mut first_delivery: Option<Instant> = None;
+    let mut last_delivery = Instant::now();
+    let mut publisher: Option<std::thread::JoinHandle<io::Result<u64>>> = None;
+    let mut publish_started = Instant::now();
+    let deadline_setup = Instant::now() + Duration::from_secs(120);
+    let mut read_buf = vec![0u8; 64 * 1024];
+    let expected = total_msgs * n as u64;
+    let mut last_progress = Instant::now();
+
+    loop {
+        let now = Instant::now();
+        if publisher.is_none() && now > deadline_setup {
+            return Err(io::Error::other(format!(
+                "only {subscribed} of {n} subscribed after 120 s"
+            )));
+        }
+        if publisher.is_some()
+            && (delivered >= expected
+                || now > publish_started + a.duration + Duration::from_secs(15))
+        {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let sub = &mut subs[i];
+            if ev.is_writable() && !sent_hello[i] {
+                match sub.stream.write(&hello) {
+                    Ok(w) if w == hello.len() => sent_hello[i] = true,
+                    Ok(_) => return Err(io::Error::other("short write of the upgrade request")),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !ev.is_readable() {
+                continue;
+            }
+            loop {
+                match sub.stream.read(&mut read_buf) {
+                    Ok(0) => return Err(io::Error::other(format!("subscriber {i} closed"))),
+                    Ok(k) => sub.buf.extend_from_slice(&read_buf[..k]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !sub.upgraded {
+                let Some(p) = sub.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                if !sub.buf.starts_with(b"HTTP/1.1 101") {
+                    return Err(io::Error::other("upgrade refused"));
+                }
+                let _ = sub.buf.split_to(p + 4);
+                sub.upgraded = true;
+            }
+            while let Some(frame) = sub
+                .decoder
+                .decode(&mut sub.buf)
+                .map_err(|e| io::Error::other(e.to_string()))?
+            {
+                match frame.opcode {
+                    OpCode::Text if !sub.subscribed => {
+                        sub.subscribed = true;
+                        subscribed += 1;
+                    }
+                    OpCode::Text => {
+                        let at = Instant::now();
+                        let (Some(seq), Some(t)) =
+                            (json_u64(&frame.payload, "s"), json_u64(&frame.payload, "t"))
+                        else {
+                            continue;
+                        };
+                        let now_ns = at.duration_since(start).as_nanos() as u64;
+                        let lat = now_ns.saturating_sub(t);
+                        hist_delivery.saturating_record(lat);
+                        delivered += 1;
+                        first_delivery.get_or_insert(at);
+                        last_delivery = at;
+                        let c = per_msg.entry(seq).or_insert(0);
+                        *c += 1;
+                        if *c == n {
+                            hist_last.saturating_record(lat);
+                            per_msg.remove(&seq);
+                        }
+                    }
+                    // Server pings: answering is not needed within a run
+                    // shorter than the pong timeout.
+                    _ => {}
+                }
+            }
+        }
+        if publisher.is_none() && subscribed == n {
+            if !a.json {
+                eprintln!(
+                    "{n} subscribers ready in {:.2?}; publishing {total_msgs} messages at {}/s",
+                    setup_start.elapsed(),
+                    a.rate
+                );
+            }
+            let args = a.clone();
+            publish_started = Instant::now();
+            publisher = Some(std::thread::spawn(move || {
+                publish_loop(&args, start, total_msgs)
+            }));
+        }
+        if !a.json && last_progress.elapsed() > Duration::from_secs(2) && publisher.is_some() {
+            eprintln!("  delivered {delivered} of {expected}");
+            last_progress = Instant::now();
+        }
+    }
+    let published = publisher
+        .expect("publisher started")
+        .join()
+        .map_err(|_| io::Error::other("publisher panicked"))??;
+    let span = first_delivery.map_or(Duration::ZERO, |f| last_delivery.duration_since(f));
+    let rate = delivered as f64 / span.as_secs_f64().max(1e-9);
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    if a.json {
+        let j = serde_json::json!({
+            "mode": "fanout",
+            "subscribers": n,
+            "published": published,
+            "delivered": delivered,
+            "expected": expected,
+            "deliveries_per_sec": rate,
+            "delivery_us": {"p50": us(&hist_delivery, 0.5), "p99": us(&hist_delivery, 0.99),
+                            "max": hist_delivery.max() as f64 / 1000.0},
+            "last_delivery_us": {"p50": us(&hist_last, 0.5), "p99": us(&hist_last, 0.99),
+                                 "max": hist_last.max() as f64 / 1000.0},
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "fanout: {n} subscribers, {published} publishes at {}/s",
+            a.rate
+        );
+        println!("  delivered {delivered} of {expected} ({rate:.0} deliveries/s)");
+        println!(
+            "  delivery latency        p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs",
+            us(&hist_delivery, 0.5),
+            us(&hist_delivery, 0.99),
+            hist_delivery.max() as f64 / 1000.0
+        );
+        println!(
+            "  publish → last delivery p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs",
+            us(&hist_last, 0.5),
+            us(&hist_last, 0.99),
+            hist_last.max() as f64 / 1000.0
+        );
+    }
+    if delivered < expected {
+        return Err(io::Error::other(format!(
+            "{} deliveries missing",
+            expected - delivered
+        )));
+    }
+    Ok(())
+}
+
+/// Publishes `total` messages at the configured rate; each carries its
+/// sequence number and its *intended* send time (coordinated-omission
+/// correction: a stall in the server or the API delays the actual send,
+/// not the clock the latency is measured from).
+fn publish_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
+    let mut conn = StdTcpStream::connect(a.admin)?;
+    conn.set_nodelay(true)?;
+    let path = format!("/api/channels/{}/publish", a.channel);
+    let t0 = Instant::now();
+    for i in 0..total {
+        let intended = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
+        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = intended.duration_since(start).as_nanos() as u64;
+        let body = format!(r#"{{"s":{i},"t":{t}}}"#);
+        let status = http_post(&mut conn, &path, a.admin_key.as_deref(), &body)?;
+        if status != 200 {
+            return Err(io::Error::other(format!("publish answered {status}")));
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,49 @@
+//! The bundled load client (`wsedge-bench`) runs against a real server
+//! and reports what it measured.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn fanout_mode_delivers_everything_and_reports_json() {
+    let server = start(hub_config(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+        .args([
+            "fanout",
+            "--server",
+            &server.local_addr().to_string(),
+            "--admin",
+            &server.admin_addr().unwrap().to_string(),
+            "--subscribers",
+            "50",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--first-source",
+            &(100 + std::process::id() % 100).to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["published"], 40);
+    assert_eq!(v["delivered"], 50 * 40);
+    assert_eq!(v["expected"], 50 * 40);
+    assert!(v["last_delivery_us"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        v["last_delivery_us"]["max"].as_f64().unwrap() >= v["delivery_us"]["p50"].as_f64().unwrap()
+    );
+    // The server agrees.
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        server.stats().deliveries == 50 * 40 + 50 // messages plus subscribe acks
+    }));
+}
