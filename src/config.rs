@@ -89,6 +89,57 @@ impl Default for HubConfig {
     }
 }
 
+/// Who may connect, checked before the upgrade completes.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    /// HMAC keys for connection tokens: the current key first, then the
+    /// previous one while clients holding its tokens drain (rotation).
+    /// From `--token-key`/`WSEDGE_TOKEN_KEY` and
+    /// `--token-key-previous`/`WSEDGE_TOKEN_KEY_PREVIOUS`. None: no tokens.
+    pub token_keys: Vec<String>,
+    /// Require a token on `/ws` when a key is configured. Default true.
+    pub require_token_on_ws: bool,
+    /// Most token ids remembered for replay protection. Default 1 000 000.
+    pub max_used_tokens: usize,
+    /// Allowed `Origin`s (exact, or `https://*.example.com`); empty allows
+    /// all. Default empty.
+    pub origins: Vec<String>,
+    /// Connection attempts per source IP per window (`429` with
+    /// `Retry-After` beyond). Default 20 per 60 s; 0 disables.
+    pub max_attempts_per_ip: u32,
+    /// The attempt window. Default 60 s.
+    pub attempt_window: Duration,
+    /// Peers whose client-IP header is believed. Default none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The client-IP header a trusted proxy sets (first entry used).
+    /// Default `x-forwarded-for`.
+    pub client_ip_header: String,
+    /// Open connections in total (`503` beyond). Default 500 000.
+    pub max_connections: u32,
+    /// Open connections per source IP (`429` beyond). Default 10 000.
+    pub max_connections_per_ip: u32,
+    /// Open connections per user (`429` beyond). Default 100.
+    pub max_connections_per_user: u32,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            token_keys: Vec::new(),
+            require_token_on_ws: true,
+            max_used_tokens: 1_000_000,
+            origins: Vec::new(),
+            max_attempts_per_ip: 20,
+            attempt_window: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
+            max_connections: 500_000,
+            max_connections_per_ip: 10_000,
+            max_connections_per_user: 100,
+        }
+    }
+}
+
 /// The admin plane (HTTP push API).
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -120,6 +171,8 @@ pub struct Config {
     pub conn: ConnConfig,
     /// The hub.
     pub hub: HubConfig,
+    /// Tokens, origins, attempt limits and quotas.
+    pub admission: AdmissionConfig,
     /// The admin plane; `None` runs without it.
     pub admin: Option<AdminConfig>,
     /// On shutdown, how long to wait for connections to finish their close
@@ -136,6 +189,7 @@ impl Default for Config {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             conn: ConnConfig::default(),
             hub: HubConfig::default(),
+            admission: AdmissionConfig::default(),
             admin: None,
             drain_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_secs(60),

@@ -119,11 +119,31 @@ pub enum HandshakeError {
     InvalidKey,
     #[error("handshake not completed in time")]
     Timeout,
+    #[error("connection token required")]
+    TokenMissing,
+    #[error("connection token malformed")]
+    TokenMalformed,
+    #[error("connection token signature invalid")]
+    TokenBadSignature,
+    #[error("connection token expired")]
+    TokenExpired,
+    #[error("connection token already used")]
+    TokenReplayed,
+    #[error("origin not allowed")]
+    OriginForbidden,
+    #[error("too many connection attempts")]
+    TooManyAttempts,
+    #[error("too many connections from this address")]
+    IpQuota,
+    #[error("too many connections for this user")]
+    UserQuota,
+    #[error("server full")]
+    ServerFull,
 }
 
 impl HandshakeError {
     /// Every variant, in counter order.
-    pub const ALL: [HandshakeError; 13] = [
+    pub const ALL: [HandshakeError; 23] = [
         Self::Malformed,
         Self::RequestTooLarge,
         Self::TooManyHeaders,
@@ -137,6 +157,16 @@ impl HandshakeError {
         Self::MissingKey,
         Self::InvalidKey,
         Self::Timeout,
+        Self::TokenMissing,
+        Self::TokenMalformed,
+        Self::TokenBadSignature,
+        Self::TokenExpired,
+        Self::TokenReplayed,
+        Self::OriginForbidden,
+        Self::TooManyAttempts,
+        Self::IpQuota,
+        Self::UserQuota,
+        Self::ServerFull,
     ];
 
     /// Index into [`Self::ALL`] (the counter slot).
@@ -163,6 +193,16 @@ impl HandshakeError {
             Self::MissingKey => "missing_key",
             Self::InvalidKey => "invalid_key",
             Self::Timeout => "timeout",
+            Self::TokenMissing => "token_missing",
+            Self::TokenMalformed => "token_malformed",
+            Self::TokenBadSignature => "token_bad_signature",
+            Self::TokenExpired => "token_expired",
+            Self::TokenReplayed => "token_replayed",
+            Self::OriginForbidden => "origin_forbidden",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::IpQuota => "ip_quota",
+            Self::UserQuota => "user_quota",
+            Self::ServerFull => "server_full",
         }
     }
 
@@ -182,6 +222,13 @@ impl HandshakeError {
             Self::RequestTooLarge | Self::TooManyHeaders => {
                 (431, "Request Header Fields Too Large")
             }
+            Self::TokenMissing
+            | Self::TokenMalformed
+            | Self::TokenBadSignature
+            | Self::TokenExpired => (401, "Unauthorized"),
+            Self::TokenReplayed | Self::OriginForbidden => (403, "Forbidden"),
+            Self::TooManyAttempts | Self::IpQuota | Self::UserQuota => (429, "Too Many Requests"),
+            Self::ServerFull => (503, "Service Unavailable"),
         }
     }
 
@@ -205,7 +252,7 @@ mod tests {
         let mut names: Vec<_> = HandshakeError::ALL.iter().map(|e| e.name()).collect();
         for (i, e) in HandshakeError::ALL.iter().enumerate() {
             assert_eq!(e.index(), i);
-            assert!((400..500).contains(&e.status().0));
+            assert!((400..600).contains(&e.status().0));
         }
         names.sort_unstable();
         names.dedup();

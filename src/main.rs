@@ -101,6 +101,37 @@ struct ServeArgs {
     /// Bearer key required by the admin API (required off loopback).
     #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// HMAC key for connection tokens (`?ws_token=`); with one, /ws
+    /// requires a token.
+    #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
+    token_key: Option<String>,
+    /// The previous token key, still accepted during a rotation.
+    #[arg(long, env = "WSEDGE_TOKEN_KEY_PREVIOUS", hide_env_values = true)]
+    token_key_previous: Option<String>,
+    /// Allowed Origin (exact, or https://*.example.com); repeat. None = all.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Connection attempts per source IP per window (0 = unlimited).
+    #[arg(long, default_value_t = 20)]
+    max_attempts_per_ip: u32,
+    /// The attempt window.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    attempt_window: Duration,
+    /// A proxy whose client-IP header is believed; repeat.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// The client-IP header trusted proxies set.
+    #[arg(long, default_value = "x-forwarded-for")]
+    client_ip_header: String,
+    /// Open connections in total (503 beyond).
+    #[arg(long, default_value_t = 500_000)]
+    max_connections: u32,
+    /// Open connections per source IP (429 beyond).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections_per_ip: u32,
+    /// Open connections per token user (429 beyond).
+    #[arg(long, default_value_t = 100)]
+    max_connections_per_user: u32,
     /// Period of the counts log line.
     #[arg(long, default_value = "60s", value_parser = duration)]
     stats_interval: Duration,
@@ -142,6 +173,23 @@ impl ServeArgs {
             "drop" => SlowConsumerPolicy::Drop,
             _ => SlowConsumerPolicy::Close,
         };
+        c.handshake.client_ip_header =
+            (!self.trusted_proxies.is_empty()).then(|| self.client_ip_header.to_ascii_lowercase());
+        let a = &mut cfg.admission;
+        a.token_keys = self
+            .token_key
+            .into_iter()
+            .chain(self.token_key_previous)
+            .filter(|k| !k.is_empty())
+            .collect();
+        a.origins = self.origins;
+        a.max_attempts_per_ip = self.max_attempts_per_ip;
+        a.attempt_window = self.attempt_window;
+        a.trusted_proxies = self.trusted_proxies;
+        a.client_ip_header = self.client_ip_header;
+        a.max_connections = self.max_connections;
+        a.max_connections_per_ip = self.max_connections_per_ip;
+        a.max_connections_per_user = self.max_connections_per_user;
         let h = &mut cfg.hub;
         h.max_subscriptions = self.max_subscriptions;
         h.dev_user_param = self.dev_user_param;

@@ -44,6 +44,8 @@ fn ten_thousand_subscribers_each_receive_every_message() {
             "2",
             "--admin",
             "127.0.0.1:0",
+            "--max-attempts-per-ip",
+            "0",
         ])
         .stderr(Stdio::piped())
         .spawn()

@@ -50,7 +50,7 @@ fn waiting_connections_are_served_once_descriptors_free_up() {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ulimit -n 48 && exec {bin} serve --listen 127.0.0.1:{port} --cores 1 --admin off --stats-interval 1s"
+            "ulimit -n 48 && exec {bin} serve --listen 127.0.0.1:{port} --cores 1 --admin off --max-attempts-per-ip 0 --stats-interval 1s"
         ))
         .stderr(Stdio::piped())
         .spawn()

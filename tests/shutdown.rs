@@ -26,6 +26,8 @@ fn sigterm_sends_1001_and_exits_zero() {
             "2",
             "--admin",
             "127.0.0.1:0",
+            "--max-attempts-per-ip",
+            "0",
         ])
         .stderr(Stdio::piped())
         .spawn()

@@ -59,6 +59,9 @@ impl Route {
 /// Something the application layer must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A valid upgrade request arrived: decide with
+    /// [`Conn::accept_upgrade`] or [`Conn::refuse_upgrade`].
+    Upgrade { route: Route },
     /// The upgrade completed.
     Opened { route: Route },
     /// A complete, validated data message.
@@ -149,6 +152,8 @@ pub struct Conn {
     utf8: Utf8Validator,
     out: OutQueue,
     request: Option<Box<UpgradeRequest>>,
+    /// A parsed request awaiting the admission decision.
+    pending: Option<Box<handshake::Parsed>>,
     route: Option<Route>,
     /// Deadline of the current phase: handshake, close answer, or final flush.
     phase_deadline: Instant,
@@ -170,6 +175,7 @@ impl Conn {
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
             request: None,
+            pending: None,
             route: None,
             phase_deadline: now + cfg.handshake_timeout,
             next_ping: now,
@@ -425,7 +431,7 @@ impl Conn {
         let mut buf = std::mem::take(&mut self.rx);
         let borrowed = std::mem::replace(&mut self.rx_borrowed, false);
         let mut delivered = false;
-        if self.phase == Phase::Handshake && !buf.is_empty() {
+        if self.phase == Phase::Handshake && self.pending.is_none() && !buf.is_empty() {
             self.read_handshake(&mut buf, ctx);
         }
         if matches!(self.phase, Phase::Open | Phase::Closing) {
@@ -462,8 +468,48 @@ impl Conn {
     }
 
     fn refuse(&mut self, err: HandshakeError, ctx: &mut Ctx<'_>) {
+        self.refuse_upgrade(err, None, ctx);
+    }
+
+    /// The upgrade request waiting for the admission decision (after
+    /// [`Event::Upgrade`]); admission may take its token out.
+    pub fn upgrade_request_mut(&mut self) -> Option<&mut UpgradeRequest> {
+        self.pending.as_mut().map(|p| &mut p.request)
+    }
+
+    /// Admission said yes: answer `101` and open. Frames the client sent
+    /// early are parsed by the next [`Conn::process`] calls.
+    pub fn accept_upgrade(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(parsed) = self.pending.take() else {
+            return;
+        };
+        let Some(route) = self.route else {
+            return;
+        };
         let mut resp = BytesMut::new();
-        handshake::write_error(&mut resp, err);
+        handshake::write_accept(&mut resp, &parsed, &ctx.cfg.handshake);
+        self.out.push(resp.freeze());
+        self.request = Some(Box::new(parsed.request));
+        self.phase = Phase::Open;
+        self.next_ping = ctx.now + ctx.cfg.ping_interval;
+        self.last_message = ctx.now;
+        ctx.events.push(Event::Opened { route });
+    }
+
+    /// Admission (or the request itself) said no: answer `err`'s status
+    /// with a short text body (and `Retry-After` if given), then close.
+    pub fn refuse_upgrade(
+        &mut self,
+        err: HandshakeError,
+        retry_after: Option<u64>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        if self.phase != Phase::Handshake {
+            return;
+        }
+        self.pending = None;
+        let mut resp = BytesMut::new();
+        handshake::write_error(&mut resp, err, retry_after);
         self.out.push(resp.freeze());
         ctx.events.push(Event::Refused(err));
         self.end(err.into(), ctx);
@@ -480,15 +526,9 @@ impl Conn {
             return self.refuse(HandshakeError::NotFound, ctx);
         };
         let _ = buf.split_to(parsed.head_len);
-        let mut resp = BytesMut::new();
-        handshake::write_accept(&mut resp, &parsed, &ctx.cfg.handshake);
-        self.out.push(resp.freeze());
-        self.request = Some(Box::new(parsed.request));
         self.route = Some(route);
-        self.phase = Phase::Open;
-        self.next_ping = ctx.now + ctx.cfg.ping_interval;
-        self.last_message = ctx.now;
-        ctx.events.push(Event::Opened { route });
+        self.pending = Some(Box::new(parsed));
+        ctx.events.push(Event::Upgrade { route });
     }
 
     /// Returns true if it stopped right after delivering a message.

@@ -60,7 +60,20 @@ impl Harness {
     fn feed(&mut self, bytes: &[u8]) {
         let mut input = BytesMut::from(bytes);
         let mut more = self.with(|c, ctx| c.handle_read(&mut input, ctx));
-        while more {
+        loop {
+            // Admit every upgrade, as a core without limits would.
+            if self
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Upgrade { .. }))
+            {
+                self.events.retain(|e| !matches!(e, Event::Upgrade { .. }));
+                self.with(|c, ctx| c.accept_upgrade(ctx));
+                more = true;
+            }
+            if !more {
+                break;
+            }
             more = self.with(|c, ctx| c.process(ctx));
         }
         assert!(input.is_empty(), "handle_read consumes its input");

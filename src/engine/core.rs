@@ -10,6 +10,7 @@
 //! state (only their inboxes, through handles).
 
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use slab::Slab;
 use super::command::Command;
 use super::counters::CoreCounters;
 use super::CoreHandle;
+use crate::admission::{Admission, TokenGrants};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
@@ -59,6 +61,12 @@ pub(super) struct Slot {
     pub(super) user: Option<Arc<str>>,
     /// Channels this connection subscribes to (hub).
     pub(super) subs: Vec<Arc<str>>,
+    /// The peer's IP (the client's, once admission saw a trusted proxy).
+    ip: IpAddr,
+    /// Admission took quota slots for it (given back on removal).
+    admitted: bool,
+    /// Channel grants from its token, if it came with one.
+    pub(super) grants: Option<Box<TokenGrants>>,
 }
 
 pub(crate) struct Core {
@@ -71,6 +79,7 @@ pub(crate) struct Core {
     notified: Arc<AtomicBool>,
     pub(super) peers: Arc<[CoreHandle]>,
     pub(super) hub: LocalHub,
+    admission: Arc<Admission>,
     pub(super) conns: Slab<Slot>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
@@ -99,6 +108,7 @@ impl Core {
         inbox: Receiver<Command>,
         peers: Arc<[CoreHandle]>,
         registry: Arc<Registry>,
+        admission: Arc<Admission>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -113,6 +123,7 @@ impl Core {
             inbox,
             notified,
             hub: LocalHub::new(id, registry),
+            admission,
             peers,
             conns: Slab::new(),
             dirty: Vec::new(),
@@ -221,7 +232,7 @@ impl Core {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, _peer)) => {
+                Ok((mut stream, peer)) => {
                     self.counters.accepted.add(1);
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
@@ -245,6 +256,9 @@ impl Core {
                         dirty: false,
                         user: None,
                         subs: Vec::new(),
+                        ip: peer.ip(),
+                        admitted: false,
+                        grants: None,
                     });
                     self.counters.open.add(1);
                     self.schedule(key);
@@ -430,6 +444,7 @@ impl Core {
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {
             match ev {
+                Event::Upgrade { route } => self.admit(key, route, now),
                 Event::Opened { route } => {
                     self.counters.upgraded.add(1);
                     if route == Route::Hub {
@@ -467,6 +482,54 @@ impl Core {
         if !more.is_empty() {
             self.events.extend(more);
             self.route_events(key, now);
+        }
+    }
+
+    /// Decides an upgrade request with the shared admission state.
+    fn admit(&mut self, key: usize, route: Route, now: Instant) {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let slot = &mut self.conns[key];
+        let mut ctx = Ctx {
+            now,
+            cfg: &self.cfg.conn,
+            enc: &mut self.enc,
+            events: &mut self.events,
+            tally: &mut self.tally,
+        };
+        let Some(req) = slot.conn.upgrade_request_mut() else {
+            return;
+        };
+        match self.admission.admit(req, route, slot.ip, unix) {
+            Ok(a) => {
+                slot.admitted = true;
+                slot.ip = a.ip;
+                if let Some(user) = a.user {
+                    slot.user = Some(user);
+                }
+                slot.grants = a.grants;
+                slot.conn.accept_upgrade(&mut ctx);
+                self.route_events(key, now);
+                // Frames the client sent right after its request, each
+                // message routed before the next is parsed.
+                loop {
+                    let slot = &mut self.conns[key];
+                    let mut ctx = Ctx {
+                        now,
+                        cfg: &self.cfg.conn,
+                        enc: &mut self.enc,
+                        events: &mut self.events,
+                        tally: &mut self.tally,
+                    };
+                    let more = slot.conn.process(&mut ctx);
+                    self.route_events(key, now);
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            Err(r) => slot.conn.refuse_upgrade(r.error, r.retry_after, &mut ctx),
         }
     }
 
@@ -556,8 +619,17 @@ impl Core {
 
     fn remove(&mut self, key: usize) {
         // `finally`: whatever path led here, no index keeps it.
+        // Only token users were counted against the per-user quota.
+        let user = self.conns[key]
+            .grants
+            .is_some()
+            .then(|| self.conns[key].user.clone())
+            .flatten();
         self.detach(key);
         let mut slot = self.conns.remove(key);
+        if slot.admitted {
+            self.admission.release(slot.ip, user.as_ref());
+        }
         if let Some((tk, _)) = slot.timer.take() {
             self.wheel.cancel(tk);
         }

@@ -18,8 +18,14 @@ use crate::hub::protocol::{self, ClientRequest, RequestError};
 use crate::hub::ConnId;
 
 impl Core {
-    /// A `/ws` connection opened: learn its user (dev mode only for now).
+    /// A `/ws` connection opened: index its user — from its token, or in
+    /// dev mode from the query.
     pub(super) fn hub_opened(&mut self, key: usize) {
+        if let Some(user) = self.conns[key].user.clone() {
+            let name = self.hub.add_user(&user, key as u32);
+            self.conns[key].user = Some(name);
+            return;
+        }
         let Some(param) = self.cfg.hub.dev_user_param.as_deref() else {
             return;
         };

@@ -95,6 +95,7 @@ impl Server {
         }
         let cores: Arc<[CoreHandle]> = handles.into();
         let registry = Arc::new(Registry::default());
+        let admission = Arc::new(crate::admission::Admission::new(cfg.admission.clone()));
         let admin = match &cfg.admin {
             Some(admin_cfg) => Some(crate::admin::Admin::bind(
                 admin_cfg,
@@ -115,6 +116,7 @@ impl Server {
                 inbox,
                 cores.clone(),
                 registry.clone(),
+                admission.clone(),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("wsedge-core-{i}"))

@@ -22,6 +22,9 @@ pub struct HandshakeConfig {
     pub max_headers: usize,
     /// Subprotocols the server speaks, most preferred first.
     pub subprotocols: Vec<String>,
+    /// Header whose first entry names the client's IP (set by a trusted
+    /// proxy), captured for the admission layer; lower case.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for HandshakeConfig {
@@ -30,6 +33,7 @@ impl Default for HandshakeConfig {
             max_request_bytes: 8 * 1024,
             max_headers: 32,
             subprotocols: Vec::new(),
+            client_ip_header: None,
         }
     }
 }
@@ -43,7 +47,19 @@ pub struct UpgradeRequest {
     pub subprotocol: Option<usize>,
     /// The `Origin` header, if any.
     pub origin: Option<Box<str>>,
+    /// A connection token, from `?ws_token=` or a `ws_token.<token>`
+    /// subprotocol entry. A secret: taken out by admission, never logged.
+    pub token: Option<Box<str>>,
+    /// The first entry of the configured client-IP header, if present.
+    pub forwarded_for: Option<Box<str>>,
 }
+
+/// Subprotocol prefix that carries a token (for browsers, which cannot set
+/// headers): `new WebSocket(url, ["wsedge", "ws_token." + token])`.
+pub const TOKEN_PROTOCOL_PREFIX: &str = "ws_token.";
+/// The subprotocol answered when the token came in the protocol list and
+/// no configured subprotocol matched (browsers require an answer).
+pub const DEFAULT_PROTOCOL: &str = "wsedge";
 
 impl UpgradeRequest {
     /// The path part of the target (before `?`).
@@ -67,6 +83,8 @@ pub struct Parsed {
     /// Bytes the request head took; what follows are WebSocket frames the
     /// client sent early.
     pub head_len: usize,
+    /// Answer [`DEFAULT_PROTOCOL`] (the token came as a subprotocol).
+    pub answer_default_protocol: bool,
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -112,6 +130,7 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
     let mut key = None;
     let mut origin = None;
     let mut offered: Vec<&[u8]> = Vec::new();
+    let mut forwarded_for = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -128,6 +147,15 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
             origin = std::str::from_utf8(h.value).ok().map(Box::from);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             offered.extend(h.value.split(|&b| b == b',').map(|t| t.trim_ascii()));
+        } else if cfg
+            .client_ip_header
+            .as_deref()
+            .is_some_and(|c| name.eq_ignore_ascii_case(c))
+        {
+            forwarded_for = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().into());
         }
     }
     if !upgrade {
@@ -151,12 +179,28 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
         .subprotocols
         .iter()
         .position(|p| offered.contains(&p.as_bytes()));
+    let protocol_token = offered.iter().find_map(|o| {
+        let o = std::str::from_utf8(o).ok()?;
+        o.strip_prefix(TOKEN_PROTOCOL_PREFIX).map(Box::<str>::from)
+    });
+    let answer_default = subprotocol.is_none()
+        && protocol_token.is_some()
+        && offered.contains(&DEFAULT_PROTOCOL.as_bytes());
+    let query_token = target.split_once('?').and_then(|(_, q)| {
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == "ws_token" && !v.is_empty()).then(|| Box::<str>::from(v))
+        })
+    });
     Ok(Some(Parsed {
         request: UpgradeRequest {
             target: target.into(),
             subprotocol,
             origin,
+            token: query_token.or(protocol_token),
+            forwarded_for,
         },
+        answer_default_protocol: answer_default,
         accept_key: tungstenite::handshake::derive_accept_key(key),
         head_len: len,
     }))
@@ -172,18 +216,22 @@ pub fn write_accept(out: &mut BytesMut, parsed: &Parsed, cfg: &HandshakeConfig) 
     let _ = write!(head, "Sec-WebSocket-Accept: {}\r\n", parsed.accept_key);
     if let Some(i) = req.subprotocol {
         let _ = write!(head, "Sec-WebSocket-Protocol: {}\r\n", cfg.subprotocols[i]);
+    } else if parsed.answer_default_protocol {
+        let _ = write!(head, "Sec-WebSocket-Protocol: {DEFAULT_PROTOCOL}\r\n");
     }
     head.push_str("\r\n");
     out.put_slice(head.as_bytes());
 }
 
-/// Appends an error response: status, short text body, `Connection: close`.
-pub fn write_error(out: &mut BytesMut, err: HandshakeError) {
+/// Appends an error response: status, short text body, `Connection: close`
+/// and, for rate limits, `Retry-After` in seconds.
+pub fn write_error(out: &mut BytesMut, err: HandshakeError, retry_after: Option<u64>) {
     let (status, phrase) = err.status();
     let body = format!("{err}\n");
+    let retry = retry_after.map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
     let head = format!(
         "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n{}\r\n",
+         Content-Length: {}\r\nConnection: close\r\n{}{retry}\r\n",
         body.len(),
         err.extra_headers()
     );
@@ -217,6 +265,24 @@ mod tests {
         assert_eq!(req.query(), Some("x=1"));
         // Server preference order wins.
         assert_eq!(req.subprotocol, Some(0));
+    }
+
+    #[test]
+    fn token_from_query_or_subprotocol() {
+        let req = GOOD.replace("/echo?x=1", "/ws?a=1&ws_token=abc.def");
+        assert_eq!(
+            parse(&req).unwrap().unwrap().request.token.as_deref(),
+            Some("abc.def")
+        );
+        let req = GOOD.replace("chat, superchat", "wsedge, ws_token.tok");
+        let parsed = parse(&req).unwrap().unwrap();
+        assert_eq!(parsed.request.token.as_deref(), Some("tok"));
+        assert!(parsed.answer_default_protocol);
+        let mut out = BytesMut::new();
+        write_accept(&mut out, &parsed, &HandshakeConfig::default());
+        assert!(std::str::from_utf8(&out)
+            .unwrap()
+            .contains("Sec-WebSocket-Protocol: wsedge\r\n"));
     }
 
     #[test]
@@ -293,7 +359,7 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n"));
 
         let mut out = BytesMut::new();
-        write_error(&mut out, HandshakeError::UnsupportedVersion);
+        write_error(&mut out, HandshakeError::UnsupportedVersion, None);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));

@@ -11,12 +11,15 @@ use wsedge::{Config, Server};
 
 /// A config on 127.0.0.1:0 with `cores` cores and default deadlines.
 pub fn config(cores: usize) -> Config {
-    Config {
+    let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         cores,
         drain_timeout: Duration::from_secs(2),
         ..Config::default()
-    }
+    };
+    // Tests open many connections from 127.0.0.1 in a burst.
+    cfg.admission.max_attempts_per_ip = 0;
+    cfg
 }
 
 pub fn start(cfg: Config) -> Server {

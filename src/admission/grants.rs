@@ -1,0 +1,42 @@
+//! Channel grants: which channels a token lets its bearer subscribe or
+//! publish to.
+//!
+//! Owns: matching a channel name against a list of exact names and
+//! `prefix*` patterns (`room:*` matches `room:1`; `*` matches all).
+//! Must not touch: tokens, connections.
+
+/// A list of channel patterns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants(Vec<Box<str>>);
+
+impl Grants {
+    /// Grants from patterns.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<Box<str>>>(patterns: I) -> Self {
+        Self(patterns.into_iter().map(Into::into).collect())
+    }
+
+    /// True if `channel` matches one pattern.
+    pub fn allows(&self, channel: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => channel.starts_with(prefix),
+            None => **p == *channel,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_prefix_patterns() {
+        let g = Grants::new(["news", "room:*"]);
+        assert!(g.allows("news"));
+        assert!(!g.allows("news2"));
+        assert!(g.allows("room:1"));
+        assert!(g.allows("room:"));
+        assert!(!g.allows("roo"));
+        assert!(Grants::new(["*"]).allows("anything"));
+        assert!(!Grants::default().allows("news"));
+    }
+}

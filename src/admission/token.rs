@@ -1,0 +1,154 @@
+//! One-time connection tokens: compact, HMAC-SHA256-signed claims.
+//!
+//! Owns: the token format, minting and verification (signature with
+//! either of two active keys, expiry). Must not touch: replay memory (see
+//! `replay`), sockets, logging — a token is a secret and is never logged.
+//!
+//! Format: `v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(key, "v1.<claims>"))>`
+//! with no padding. Claims:
+//! `{"sub":"alice","exp":1700000000,"jti":"…","subscribe":["room:*"],"publish":["chat:1"]}`
+//! — `sub` the user id, `exp` the expiry in Unix seconds, `jti` a unique
+//! token id (for one-time use), and the channel grants (exact names or
+//! `prefix*` patterns). Anything that can do HMAC-SHA256 and base64 can
+//! mint one; README.md shows it in a few lines of Python.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const PREFIX: &str = "v1.";
+/// Longest token accepted, in bytes (a sanity bound before any work).
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// Unique token id.
+    pub jti: String,
+    /// Channels the bearer may subscribe to.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Channels the bearer may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+}
+
+/// Why a token was refused (all answered 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    BadSignature,
+    Expired,
+}
+
+fn mac(key: &[u8], body: &str) -> Hmac<Sha256> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(body.as_bytes());
+    m
+}
+
+/// Signs `claims` with `key`.
+pub fn mint(key: &[u8], claims: &Claims) -> String {
+    let json = serde_json::to_vec(claims).expect("claims serialize");
+    let body = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
+    let sig = mac(key, &body).finalize().into_bytes();
+    format!("{body}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// Checks the signature against each key (current first, then the
+/// previous one during rotation) in constant time, then the expiry
+/// against `now` (Unix seconds).
+pub fn verify(keys: &[&[u8]], token: &str, now: u64) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_LEN || !token.starts_with(PREFIX) {
+        return Err(TokenError::Malformed);
+    }
+    let (body, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig_b64)
+        .map_err(|_| TokenError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(&body[PREFIX.len()..])
+        .map_err(|_| TokenError::Malformed)?;
+    if !keys.iter().any(|k| mac(k, body).verify_slice(&sig).is_ok()) {
+        return Err(TokenError::BadSignature);
+    }
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if claims.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// A fresh random token id (24 hex digits).
+pub fn new_jti() -> String {
+    let mut raw = [0u8; 12];
+    getrandom::fill(&mut raw).expect("the OS provides randomness");
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            exp,
+            jti: "t1".into(),
+            subscribe: vec!["room:*".into()],
+            publish: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let t = mint(b"k1", &claims(1000));
+        assert_eq!(verify(&[b"k1"], &t, 999), Ok(claims(1000)));
+        assert_eq!(verify(&[b"k1"], &t, 1000), Err(TokenError::Expired));
+        assert_eq!(verify(&[b"k2"], &t, 999), Err(TokenError::BadSignature));
+        // Rotation: the previous key still verifies.
+        assert_eq!(verify(&[b"k2", b"k1"], &t, 999), Ok(claims(1000)));
+        assert_eq!(verify(&[b"k1"], "v1.x", 0), Err(TokenError::Malformed));
+        assert_eq!(verify(&[b"k1"], "garbage", 0), Err(TokenError::Malformed));
+        // A changed claim breaks the signature.
+        let (_, sig) = t.rsplit_once('.').unwrap();
+        let forged = format!(
+            "{}.{sig}",
+            mint(b"x", &claims(9999)).rsplit_once('.').unwrap().0
+        );
+        assert_eq!(
+            verify(&[b"k1"], &forged, 999),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn python_style_token_verifies() {
+        // Made by the README's Python snippet with key b"secret".
+        let claims = Claims {
+            sub: "bob".into(),
+            exp: 4_102_444_800,
+            jti: "abc".into(),
+            subscribe: vec!["news".into()],
+            publish: vec![],
+        };
+        let json =
+            r#"{"sub":"bob","exp":4102444800,"jti":"abc","subscribe":["news"],"publish":[]}"#;
+        let body = format!("v1.{}", URL_SAFE_NO_PAD.encode(json));
+        let sig = mac(b"secret", &body).finalize().into_bytes();
+        let token = format!("{body}.{}", URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(verify(&[b"secret"], &token, 0), Ok(claims));
+    }
+
+    #[test]
+    fn jti_is_random() {
+        assert_ne!(new_jti(), new_jti());
+        assert_eq!(new_jti().len(), 24);
+    }
+}
