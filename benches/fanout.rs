@@ -34,6 +34,7 @@ fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
                 tally: &mut tally,
             };
             c.handle_read(&mut BytesMut::from(UPGRADE), &mut ctx);
+            c.accept_upgrade(&mut ctx);
             let len = c.out().len();
             c.out().advance(len);
             events.clear();
