@@ -28,6 +28,45 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Mint a one-time connection token (prints it on stdout).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    /// The user id.
+    #[arg(long)]
+    user: String,
+    /// A channel (or `prefix*` pattern) the user may subscribe to; repeat.
+    #[arg(long)]
+    subscribe: Vec<String>,
+    /// A channel (or `prefix*` pattern) the user may publish to; repeat.
+    #[arg(long)]
+    publish: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    ttl: u64,
+    /// Signing key.
+    #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
+    key: String,
+}
+
+fn mint(a: TokenArgs) -> ExitCode {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = wsedge::admission::token::Claims {
+        sub: a.user,
+        exp: now + a.ttl,
+        jti: wsedge::admission::token::new_jti(),
+        subscribe: a.subscribe,
+        publish: a.publish,
+    };
+    println!(
+        "{}",
+        wsedge::admission::token::mint(a.key.as_bytes(), &claims)
+    );
+    ExitCode::SUCCESS
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -210,6 +249,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Token(t)) => return mint(t),
         None => ServeArgs::parse_from(["serve"]),
     };
     let cfg = match args.into_config() {

@@ -51,7 +51,8 @@ impl Core {
             return;
         };
         let subs = std::mem::take(&mut slot.subs);
-        let user = slot.user.take();
+        // Kept on the slot: the quota release at removal needs it.
+        let user = slot.user.clone();
         for ch in &subs {
             if self.hub.unsubscribe(ch, key as u32) {
                 self.counters.subscriptions.sub(1);
@@ -115,6 +116,13 @@ impl Core {
                     return self.reply_error(key, id, e, now);
                 }
                 let slot = &self.conns[key];
+                if slot
+                    .grants
+                    .as_ref()
+                    .is_some_and(|g| !g.subscribe.allows(&channel))
+                {
+                    return self.reply_error(key, id, RequestError::SubscribeForbidden, now);
+                }
                 if !slot.subs.iter().any(|s| **s == *channel) {
                     if slot.subs.len() >= self.cfg.hub.max_subscriptions {
                         return self.reply_error(key, id, RequestError::TooManySubscriptions, now);
@@ -141,7 +149,13 @@ impl Core {
                 if let Err(e) = protocol::validate_channel(&channel) {
                     return self.reply_error(key, id, e, now);
                 }
-                if !self.cfg.hub.dev_client_publish {
+                // A token's grants decide; without a token only the dev
+                // switch lets clients publish.
+                let allowed = match &self.conns[key].grants {
+                    Some(g) => g.publish.allows(&channel),
+                    None => self.cfg.hub.dev_client_publish,
+                };
+                if !allowed {
                     return self.reply_error(key, id, RequestError::PublishForbidden, now);
                 }
                 let frame = protocol::message_frame(Some(&channel), data);

@@ -1,0 +1,308 @@
+//! Admission control over real sockets: tokens (once, replay, expiry,
+//! signature, rotation), channel grants, origins, per-IP attempts with
+//! Retry-After, and the total/IP/user quotas.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::json;
+use wsedge::admission::token::{mint, new_jti, Claims};
+use wsedge::error::HandshakeError;
+
+const KEY: &str = "current-key";
+const OLD_KEY: &str = "previous-key";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(key: &str, user: &str, exp: u64, subscribe: &[&str], publish: &[&str]) -> String {
+    mint(
+        key.as_bytes(),
+        &Claims {
+            sub: user.into(),
+            exp,
+            jti: new_jti(),
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            publish: publish.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+}
+
+fn token_config(keys: &[&str]) -> wsedge::Config {
+    let mut cfg = hub_config(2);
+    cfg.hub.dev_user_param = None;
+    cfg.hub.dev_client_publish = false;
+    cfg.admission.token_keys = keys.iter().map(|k| k.to_string()).collect();
+    cfg
+}
+
+/// The status of an upgrade to `path` with extra header lines. The socket
+/// is returned too: a 101 connection stays open while it is held.
+fn upgrade(server: &wsedge::Server, path: &str, extra: &str) -> (u16, String, TcpStream) {
+    let req = UPGRADE
+        .replace("/echo", path)
+        .replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Read the head (and, for refusals, the body up to the close).
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+        }
+        if resp.starts_with(b"HTTP/1.1 101") && resp.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    (
+        status_of(&resp),
+        String::from_utf8_lossy(&resp).into_owned(),
+        s,
+    )
+}
+
+fn upgrade_status(server: &wsedge::Server, path: &str, extra: &str) -> (u16, String) {
+    let (status, text, _) = upgrade(server, path, extra);
+    (status, text)
+}
+
+fn ws_path(t: &str) -> String {
+    format!("/ws?ws_token={t}")
+}
+
+#[test]
+fn token_is_accepted_once_and_every_bad_token_is_refused() {
+    let server = start(token_config(&[KEY]));
+    let good = token(KEY, "alice", now() + 300, &["room:*"], &[]);
+    let mut ws = connect(&server, &ws_path(&good));
+    subscribe(&mut ws, "room:1");
+    // Replayed on any core: 403.
+    for _ in 0..4 {
+        assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 403);
+    }
+    let cases = [
+        ("/ws".to_string(), 401, HandshakeError::TokenMissing),
+        (ws_path("v1.garbage"), 401, HandshakeError::TokenMalformed),
+        (
+            ws_path(&token("wrong-key", "alice", now() + 300, &[], &[])),
+            401,
+            HandshakeError::TokenBadSignature,
+        ),
+        (
+            ws_path(&token(KEY, "alice", now() - 1, &[], &[])),
+            401,
+            HandshakeError::TokenExpired,
+        ),
+    ];
+    for (path, status, err) in &cases {
+        let (got, text) = upgrade_status(&server, path, "");
+        assert_eq!(got, *status, "{path}");
+        assert!(text.ends_with(&format!("{err}\n")), "{text}");
+        assert!(!text.contains("ws_token"), "never echoes the token");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.handshake_failures(HandshakeError::TokenReplayed), 4);
+    for (_, _, err) in &cases {
+        assert_eq!(stats.handshake_failures(*err), 1);
+    }
+    // Routes without tokens are unaffected.
+    connect(&server, "/echo");
+}
+
+#[test]
+fn key_rotation_accepts_the_previous_key_until_it_is_removed() {
+    let old = token(OLD_KEY, "bob", now() + 300, &[], &[]);
+    let during = start(token_config(&[KEY, OLD_KEY]));
+    connect(&during, &ws_path(&old));
+    let after = start(token_config(&[KEY]));
+    let fresh_old = token(OLD_KEY, "bob", now() + 300, &[], &[]);
+    assert_eq!(upgrade_status(&after, &ws_path(&fresh_old), "").0, 401);
+    connect(&after, &ws_path(&token(KEY, "bob", now() + 300, &[], &[])));
+}
+
+#[test]
+fn token_in_subprotocol_for_browsers() {
+    let server = start(token_config(&[KEY]));
+    let t = token(KEY, "carol", now() + 300, &[], &[]);
+    let (status, text) = upgrade_status(
+        &server,
+        "/ws",
+        &format!("Sec-WebSocket-Protocol: wsedge, ws_token.{t}\r\n"),
+    );
+    assert_eq!(status, 101);
+    assert!(text.contains("Sec-WebSocket-Protocol: wsedge\r\n"));
+}
+
+#[test]
+fn grants_decide_subscribe_and_publish() {
+    let server = start(token_config(&[KEY]));
+    let t = token(KEY, "dave", now() + 300, &["room:*", "news"], &["room:1"]);
+    let mut ws = connect(&server, &ws_path(&t));
+    subscribe(&mut ws, "room:7");
+    subscribe(&mut ws, "news");
+    send_json(
+        &mut ws,
+        json!({"type":"subscribe","channel":"secret","id":2}),
+    );
+    assert_eq!(next_json(&mut ws)["code"], "subscribe_forbidden");
+    send_json(
+        &mut ws,
+        json!({"type":"publish","channel":"news","data":1,"id":3}),
+    );
+    assert_eq!(next_json(&mut ws)["code"], "publish_forbidden");
+    send_json(
+        &mut ws,
+        json!({"type":"publish","channel":"room:1","data":1,"id":4}),
+    );
+    assert_eq!(next_json(&mut ws), json!({"type":"ack","id":4}));
+    // The user id comes from the token.
+    let (_, body) = http(server.admin_addr().unwrap(), "GET", "/api/users/dave", None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(server.stats().request_errors, 2);
+}
+
+#[test]
+fn python_minted_token_connects() {
+    let server = start(token_config(&[KEY]));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/mint_token.py");
+    let out = std::process::Command::new("python3")
+        .args([script, KEY, "erin", "news"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut ws = connect(&server, &ws_path(&t));
+    subscribe(&mut ws, "news");
+}
+
+#[test]
+fn disallowed_origin_is_refused() {
+    let mut cfg = config(1);
+    cfg.admission.origins = vec![
+        "https://app.example.com".into(),
+        "https://*.example.org".into(),
+    ];
+    let server = start(cfg);
+    assert_eq!(
+        upgrade_status(&server, "/echo", "Origin: https://evil.com\r\n").0,
+        403
+    );
+    assert_eq!(
+        upgrade_status(&server, "/echo", "Origin: https://app.example.com\r\n").0,
+        101
+    );
+    assert_eq!(
+        upgrade_status(&server, "/echo", "Origin: https://x.example.org\r\n").0,
+        101
+    );
+    assert_eq!(
+        server
+            .stats()
+            .handshake_failures(HandshakeError::OriginForbidden),
+        1
+    );
+}
+
+#[test]
+fn attempts_per_ip_get_429_with_retry_after() {
+    let mut cfg = config(2);
+    cfg.admission.max_attempts_per_ip = 5;
+    cfg.admission.attempt_window = Duration::from_secs(3600);
+    let server = start(cfg);
+    for _ in 0..5 {
+        assert_eq!(upgrade_status(&server, "/echo", "").0, 101);
+    }
+    let (status, text) = upgrade_status(&server, "/echo", "");
+    assert_eq!(status, 429);
+    let retry: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .expect("Retry-After header")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry));
+}
+
+#[test]
+fn trusted_proxy_header_names_the_client_only_from_a_trusted_peer() {
+    let mut cfg = config(1);
+    cfg.admission.max_attempts_per_ip = 2;
+    cfg.admission.attempt_window = Duration::from_secs(3600);
+    cfg.admission.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    cfg.conn.handshake.client_ip_header = Some("x-forwarded-for".into());
+    let server = start(cfg);
+    // Through the trusted proxy, each client IP has its own budget.
+    for client in ["10.0.0.1", "10.0.0.2"] {
+        for _ in 0..2 {
+            let h = format!("X-Forwarded-For: {client}, 127.0.0.1\r\n");
+            assert_eq!(upgrade_status(&server, "/echo", &h).0, 101);
+        }
+    }
+    let h = "X-Forwarded-For: 10.0.0.1\r\n";
+    assert_eq!(upgrade_status(&server, "/echo", h).0, 429);
+}
+
+#[test]
+fn total_ip_and_user_quotas() {
+    let mut cfg = token_config(&[KEY]);
+    cfg.admission.max_connections = 4;
+    cfg.admission.max_connections_per_ip = 3;
+    cfg.admission.max_connections_per_user = 2;
+    let server = start(cfg);
+    let a1 = connect(&server, &ws_path(&token(KEY, "u", now() + 300, &[], &[])));
+    let _a2 = connect(&server, &ws_path(&token(KEY, "u", now() + 300, &[], &[])));
+    let t = token(KEY, "u", now() + 300, &[], &[]);
+    assert_eq!(
+        upgrade_status(&server, &ws_path(&t), "").0,
+        429,
+        "user quota"
+    );
+    let _b = connect(&server, "/echo");
+    assert_eq!(upgrade_status(&server, "/echo", "").0, 429, "IP quota");
+    // A slot comes back when a connection ends.
+    drop(a1);
+    assert!(wait_until(Duration::from_secs(5), || {
+        let (st, text) = upgrade_status(
+            &server,
+            &ws_path(&token(KEY, "u", now() + 300, &[], &[])),
+            "",
+        );
+        st == 101 && text.contains("Upgrade: websocket")
+    }));
+    let stats = server.stats();
+    assert_eq!(stats.handshake_failures(HandshakeError::UserQuota), 1);
+    assert!(stats.handshake_failures(HandshakeError::IpQuota) >= 1);
+}
+
+#[test]
+fn total_quota_answers_503() {
+    let mut cfg = config(1);
+    cfg.admission.max_connections = 2;
+    let server = start(cfg);
+    let _a = connect(&server, "/echo");
+    let _b = connect(&server, "/echo");
+    assert_eq!(upgrade_status(&server, "/echo", "").0, 503);
+    assert_eq!(
+        server
+            .stats()
+            .handshake_failures(HandshakeError::ServerFull),
+        1
+    );
+}
