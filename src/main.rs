@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint a one-time connection token (prints it on stdout).
     Token(TokenArgs),
 }
@@ -248,7 +248,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Serve(a)) => a,
+        Some(Command::Serve(a)) => *a,
         Some(Command::Token(t)) => return mint(t),
         None => ServeArgs::parse_from(["serve"]),
     };
