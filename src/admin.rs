@@ -359,5 +359,6 @@ fn stats_json(s: &Stats) -> serde_json::Value {
         "dropped": {"slow_consumer": s.dropped_slow_consumer, "not_open": s.dropped_not_open},
         "subscriptions": s.subscriptions,
         "request_errors": s.request_errors,
+        "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},
     })
 }

@@ -10,6 +10,29 @@ use std::time::Duration;
 use crate::conn::SlowConsumerPolicy;
 use crate::protocol::handshake::HandshakeConfig;
 
+/// What happens to a client over its rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RatePolicy {
+    /// Stop reading its socket until the bucket refills (TCP
+    /// back-pressure; nothing is lost). Default.
+    #[default]
+    Backpressure,
+    /// Close it with 1008.
+    Close,
+}
+
+/// Token buckets for what one client sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Data messages (and pings) per second, and the burst.
+    pub msgs_per_sec: f64,
+    pub msgs_burst: f64,
+    /// Payload bytes per second, and the burst.
+    pub bytes_per_sec: f64,
+    pub bytes_burst: f64,
+    pub policy: RatePolicy,
+}
+
 /// Per-connection limits and deadlines, shared read-only by every
 /// connection of a core.
 #[derive(Debug, Clone)]
@@ -30,6 +53,8 @@ pub struct ConnConfig {
     /// What to do with a connection over `max_pending_bytes`. Default:
     /// close with 1008.
     pub slow_consumer: SlowConsumerPolicy,
+    /// Per-connection rate limits on what a client sends. Default off.
+    pub rate_limit: Option<RateLimit>,
     /// Time allowed from accept to a complete upgrade request (slowloris
     /// guard, answered 408). Default 10 s.
     pub handshake_timeout: Duration,
@@ -56,6 +81,7 @@ impl Default for ConnConfig {
             write_budget: 1 << 20,
             max_pending_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::Close,
+            rate_limit: None,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),

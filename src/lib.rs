@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzzing;
 pub mod hub;
+pub mod limits;
 pub mod protocol;
 pub mod timer;
 

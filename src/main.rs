@@ -140,6 +140,22 @@ struct ServeArgs {
     /// Bearer key required by the admin API (required off loopback).
     #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Messages (and pings) per second a client may send (0 = no limit).
+    #[arg(long, default_value_t = 0.0)]
+    rate_msgs: f64,
+    /// Burst of the message bucket.
+    #[arg(long, default_value_t = 0.0)]
+    rate_msgs_burst: f64,
+    /// Payload bytes per second a client may send (0 = no limit).
+    #[arg(long, default_value_t = 0.0)]
+    rate_bytes: f64,
+    /// Burst of the byte bucket.
+    #[arg(long, default_value_t = 0.0)]
+    rate_bytes_burst: f64,
+    /// Over the limit: `backpressure` (stop reading until refilled) or
+    /// `close` (1008).
+    #[arg(long, default_value = "backpressure", value_parser = ["backpressure", "close"])]
+    rate_policy: String,
     /// HMAC key for connection tokens (`?ws_token=`); with one, /ws
     /// requires a token.
     #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
@@ -214,6 +230,20 @@ impl ServeArgs {
         };
         c.handshake.client_ip_header =
             (!self.trusted_proxies.is_empty()).then(|| self.client_ip_header.to_ascii_lowercase());
+        if self.rate_msgs > 0.0 || self.rate_bytes > 0.0 {
+            let unlimited = |rate: f64| if rate > 0.0 { rate } else { f64::MAX / 4.0 };
+            let burst = |b: f64, rate: f64| if b > 0.0 { b } else { unlimited(rate) };
+            c.rate_limit = Some(wsedge::config::RateLimit {
+                msgs_per_sec: unlimited(self.rate_msgs),
+                msgs_burst: burst(self.rate_msgs_burst, self.rate_msgs),
+                bytes_per_sec: unlimited(self.rate_bytes),
+                bytes_burst: burst(self.rate_bytes_burst, self.rate_bytes),
+                policy: match self.rate_policy.as_str() {
+                    "close" => wsedge::config::RatePolicy::Close,
+                    _ => wsedge::config::RatePolicy::Backpressure,
+                },
+            });
+        }
         let a = &mut cfg.admission;
         a.token_keys = self
             .token_key

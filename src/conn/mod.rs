@@ -25,8 +25,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::ConnConfig;
+use crate::config::{ConnConfig, RatePolicy};
 use crate::error::{HandshakeError, ProtocolError};
+use crate::limits::TokenBucket;
 use crate::protocol::close::{code, parse_close_payload};
 use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::handshake::{self, UpgradeRequest};
@@ -81,6 +82,10 @@ pub struct Tally {
     pub messages_in: u64,
     pub messages_out: u64,
     pub pings_sent: u64,
+    /// Times reading paused because the message bucket was empty.
+    pub throttled_msgs: u64,
+    /// Times reading paused because the byte bucket was empty.
+    pub throttled_bytes: u64,
 }
 
 /// Everything a call into a connection may use besides the connection.
@@ -161,6 +166,17 @@ pub struct Conn {
     pong_deadline: Option<Instant>,
     last_message: Instant,
     end: Option<EndReason>,
+    /// Rate limiter, only when limits are configured.
+    limiter: Option<Box<Limiter>>,
+}
+
+/// A connection's two buckets and its back-pressure pause.
+#[derive(Debug)]
+struct Limiter {
+    msgs: TokenBucket,
+    bytes: TokenBucket,
+    /// Reading is paused until then (back-pressure policy).
+    paused_until: Option<Instant>,
 }
 
 impl Conn {
@@ -182,6 +198,13 @@ impl Conn {
             pong_deadline: None,
             last_message: now,
             end: None,
+            limiter: cfg.rate_limit.map(|r| {
+                Box::new(Limiter {
+                    msgs: TokenBucket::new(r.msgs_per_sec, r.msgs_burst, now),
+                    bytes: TokenBucket::new(r.bytes_per_sec, r.bytes_burst, now),
+                    paused_until: None,
+                })
+            }),
         }
     }
 
@@ -221,7 +244,52 @@ impl Conn {
         match self.phase {
             Phase::Dead => false,
             Phase::Closed => true,
-            _ => self.out.len() <= cfg.write_budget,
+            _ => {
+                self.out.len() <= cfg.write_budget
+                    && !self
+                        .limiter
+                        .as_ref()
+                        .is_some_and(|l| l.paused_until.is_some())
+            }
+        }
+    }
+
+    /// Charges one message (or ping) of `len` payload bytes to the rate
+    /// limiter and applies the policy when a bucket runs dry.
+    fn charge(&mut self, msgs: f64, len: usize, ctx: &mut Ctx<'_>) {
+        let Some(l) = self.limiter.as_mut() else {
+            return;
+        };
+        let now = ctx.now;
+        let wait_m = if msgs > 0.0 {
+            l.msgs.spend(msgs, now)
+        } else {
+            None
+        };
+        let wait_b = l.bytes.spend(len as f64, now);
+        if wait_m.is_none() && wait_b.is_none() {
+            return;
+        }
+        if wait_m.is_some() {
+            ctx.tally.throttled_msgs += 1;
+        }
+        if wait_b.is_some() {
+            ctx.tally.throttled_bytes += 1;
+        }
+        match ctx.cfg.rate_limit.map(|r| r.policy).unwrap_or_default() {
+            RatePolicy::Backpressure => {
+                let wait = wait_m.unwrap_or_default().max(wait_b.unwrap_or_default());
+                let until = now + wait;
+                l.paused_until = Some(l.paused_until.map_or(until, |u| u.max(until)));
+            }
+            RatePolicy::Close => {
+                self.close(
+                    code::POLICY_VIOLATION,
+                    "rate limit",
+                    EndReason::RateLimited,
+                    ctx,
+                );
+            }
         }
     }
 
@@ -240,6 +308,9 @@ impl Conn {
             Phase::Handshake | Phase::Closing | Phase::Closed => Some(self.phase_deadline),
             Phase::Open => {
                 let mut t = self.next_ping;
+                if let Some(p) = self.limiter.as_ref().and_then(|l| l.paused_until) {
+                    t = t.min(p);
+                }
                 if let Some(p) = self.pong_deadline {
                     t = t.min(p);
                 }
@@ -353,6 +424,11 @@ impl Conn {
                 self.refuse(HandshakeError::Timeout, ctx);
             }
             Phase::Open => {
+                if let Some(l) = self.limiter.as_mut() {
+                    if l.paused_until.is_some_and(|u| now >= u) {
+                        l.paused_until = None;
+                    }
+                }
                 if self.pong_deadline.is_some_and(|d| now >= d) {
                     // Best effort: the driver tries one write before dropping.
                     self.out
@@ -426,7 +502,9 @@ impl Conn {
     }
 
     /// Parses buffered input until a message is delivered (returns true:
-    /// call again after routing it) or the input is used up (false).
+    /// call again after routing it) or the input is used up or must wait
+    /// for a rate-limit pause to end (false). Call it again after
+    /// [`Conn::handle_timeout`] ends a pause.
     pub fn process(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let mut buf = std::mem::take(&mut self.rx);
         let borrowed = std::mem::replace(&mut self.rx_borrowed, false);
@@ -434,7 +512,13 @@ impl Conn {
         if self.phase == Phase::Handshake && self.pending.is_none() && !buf.is_empty() {
             self.read_handshake(&mut buf, ctx);
         }
-        if matches!(self.phase, Phase::Open | Phase::Closing) {
+        // While rate-limited, buffered input waits too: back-pressure works
+        // message by message, not only at the socket.
+        let throttled = self
+            .limiter
+            .as_ref()
+            .is_some_and(|l| l.paused_until.is_some());
+        if matches!(self.phase, Phase::Open | Phase::Closing) && !throttled {
             delivered = self.read_frames(&mut buf, ctx);
         }
         if !buf.is_empty() && !matches!(self.phase, Phase::Closed | Phase::Dead) {
@@ -668,6 +752,7 @@ impl Conn {
             OpCode::Ping => {
                 self.out.push(ctx.enc.control(OpCode::Pong, &payload));
                 ctx.tally.frames_out += 1;
+                self.charge(1.0, payload.len(), ctx);
             }
             OpCode::Pong => {}
             OpCode::Close => {
@@ -690,6 +775,7 @@ impl Conn {
 
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {
         ctx.tally.messages_in += 1;
+        self.charge(1.0, payload.len(), ctx);
         self.last_message = ctx.now;
         ctx.events.push(Event::Message { text, payload });
     }

@@ -38,11 +38,13 @@ pub enum EndReason {
     SlowConsumer,
     /// Disconnected through the admin API.
     Kicked,
+    /// Over its rate limit under the `close` policy (1008).
+    RateLimited,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 15] = [
+    pub const ALL: [EndReason; 16] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -58,6 +60,7 @@ impl EndReason {
         Self::BadClose,
         Self::SlowConsumer,
         Self::Kicked,
+        Self::RateLimited,
     ];
 
     /// Index into [`Self::ALL`].
@@ -86,6 +89,7 @@ impl EndReason {
             Self::BadClose => "bad_close",
             Self::SlowConsumer => "slow_consumer",
             Self::Kicked => "kicked",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -224,6 +224,8 @@ impl Core {
         c.messages_in.add(t.messages_in);
         c.messages_out.add(t.messages_out);
         c.pings_sent.add(t.pings_sent);
+        c.throttled_msgs.add(t.throttled_msgs);
+        c.throttled_bytes.add(t.throttled_bytes);
     }
 
     fn accept(&mut self, now: Instant) {
@@ -376,6 +378,15 @@ impl Core {
     pub(super) fn after(&mut self, key: usize, now: Instant) {
         self.route_events(key, now);
         self.flush(key);
+        if let Some(slot) = self.conns.get_mut(key) {
+            // A rate-limit pause may have ended: input buffered during the
+            // pause first, then the socket.
+            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
+                slot.read_paused = false;
+                self.drain_input(key, now);
+                return self.service(key, true, now);
+            }
+        }
         self.settle(key);
     }
 
@@ -420,6 +431,12 @@ impl Core {
                         };
                         more = slot.conn.process(&mut ctx);
                         self.route_events(key, now);
+                    }
+                    let slot = &mut self.conns[key];
+                    if !slot.conn.wants_read(&self.cfg.conn) {
+                        // Back-pressure or a rate-limit pause: resume later.
+                        slot.read_paused = !slot.conn.is_dead();
+                        return;
                     }
                     if n < want {
                         // A short read drained the socket; the next byte to
@@ -485,6 +502,28 @@ impl Core {
         }
     }
 
+    /// Parses input the connection has buffered, routing each message
+    /// before the next is parsed.
+    fn drain_input(&mut self, key: usize, now: Instant) {
+        loop {
+            let Some(slot) = self.conns.get_mut(key) else {
+                return;
+            };
+            let mut ctx = Ctx {
+                now,
+                cfg: &self.cfg.conn,
+                enc: &mut self.enc,
+                events: &mut self.events,
+                tally: &mut self.tally,
+            };
+            let more = slot.conn.process(&mut ctx);
+            self.route_events(key, now);
+            if !more {
+                return;
+            }
+        }
+    }
+
     /// Decides an upgrade request with the shared admission state.
     fn admit(&mut self, key: usize, route: Route, now: Instant) {
         let unix = std::time::SystemTime::now()
@@ -511,23 +550,8 @@ impl Core {
                 slot.grants = a.grants;
                 slot.conn.accept_upgrade(&mut ctx);
                 self.route_events(key, now);
-                // Frames the client sent right after its request, each
-                // message routed before the next is parsed.
-                loop {
-                    let slot = &mut self.conns[key];
-                    let mut ctx = Ctx {
-                        now,
-                        cfg: &self.cfg.conn,
-                        enc: &mut self.enc,
-                        events: &mut self.events,
-                        tally: &mut self.tally,
-                    };
-                    let more = slot.conn.process(&mut ctx);
-                    self.route_events(key, now);
-                    if !more {
-                        break;
-                    }
-                }
+                // Frames the client sent right after its request.
+                self.drain_input(key, now);
             }
             Err(r) => slot.conn.refuse_upgrade(r.error, r.retry_after, &mut ctx),
         }

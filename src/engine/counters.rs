@@ -82,6 +82,10 @@ pub struct CoreCounters {
     pub subscriptions: Counter,
     /// Hub: client requests answered with an error frame.
     pub request_errors: Counter,
+    /// Rate limit: reading paused (or closed) on the message bucket.
+    pub throttled_msgs: Counter,
+    /// Rate limit: reading paused (or closed) on the byte bucket.
+    pub throttled_bytes: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -106,6 +110,8 @@ pub struct Stats {
     pub dropped_not_open: u64,
     pub subscriptions: u64,
     pub request_errors: u64,
+    pub throttled_msgs: u64,
+    pub throttled_bytes: u64,
 }
 
 impl CoreCounters {
@@ -131,6 +137,8 @@ impl CoreCounters {
             dropped_not_open: self.dropped_not_open.get(),
             subscriptions: self.subscriptions.get(),
             request_errors: self.request_errors.get(),
+            throttled_msgs: self.throttled_msgs.get(),
+            throttled_bytes: self.throttled_bytes.get(),
         }
     }
 }
@@ -171,6 +179,8 @@ impl Stats {
         self.dropped_not_open += o.dropped_not_open;
         self.subscriptions += o.subscriptions;
         self.request_errors += o.request_errors;
+        self.throttled_msgs += o.throttled_msgs;
+        self.throttled_bytes += o.throttled_bytes;
     }
 }
 
@@ -196,13 +206,15 @@ impl fmt::Display for Stats {
         write!(
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
-             subscriptions={} request_errors={}",
+             subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
             self.dropped_not_open,
             self.subscriptions,
-            self.request_errors
+            self.request_errors,
+            self.throttled_msgs,
+            self.throttled_bytes
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);
