@@ -177,7 +177,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
     let method = req.method().clone();
     match (method, segs.as_slice()) {
         (Method::Post, ["api", "channels", name, "publish"]) => {
-            if protocol::validate_channel(name).is_err() {
+            if protocol::validate_channel(name, protocol::MAX_CHANNEL_LEN).is_err() {
                 return error(400, "invalid_channel", "bad channel name");
             }
             let data = match read_body(req) {

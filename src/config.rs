@@ -103,6 +103,8 @@ pub struct HubConfig {
     pub dev_client_publish: bool,
     /// Most channels one connection may subscribe to. Default 100.
     pub max_subscriptions: usize,
+    /// Longest channel name a client may use, in bytes. Default 200.
+    pub max_channel_len: usize,
 }
 
 impl Default for HubConfig {
@@ -111,6 +113,7 @@ impl Default for HubConfig {
             dev_user_param: None,
             dev_client_publish: false,
             max_subscriptions: 100,
+            max_channel_len: crate::hub::protocol::MAX_CHANNEL_LEN,
         }
     }
 }

@@ -127,6 +127,9 @@ struct ServeArgs {
     /// Most channels one connection may subscribe to.
     #[arg(long, default_value_t = 100)]
     max_subscriptions: usize,
+    /// Longest channel name a client may use, in bytes.
+    #[arg(long, default_value_t = 200)]
+    max_channel_len: usize,
     /// INSECURE, development only: take the user id from this query
     /// parameter of /ws (e.g. `user` for /ws?user=alice).
     #[arg(long)]
@@ -261,6 +264,7 @@ impl ServeArgs {
         a.max_connections_per_user = self.max_connections_per_user;
         let h = &mut cfg.hub;
         h.max_subscriptions = self.max_subscriptions;
+        h.max_channel_len = self.max_channel_len;
         h.dev_user_param = self.dev_user_param;
         h.dev_client_publish = self.dev_client_publish;
         Ok(cfg)

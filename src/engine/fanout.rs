@@ -112,7 +112,7 @@ impl Core {
         };
         match req {
             ClientRequest::Subscribe { channel, id } => {
-                if let Err(e) = protocol::validate_channel(&channel) {
+                if let Err(e) = protocol::validate_channel(&channel, self.cfg.hub.max_channel_len) {
                     return self.reply_error(key, id, e, now);
                 }
                 let slot = &self.conns[key];
@@ -146,7 +146,7 @@ impl Core {
                 }
             }
             ClientRequest::Publish { channel, data, id } => {
-                if let Err(e) = protocol::validate_channel(&channel) {
+                if let Err(e) = protocol::validate_channel(&channel, self.cfg.hub.max_channel_len) {
                     return self.reply_error(key, id, e, now);
                 }
                 // A token's grants decide; without a token only the dev

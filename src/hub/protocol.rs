@@ -82,7 +82,9 @@ impl RequestError {
         match self {
             Self::BadRequest => "expected a JSON object with a known \"type\"",
             Self::BinaryNotSupported => "send JSON text frames",
-            Self::InvalidChannel => "channel names are 1-200 bytes without control characters",
+            Self::InvalidChannel => {
+                "channel names are 1 to max_channel_len bytes without control characters"
+            }
             Self::PublishForbidden => "publishing to this channel is not allowed",
             Self::SubscribeForbidden => "subscribing to this channel is not allowed",
             Self::TooManySubscriptions => "subscription limit reached",
@@ -90,12 +92,12 @@ impl RequestError {
     }
 }
 
-/// Longest channel name accepted, in bytes.
+/// Default longest channel name, in bytes (`HubConfig::max_channel_len`).
 pub const MAX_CHANNEL_LEN: usize = 200;
 
-/// Checks a channel name.
-pub fn validate_channel(name: &str) -> Result<(), RequestError> {
-    if name.is_empty() || name.len() > MAX_CHANNEL_LEN || name.chars().any(char::is_control) {
+/// Checks a channel name: 1..=`max_len` bytes, no control characters.
+pub fn validate_channel(name: &str, max_len: usize) -> Result<(), RequestError> {
+    if name.is_empty() || name.len() > max_len || name.chars().any(char::is_control) {
         return Err(RequestError::InvalidChannel);
     }
     Ok(())
@@ -257,9 +259,9 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        assert!(validate_channel("room:42").is_ok());
-        assert!(validate_channel("").is_err());
-        assert!(validate_channel("a\nb").is_err());
-        assert!(validate_channel(&"x".repeat(201)).is_err());
+        assert!(validate_channel("room:42", 200).is_ok());
+        assert!(validate_channel("", 200).is_err());
+        assert!(validate_channel("a\nb", 200).is_err());
+        assert!(validate_channel(&"x".repeat(201), 200).is_err());
     }
 }
