@@ -47,3 +47,33 @@ fn fanout_mode_delivers_everything_and_reports_json() {
         server.stats().deliveries == 50 * 40 + 50 // messages plus subscribe acks
     }));
 }
+
+#[test]
+fn echo_modes_echo_everything_and_report_json() {
+    let server = start(config(1));
+    for (mode, extra) in [
+        ("echo-latency", ["--rate", "500"]),
+        ("echo-throughput", ["--in-flight", "4"]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+            .args([mode, "--server", &server.local_addr().to_string()])
+            .args(["--connections", "5", "--duration", "1s", "--json"])
+            .args([
+                "--first-source",
+                &(30 + std::process::id() % 90).to_string(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["mode"], mode);
+        assert!(v["received"].as_u64().unwrap() > 0);
+        assert_eq!(v["received"], v["sent"]);
+        assert!(v["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+    }
+}

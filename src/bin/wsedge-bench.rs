@@ -37,6 +37,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Mode {
+    /// Echo latency: open loop at a fixed total rate over C connections
+    /// (coordinated omission corrected: latency from the intended send
+    /// time).
+    EchoLatency(EchoArgs),
+    /// Echo throughput: C connections, P messages in flight each.
+    EchoThroughput(EchoArgs),
     /// N subscribers on one channel; publishes via the admin API at a
     /// fixed rate (open loop, latency from the intended send time).
     Fanout(FanoutArgs),
@@ -77,10 +83,43 @@ struct FanoutArgs {
     json: bool,
 }
 
+#[derive(Args, Clone)]
+struct EchoArgs {
+    /// WebSocket address of the server (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    server: SocketAddr,
+    /// Path of the echo route.
+    #[arg(long, default_value = "/echo")]
+    path: String,
+    /// Connections.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Total messages per second (echo-latency).
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Messages in flight per connection (echo-throughput).
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Payload bytes (at least 8).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// How long to send.
+    #[arg(long, default_value = "5s", value_parser = |s: &str| humantime::parse_duration(s))]
+    duration: Duration,
+    /// First 127.0.0.x source address.
+    #[arg(long, default_value_t = 2)]
+    first_source: u8,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     let cli = Cli::parse();
     let res = match cli.mode {
         Mode::Fanout(a) => fanout(&a),
+        Mode::EchoLatency(a) => echo(&a, false),
+        Mode::EchoThroughput(a) => echo(&a, true),
     };
     if let Err(e) = res {
         eprintln!("wsedge-bench: {e}");
@@ -395,4 +434,226 @@ fn publish_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// One echo client connection.
+struct EchoConn {
+    stream: TcpStream,
+    rx: BytesMut,
+    tx: Vec<u8>,
+    upgraded: bool,
+    decoder: FrameDecoder,
+}
+
+impl EchoConn {
+    /// Writes what is buffered; keeps the rest for the next writable event.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.tx.is_empty() {
+            match self.stream.write(&self.tx) {
+                Ok(n) => {
+                    self.tx.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, payload: &[u8], key: [u8; 4]) -> io::Result<()> {
+        let mut frame = BytesMut::with_capacity(payload.len() + 14);
+        encode_masked_frame(&mut frame, true, OpCode::Binary, key, payload);
+        self.tx.extend_from_slice(&frame);
+        self.flush()
+    }
+}
+
+fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
+    let n = a.connections.max(1);
+    let size = a.size.max(8);
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        a.path, a.server
+    );
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let src = a.first_source as usize + i / 20_000;
+        let src = u8::try_from(src).map_err(|_| io::Error::other("too many source addresses"))?;
+        let mut stream = connect_from(src, a.server)?;
+        poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        conns.push(EchoConn {
+            stream,
+            rx: BytesMut::new(),
+            tx: request.clone().into_bytes(),
+            upgraded: false,
+            decoder: FrameDecoder::new(Role::Client, 1 << 24),
+        });
+    }
+    let start = Instant::now();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut upgraded = 0;
+    let mut read_buf = vec![0u8; 256 * 1024];
+    let mut payload = vec![0x42u8; size];
+    let mut sending_since: Option<Instant> = None;
+    let mut sent: u64 = 0;
+    let mut received: u64 = 0;
+    let mut next_conn = 0usize;
+    let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
+    let mut next_send = Instant::now();
+    let setup_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = Instant::now();
+        if let Some(since) = sending_since {
+            let done_sending = now >= since + a.duration;
+            if done_sending
+                && (received >= sent || now >= since + a.duration + Duration::from_secs(5))
+            {
+                break;
+            }
+            if !throughput && !done_sending {
+                // Open loop: send everything whose intended time has come.
+                while next_send <= now && next_send < since + a.duration {
+                    let t = next_send.duration_since(start).as_nanos() as u64;
+                    payload[..8].copy_from_slice(&t.to_le_bytes());
+                    conns[next_conn].send(&payload, [7, 7, 7, 7])?;
+                    next_conn = (next_conn + 1) % n;
+                    sent += 1;
+                    next_send += interval;
+                }
+            }
+        } else if now > setup_deadline {
+            return Err(io::Error::other(format!(
+                "only {upgraded} of {n} upgraded after 60 s"
+            )));
+        }
+        let timeout = if throughput || sending_since.is_none() {
+            Duration::from_millis(50)
+        } else {
+            // epoll's timeout has millisecond resolution: sleep until a
+            // millisecond before the next intended send, then spin (the
+            // client owns its core), so send times are not late by up to
+            // a millisecond — which would count as server latency.
+            let left = next_send.saturating_duration_since(Instant::now());
+            left.saturating_sub(Duration::from_millis(2))
+                .min(Duration::from_millis(50))
+        };
+        poll.poll(&mut events, Some(timeout))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut conns[i];
+            if ev.is_writable() {
+                c.flush()?;
+            }
+            if !ev.is_readable() {
+                continue;
+            }
+            loop {
+                match c.stream.read(&mut read_buf) {
+                    Ok(0) => return Err(io::Error::other(format!("connection {i} closed"))),
+                    Ok(k) => c.rx.extend_from_slice(&read_buf[..k]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !c.upgraded {
+                let Some(p) = c.rx.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                if !c.rx.starts_with(b"HTTP/1.1 101") {
+                    return Err(io::Error::other("upgrade refused"));
+                }
+                let _ = c.rx.split_to(p + 4);
+                c.upgraded = true;
+                upgraded += 1;
+            }
+            let mut echoed = 0;
+            while let Some(f) = c
+                .decoder
+                .decode(&mut c.rx)
+                .map_err(|e| io::Error::other(e.to_string()))?
+            {
+                if f.opcode != OpCode::Binary || f.payload.len() < 8 {
+                    continue;
+                }
+                let at = Instant::now().duration_since(start).as_nanos() as u64;
+                let t = u64::from_le_bytes(f.payload[..8].try_into().expect("8 bytes"));
+                hist.saturating_record(at.saturating_sub(t));
+                received += 1;
+                echoed += 1;
+            }
+            if throughput {
+                if let Some(since) = sending_since {
+                    if Instant::now() < since + a.duration {
+                        for _ in 0..echoed {
+                            let t = Instant::now().duration_since(start).as_nanos() as u64;
+                            payload[..8].copy_from_slice(&t.to_le_bytes());
+                            c.send(&payload, [9, 9, 9, 9])?;
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if sending_since.is_none() && upgraded == n {
+            let now = Instant::now();
+            sending_since = Some(now);
+            next_send = now;
+            if throughput {
+                for c in conns.iter_mut() {
+                    for _ in 0..a.in_flight.max(1) {
+                        let t = now.duration_since(start).as_nanos() as u64;
+                        payload[..8].copy_from_slice(&t.to_le_bytes());
+                        c.send(&payload, [9, 9, 9, 9])?;
+                        sent += 1;
+                    }
+                }
+            }
+        }
+    }
+    let secs = a.duration.as_secs_f64();
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let mode = if throughput {
+        "echo-throughput"
+    } else {
+        "echo-latency"
+    };
+    let rate = received as f64 / secs;
+    if a.json {
+        let j = serde_json::json!({
+            "mode": mode, "connections": n, "size": size, "sent": sent, "received": received,
+            "msgs_per_sec": rate, "mb_per_sec": rate * size as f64 / 1e6,
+            "latency_us": {"p50": us(0.5), "p90": us(0.9), "p99": us(0.99), "p999": us(0.999),
+                           "max": hist.max() as f64 / 1000.0},
+        });
+        println!("{j}");
+    } else {
+        println!("{mode}: {n} connections, {size} B payload, {secs:.1} s");
+        println!(
+            "  {received} of {sent} echoed: {rate:.0} msgs/s, {:.1} MB/s",
+            rate * size as f64 / 1e6
+        );
+        println!(
+            "  latency p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs",
+            us(0.5),
+            us(0.9),
+            us(0.99),
+            us(0.999),
+            hist.max() as f64 / 1000.0
+        );
+    }
+    if received < sent {
+        return Err(io::Error::other(format!(
+            "{} echoes missing",
+            sent - received
+        )));
+    }
+    Ok(())
 }
