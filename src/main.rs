@@ -163,6 +163,10 @@ struct ServeArgs {
     /// requires a token.
     #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
     token_key: Option<String>,
+    /// Let /ws accept connections without a token even when a key is set
+    /// (tokens, when given, still set the user and grants).
+    #[arg(long)]
+    token_optional: bool,
     /// The previous token key, still accepted during a rotation.
     #[arg(long, env = "WSEDGE_TOKEN_KEY_PREVIOUS", hide_env_values = true)]
     token_key_previous: Option<String>,
@@ -254,6 +258,7 @@ impl ServeArgs {
             .chain(self.token_key_previous)
             .filter(|k| !k.is_empty())
             .collect();
+        a.require_token_on_ws = !self.token_optional;
         a.origins = self.origins;
         a.max_attempts_per_ip = self.max_attempts_per_ip;
         a.attempt_window = self.attempt_window;

@@ -218,3 +218,17 @@ fn client_that_does_not_read_is_paused_by_back_pressure_and_loses_nothing() {
     assert_eq!(got, expect);
     wrote.join().unwrap();
 }
+
+#[test]
+fn oversized_frame_gets_1009_from_its_header_alone() {
+    let mut cfg = config(1);
+    cfg.conn.max_frame_size = 1000;
+    cfg.conn.close_timeout = Duration::from_millis(200);
+    let server = start(cfg);
+    let mut s = raw_upgraded(server.local_addr());
+    // Only the header of a 2000-byte frame: refused before any payload.
+    s.write_all(&client_frame(true, 0x2, &[0u8; 2000])[..8])
+        .unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5));
+    assert_eq!(&got[..4], &[0x88, 0x02, 0x03, 0xf1]);
+}
