@@ -43,6 +43,10 @@ enum Mode {
     EchoLatency(EchoArgs),
     /// Echo throughput: C connections, P messages in flight each.
     EchoThroughput(EchoArgs),
+    /// Handshakes per second with bounded concurrency; failures by kind.
+    ConnectRate(ConnectArgs),
+    /// Hold N idle connections and report the server's RSS per connection.
+    Idle(IdleArgs),
     /// N subscribers on one channel; publishes via the admin API at a
     /// fixed rate (open loop, latency from the intended send time).
     Fanout(FanoutArgs),
@@ -114,12 +118,69 @@ struct EchoArgs {
     json: bool,
 }
 
+#[derive(Args, Clone)]
+struct ConnectArgs {
+    /// WebSocket address of the server (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    server: SocketAddr,
+    /// Path to upgrade to.
+    #[arg(long, default_value = "/echo")]
+    path: String,
+    /// Handshakes in total.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Handshakes per 127.0.0.x source address before moving to the next
+    /// (closed client ports linger in TIME_WAIT).
+    #[arg(long, default_value_t = 10_000)]
+    per_source: usize,
+    /// First 127.0.0.x source address.
+    #[arg(long, default_value_t = 2)]
+    first_source: u8,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct IdleArgs {
+    /// WebSocket address of the server (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    server: SocketAddr,
+    /// Path to upgrade to.
+    #[arg(long, default_value = "/echo")]
+    path: String,
+    /// Connections to hold.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// The server's PID, to read its RSS from /proc.
+    #[arg(long)]
+    pid: u32,
+    /// How long to hold them after all are open.
+    #[arg(long, default_value = "2s", value_parser = |s: &str| humantime::parse_duration(s))]
+    hold: Duration,
+    /// Connections per 127.0.0.x source address (below the server's
+    /// per-IP quota, 10 000 by default).
+    #[arg(long, default_value_t = 5_000)]
+    per_source: usize,
+    /// First 127.0.0.x source address.
+    #[arg(long, default_value_t = 2)]
+    first_source: u8,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     let cli = Cli::parse();
     let res = match cli.mode {
         Mode::Fanout(a) => fanout(&a),
         Mode::EchoLatency(a) => echo(&a, false),
         Mode::EchoThroughput(a) => echo(&a, true),
+        Mode::ConnectRate(a) => connect_rate(&a),
+        Mode::Idle(a) => idle(&a),
     };
     if let Err(e) = res {
         eprintln!("wsedge-bench: {e}");
@@ -654,6 +715,225 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             "{} echoes missing",
             sent - received
         )));
+    }
+    Ok(())
+}
+
+fn upgrade_request(path: &str, server: SocketAddr) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A handshake in progress.
+struct Pending {
+    stream: TcpStream,
+    started: Instant,
+    sent: bool,
+    head: Vec<u8>,
+}
+
+fn connect_rate(a: &ConnectArgs) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let request = upgrade_request(&a.path, a.server);
+    let mut slab: slab::Slab<Pending> = slab::Slab::new();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut started = 0usize;
+    let mut ok = 0usize;
+    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(300);
+    let mut buf = [0u8; 4096];
+    while ok + failures.values().sum::<usize>() < a.count {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("connect-rate did not finish in 300 s"));
+        }
+        while started < a.count && slab.len() < a.concurrency.max(1) {
+            let src = a.first_source as usize + started / a.per_source.max(1);
+            let src =
+                u8::try_from(src).map_err(|_| io::Error::other("too many source addresses"))?;
+            started += 1;
+            match connect_from(src, a.server) {
+                Ok(mut stream) => {
+                    let entry = slab.vacant_entry();
+                    poll.registry().register(
+                        &mut stream,
+                        Token(entry.key()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    entry.insert(Pending {
+                        stream,
+                        started: Instant::now(),
+                        sent: false,
+                        head: Vec::new(),
+                    });
+                }
+                Err(e) => {
+                    *failures
+                        .entry(format!("connect: {}", e.kind()))
+                        .or_default() += 1
+                }
+            }
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let key = ev.token().0;
+            let Some(p) = slab.get_mut(key) else { continue };
+            let mut done: Option<Result<(), String>> = None;
+            if ev.is_writable() && !p.sent {
+                match p.stream.write(&request) {
+                    Ok(n) if n == request.len() => p.sent = true,
+                    Ok(_) => done = Some(Err("short write".into())),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::NotConnected => {}
+                    Err(e) => done = Some(Err(format!("write: {}", e.kind()))),
+                }
+            }
+            if done.is_none() && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                loop {
+                    match p.stream.read(&mut buf) {
+                        Ok(0) => {
+                            done = Some(Err("closed before 101".into()));
+                            break;
+                        }
+                        Ok(n) => p.head.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            done = Some(Err(format!("read: {}", e.kind())));
+                            break;
+                        }
+                    }
+                }
+                if done.is_none() && p.head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    done = Some(if p.head.starts_with(b"HTTP/1.1 101") {
+                        Ok(())
+                    } else {
+                        let status =
+                            String::from_utf8_lossy(&p.head[..p.head.len().min(12)]).into_owned();
+                        Err(format!("refused: {}", status.trim()))
+                    });
+                }
+            }
+            if let Some(res) = done {
+                let mut p = slab.remove(key);
+                let _ = poll.registry().deregister(&mut p.stream);
+                match res {
+                    Ok(()) => {
+                        hist.saturating_record(p.started.elapsed().as_nanos() as u64);
+                        ok += 1;
+                    }
+                    Err(kind) => *failures.entry(kind).or_default() += 1,
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = ok as f64 / secs;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"mode": "connect-rate", "ok": ok, "failures": failures,
+                "handshakes_per_sec": rate,
+                "latency_us": {"p50": us(0.5), "p99": us(0.99), "max": hist.max() as f64 / 1000.0}})
+        );
+    } else {
+        println!(
+            "connect-rate: {ok} handshakes in {secs:.2} s: {rate:.0}/s (concurrency {})",
+            a.concurrency
+        );
+        println!(
+            "  connect→101 p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs",
+            us(0.5),
+            us(0.99),
+            hist.max() as f64 / 1000.0
+        );
+        for (kind, n) in &failures {
+            println!("  failed: {kind}: {n}");
+        }
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("no VmRSS"))
+}
+
+fn idle(a: &IdleArgs) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let request = upgrade_request(&a.path, a.server);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(a.pid)?;
+    let mut conns: Vec<(TcpStream, bool, Vec<u8>)> = Vec::with_capacity(a.connections);
+    for i in 0..a.connections {
+        let src = a.first_source as usize + i / a.per_source.max(1);
+        let src = u8::try_from(src).map_err(|_| io::Error::other("too many source addresses"))?;
+        let mut s = connect_from(src, a.server)?;
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        conns.push((s, false, Vec::new()));
+    }
+    let mut upgraded = 0;
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while upgraded < a.connections {
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!(
+                "only {upgraded} upgraded in 120 s"
+            )));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let (s, sent, head) = &mut conns[ev.token().0];
+            if ev.is_writable() && !*sent {
+                if let Ok(n) = s.write(&request) {
+                    *sent = n == request.len();
+                }
+            }
+            if ev.is_readable() {
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return Err(io::Error::other("server closed an idle connection"));
+                    }
+                    let was = head.windows(4).any(|w| w == b"\r\n\r\n");
+                    head.extend_from_slice(&buf[..n]);
+                    if !was && head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        if !head.starts_with(b"HTTP/1.1 101") {
+                            let status =
+                                String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned();
+                            return Err(io::Error::other(format!("upgrade refused: {status}")));
+                        }
+                        upgraded += 1;
+                    }
+                }
+            }
+        }
+    }
+    std::thread::sleep(a.hold);
+    let after = rss_kib(a.pid)?;
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / a.connections as f64;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"mode": "idle", "connections": a.connections,
+                "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": per})
+        );
+    } else {
+        println!(
+            "idle: {} connections, server RSS {before} KiB → {after} KiB: {per:.0} bytes per connection",
+            a.connections
+        );
     }
     Ok(())
 }
