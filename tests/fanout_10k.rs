@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -17,13 +16,6 @@ use wsedge::protocol::{FrameDecoder, OpCode, Role};
 
 const SUBSCRIBERS: usize = 10_000;
 const MESSAGES: usize = 5;
-
-fn field(line: &str, name: &str) -> SocketAddr {
-    let start = line.find(&format!("{name}=")).expect("field in log line") + name.len() + 1;
-    let rest = &line[start..];
-    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    rest[..end].parse().unwrap()
-}
 
 fn connect_from(src_octet: u32, addr: SocketAddr) -> TcpStream {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -35,34 +27,19 @@ fn connect_from(src_octet: u32, addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn ten_thousand_subscribers_each_receive_every_message() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsedge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--cores",
-            "2",
-            "--admin",
-            "127.0.0.1:0",
-            "--max-attempts-per-ip",
-            "0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-    }
-    let addr = field(&line, "addr");
-    let admin = field(&line, "admin");
-    // Keep draining the server's log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+        "--max-attempts-per-ip",
+        "0",
+    ]);
+    let addr = server.addr("addr");
+    let admin = server.addr("admin");
+    server.drain_log();
 
     let base = 20 + std::process::id() % 100;
     let request = UPGRADE.replace("/echo", "/ws");
@@ -129,9 +106,5 @@ fn ten_thousand_subscribers_each_receive_every_message() {
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["total"]["deliveries"], SUBSCRIBERS * MESSAGES);
     drop(socks);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exit = child.wait().unwrap();
-    assert!(exit.success());
+    assert_eq!(server.terminate(), Some(0));
 }

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -91,42 +90,22 @@ const RSS_BOUND_MIB: u64 = 64;
 
 #[test]
 fn flood_from_one_client_does_not_starve_another_on_the_same_core() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsedge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--cores",
-            "1",
-            "--admin",
-            "off",
-            "--max-attempts-per-ip",
-            "0",
-            "--rate-msgs",
-            "2000",
-            "--rate-bytes",
-            "4000000",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-    }
-    let start_at = line.find("addr=").unwrap() + 5;
-    let addr: std::net::SocketAddr = line[start_at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--admin",
+        "off",
+        "--max-attempts-per-ip",
+        "0",
+        "--rate-msgs",
+        "2000",
+        "--rate-bytes",
+        "4000000",
+    ]);
+    let addr = server.addr("addr");
+    server.drain_log();
 
     // The flooder: 64 KiB binary messages as fast as the socket takes
     // them for 3 s, never reading its echoes.
@@ -158,15 +137,12 @@ fn flood_from_one_client_does_not_starve_another_on_the_same_core() {
         round_trips > 20,
         "only {round_trips} echoes during the flood"
     );
-    let rss = rss_kib(child.id());
+    let rss = rss_kib(server.child.id());
     let sent = flooder.join().unwrap();
     assert!(sent > 0);
     assert!(
         rss < RSS_BOUND_MIB * 1024,
         "server RSS {rss} KiB during the flood exceeds {RSS_BOUND_MIB} MiB"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    server.terminate();
 }

@@ -209,3 +209,68 @@ pub fn subscribe(ws: &mut Client, channel: &str) {
     );
     assert_eq!(next_json(ws), serde_json::json!({"type":"ack","id":1}));
 }
+
+/// A `wsedge serve` process of the built binary.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// Its "listening" log line (addresses as `addr=` and `admin=`).
+    pub line: String,
+    /// The rest of its log (until [`ServerProcess::drain_log`]).
+    pub stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+impl ServerProcess {
+    /// Starts `wsedge serve ARGS` and waits for its "listening" line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"))
+            .arg("serve")
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "server exited early"
+            );
+        }
+        ServerProcess {
+            child,
+            line,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// An address from the listening line (`addr` or `admin`).
+    pub fn addr(&self, field: &str) -> SocketAddr {
+        let start = self
+            .line
+            .find(&format!("{field}="))
+            .expect("field in log line")
+            + field.len()
+            + 1;
+        let rest = &self.line[start..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Keeps reading its log in the background so it never blocks on a
+    /// full pipe.
+    pub fn drain_log(&mut self) {
+        use std::io::BufRead;
+        if let Some(stderr) = self.stderr.take() {
+            std::thread::spawn(move || for _ in stderr.lines() {});
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
