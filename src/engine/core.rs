@@ -33,6 +33,22 @@ use crate::protocol::close::code;
 use crate::protocol::encoder::FrameEncoder;
 use crate::timer::{TimerKey, TimingWheel};
 
+/// The per-call context of a connection, borrowed field by field from the
+/// core (a macro, not a method, so the borrow of `self.conns` stays
+/// disjoint).
+macro_rules! ctx {
+    ($core:expr, $now:expr) => {
+        Ctx {
+            now: $now,
+            cfg: &$core.cfg.conn,
+            enc: &mut $core.enc,
+            events: &mut $core.events,
+            tally: &mut $core.tally,
+        }
+    };
+}
+pub(super) use ctx;
+
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
@@ -305,13 +321,7 @@ impl Core {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let slot = &mut self.conns[key];
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg.conn,
-                enc: &mut self.enc,
-                events: &mut self.events,
-                tally: &mut self.tally,
-            };
+            let mut ctx = ctx!(self, now);
             slot.conn.close(
                 code::GOING_AWAY,
                 "server shutting down",
@@ -340,13 +350,7 @@ impl Core {
                 continue;
             }
             slot.timer = None;
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg.conn,
-                enc: &mut self.enc,
-                events: &mut self.events,
-                tally: &mut self.tally,
-            };
+            let mut ctx = ctx!(self, now);
             slot.conn.handle_timeout(&mut ctx);
             self.after(key, now);
         }
@@ -402,13 +406,7 @@ impl Core {
                 // is one memset per 64 KiB received.
                 self.rx = BytesMut::zeroed(RX_BLOCK);
             }
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg.conn,
-                enc: &mut self.enc,
-                events: &mut self.events,
-                tally: &mut self.tally,
-            };
+            let mut ctx = ctx!(self, now);
             let want = self.rx.len();
             match slot.stream.read(&mut self.rx[..]) {
                 Ok(0) => {
@@ -422,13 +420,7 @@ impl Core {
                     self.route_events(key, now);
                     while more {
                         let slot = &mut self.conns[key];
-                        let mut ctx = Ctx {
-                            now,
-                            cfg: &self.cfg.conn,
-                            enc: &mut self.enc,
-                            events: &mut self.events,
-                            tally: &mut self.tally,
-                        };
+                        let mut ctx = ctx!(self, now);
                         more = slot.conn.process(&mut ctx);
                         self.route_events(key, now);
                     }
@@ -478,13 +470,7 @@ impl Core {
                     let slot = &mut self.conns[key];
                     match slot.conn.route() {
                         Some(Route::Echo) => {
-                            let mut ctx = Ctx {
-                                now,
-                                cfg: &self.cfg.conn,
-                                enc: &mut self.enc,
-                                events: &mut self.events,
-                                tally: &mut self.tally,
-                            };
+                            let mut ctx = ctx!(self, now);
                             slot.conn.send_message(text, payload, &mut ctx);
                         }
                         Some(Route::Hub) => self.hub_request(key, text, &payload, now),
@@ -509,13 +495,7 @@ impl Core {
             let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg.conn,
-                enc: &mut self.enc,
-                events: &mut self.events,
-                tally: &mut self.tally,
-            };
+            let mut ctx = ctx!(self, now);
             let more = slot.conn.process(&mut ctx);
             self.route_events(key, now);
             if !more {
@@ -530,13 +510,7 @@ impl Core {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let slot = &mut self.conns[key];
-        let mut ctx = Ctx {
-            now,
-            cfg: &self.cfg.conn,
-            enc: &mut self.enc,
-            events: &mut self.events,
-            tally: &mut self.tally,
-        };
+        let mut ctx = ctx!(self, now);
         let Some(req) = slot.conn.upgrade_request_mut() else {
             return;
         };
@@ -608,13 +582,7 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     out.clear();
-                    let mut ctx = Ctx {
-                        now: Instant::now(),
-                        cfg: &self.cfg.conn,
-                        enc: &mut self.enc,
-                        events: &mut self.events,
-                        tally: &mut self.tally,
-                    };
+                    let mut ctx = ctx!(self, Instant::now());
                     slot.conn.handle_io_error(&mut ctx);
                     break;
                 }

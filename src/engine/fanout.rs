@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::command::{ChannelInfo, Command, Target};
-use super::core::Core;
+use super::core::{ctx, Core};
 use crate::conn::{Ctx, EndReason, Push};
 use crate::hub::protocol::{self, ClientRequest, RequestError};
 use crate::hub::ConnId;
@@ -68,13 +68,7 @@ impl Core {
         let Some(slot) = self.conns.get_mut(key) else {
             return Push::NotOpen;
         };
-        let mut ctx = Ctx {
-            now,
-            cfg: &self.cfg.conn,
-            enc: &mut self.enc,
-            events: &mut self.events,
-            tally: &mut self.tally,
-        };
+        let mut ctx = ctx!(self, now);
         let res = slot.conn.push_frame(frame, &mut ctx);
         match res {
             Push::Queued => {
@@ -219,13 +213,7 @@ impl Core {
             Command::Disconnect { key, gen, code } => {
                 let key = key as usize;
                 if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                    let mut ctx = Ctx {
-                        now,
-                        cfg: &self.cfg.conn,
-                        enc: &mut self.enc,
-                        events: &mut self.events,
-                        tally: &mut self.tally,
-                    };
+                    let mut ctx = ctx!(self, now);
                     slot.conn
                         .close(code, "disconnected", EndReason::Kicked, &mut ctx);
                     self.after(key, now);
