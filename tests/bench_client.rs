@@ -89,14 +89,26 @@ fn connect_rate_and_idle_modes_run_and_report() {
             .args(["--server", &addr, "--first-source", &src, "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let v = run(&["connect-rate", "--count", "300", "--concurrency", "16"]);
     assert_eq!(v["ok"], 300);
     assert!(v["handshakes_per_sec"].as_f64().unwrap() > 0.0);
     let pid = std::process::id().to_string();
-    let v = run(&["idle", "--connections", "50", "--pid", &pid, "--hold", "100ms"]);
+    let v = run(&[
+        "idle",
+        "--connections",
+        "50",
+        "--pid",
+        &pid,
+        "--hold",
+        "100ms",
+    ]);
     assert_eq!(v["connections"], 50);
     assert!(v["rss_after_kib"].as_u64().unwrap() > 0);
     // The server saw them all.
