@@ -522,10 +522,15 @@ impl EchoConn {
         Ok(())
     }
 
-    fn send(&mut self, payload: &[u8], key: [u8; 4]) -> io::Result<()> {
+    /// Queues one masked frame (written by the next [`EchoConn::flush`]).
+    fn queue(&mut self, payload: &[u8], key: [u8; 4]) {
         let mut frame = BytesMut::with_capacity(payload.len() + 14);
         encode_masked_frame(&mut frame, true, OpCode::Binary, key, payload);
         self.tx.extend_from_slice(&frame);
+    }
+
+    fn send(&mut self, payload: &[u8], key: [u8; 4]) -> io::Result<()> {
+        self.queue(payload, key);
         self.flush()
     }
 }
@@ -653,12 +658,14 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             if throughput {
                 if let Some(since) = sending_since {
                     if Instant::now() < since + a.duration {
+                        // One write for all the replacements of this read.
                         for _ in 0..echoed {
                             let t = Instant::now().duration_since(start).as_nanos() as u64;
                             payload[..8].copy_from_slice(&t.to_le_bytes());
-                            c.send(&payload, [9, 9, 9, 9])?;
+                            c.queue(&payload, [9, 9, 9, 9]);
                             sent += 1;
                         }
+                        c.flush()?;
                     }
                 }
             }
@@ -672,9 +679,10 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
                     for _ in 0..a.in_flight.max(1) {
                         let t = now.duration_since(start).as_nanos() as u64;
                         payload[..8].copy_from_slice(&t.to_le_bytes());
-                        c.send(&payload, [9, 9, 9, 9])?;
+                        c.queue(&payload, [9, 9, 9, 9]);
                         sent += 1;
                     }
+                    c.flush()?;
                 }
             }
         }
