@@ -73,16 +73,43 @@ pub(super) struct Slot {
     read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
     dirty: bool,
-    /// The user id (hub), if known.
-    pub(super) user: Option<Arc<str>>,
-    /// Channels this connection subscribes to (hub).
-    pub(super) subs: Vec<Arc<str>>,
+    /// Hub state (user, subscriptions, token grants); boxed so that a
+    /// connection without any costs one pointer.
+    pub(super) hub: Option<Box<HubSlot>>,
     /// The peer's IP (the client's, once admission saw a trusted proxy).
     ip: IpAddr,
     /// Admission took quota slots for it (given back on removal).
     admitted: bool,
+}
+
+/// What the hub and admission know of one connection.
+#[derive(Default)]
+pub(super) struct HubSlot {
+    /// The user id, if known.
+    pub(super) user: Option<Arc<str>>,
+    /// Channels this connection subscribes to.
+    pub(super) subs: Vec<Arc<str>>,
     /// Channel grants from its token, if it came with one.
-    pub(super) grants: Option<Box<TokenGrants>>,
+    pub(super) grants: Option<TokenGrants>,
+}
+
+impl Slot {
+    pub(super) fn user(&self) -> Option<&Arc<str>> {
+        self.hub.as_ref()?.user.as_ref()
+    }
+
+    pub(super) fn grants(&self) -> Option<&TokenGrants> {
+        self.hub.as_ref()?.grants.as_ref()
+    }
+
+    pub(super) fn subs(&self) -> &[Arc<str>] {
+        self.hub.as_ref().map_or(&[], |h| &h.subs)
+    }
+
+    /// The hub state, created on first use.
+    pub(super) fn hub_mut(&mut self) -> &mut HubSlot {
+        self.hub.get_or_insert_with(Default::default)
+    }
 }
 
 pub(crate) struct Core {
@@ -272,11 +299,9 @@ impl Core {
                         timer: None,
                         read_paused: false,
                         dirty: false,
-                        user: None,
-                        subs: Vec::new(),
+                        hub: None,
                         ip: peer.ip(),
                         admitted: false,
-                        grants: None,
                     });
                     self.counters.open.add(1);
                     self.schedule(key);
@@ -518,10 +543,11 @@ impl Core {
             Ok(a) => {
                 slot.admitted = true;
                 slot.ip = a.ip;
-                if let Some(user) = a.user {
-                    slot.user = Some(user);
+                if a.user.is_some() || a.grants.is_some() {
+                    let hub = slot.hub_mut();
+                    hub.user = a.user;
+                    hub.grants = a.grants.map(|g| *g);
                 }
-                slot.grants = a.grants;
                 slot.conn.accept_upgrade(&mut ctx);
                 self.route_events(key, now);
                 // Frames the client sent right after its request.
@@ -612,11 +638,8 @@ impl Core {
     fn remove(&mut self, key: usize) {
         // `finally`: whatever path led here, no index keeps it.
         // Only token users were counted against the per-user quota.
-        let user = self.conns[key]
-            .grants
-            .is_some()
-            .then(|| self.conns[key].user.clone())
-            .flatten();
+        let slot = &self.conns[key];
+        let user = slot.grants().and(slot.user()).cloned();
         self.detach(key);
         let mut slot = self.conns.remove(key);
         if slot.admitted {

@@ -21,9 +21,9 @@ impl Core {
     /// A `/ws` connection opened: index its user — from its token, or in
     /// dev mode from the query.
     pub(super) fn hub_opened(&mut self, key: usize) {
-        if let Some(user) = self.conns[key].user.clone() {
+        if let Some(user) = self.conns[key].user().cloned() {
             let name = self.hub.add_user(&user, key as u32);
-            self.conns[key].user = Some(name);
+            self.conns[key].hub_mut().user = Some(name);
             return;
         }
         let Some(param) = self.cfg.hub.dev_user_param.as_deref() else {
@@ -41,7 +41,7 @@ impl Core {
             });
         if let Some(user) = user {
             let name = self.hub.add_user(&user, key as u32);
-            self.conns[key].user = Some(name);
+            self.conns[key].hub_mut().user = Some(name);
         }
     }
 
@@ -50,9 +50,12 @@ impl Core {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let subs = std::mem::take(&mut slot.subs);
+        let Some(state) = slot.hub.as_mut() else {
+            return;
+        };
+        let subs = std::mem::take(&mut state.subs);
         // Kept on the slot: the quota release at removal needs it.
-        let user = slot.user.clone();
+        let user = state.user.clone();
         for ch in &subs {
             if self.hub.unsubscribe(ch, key as u32) {
                 self.counters.subscriptions.sub(1);
@@ -110,19 +113,15 @@ impl Core {
                     return self.reply_error(key, id, e, now);
                 }
                 let slot = &self.conns[key];
-                if slot
-                    .grants
-                    .as_ref()
-                    .is_some_and(|g| !g.subscribe.allows(&channel))
-                {
+                if slot.grants().is_some_and(|g| !g.subscribe.allows(&channel)) {
                     return self.reply_error(key, id, RequestError::SubscribeForbidden, now);
                 }
-                if !slot.subs.iter().any(|s| **s == *channel) {
-                    if slot.subs.len() >= self.cfg.hub.max_subscriptions {
+                if !slot.subs().iter().any(|s| **s == *channel) {
+                    if slot.subs().len() >= self.cfg.hub.max_subscriptions {
                         return self.reply_error(key, id, RequestError::TooManySubscriptions, now);
                     }
                     if let Some(name) = self.hub.subscribe(&channel, key as u32) {
-                        self.conns[key].subs.push(name);
+                        self.conns[key].hub_mut().subs.push(name);
                         self.counters.subscriptions.add(1);
                     }
                 }
@@ -133,7 +132,9 @@ impl Core {
             ClientRequest::Unsubscribe { channel, id } => {
                 if self.hub.unsubscribe(&channel, key as u32) {
                     self.counters.subscriptions.sub(1);
-                    self.conns[key].subs.retain(|s| **s != *channel);
+                    if let Some(state) = self.conns[key].hub.as_mut() {
+                        state.subs.retain(|s| **s != *channel);
+                    }
                 }
                 if let Some(id) = id {
                     self.reply(key, protocol::ack_frame(id), now);
@@ -145,7 +146,7 @@ impl Core {
                 }
                 // A token's grants decide; without a token only the dev
                 // switch lets clients publish.
-                let allowed = match &self.conns[key].grants {
+                let allowed = match self.conns[key].grants() {
                     Some(g) => g.publish.allows(&channel),
                     None => self.cfg.hub.dev_client_publish,
                 };
@@ -225,13 +226,7 @@ impl Core {
                     info.subscribers = set.len();
                     let mut users: Vec<String> = set
                         .iter()
-                        .filter_map(|&k| {
-                            self.conns
-                                .get(k as usize)?
-                                .user
-                                .as_deref()
-                                .map(String::from)
-                        })
+                        .filter_map(|&k| self.conns.get(k as usize)?.user().map(|u| u.to_string()))
                         .collect();
                     users.sort_unstable();
                     users.dedup();
