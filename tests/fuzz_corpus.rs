@@ -1,24 +1,145 @@
-//! Replays every committed fuzz corpus file through the same library entry
-//! points the `fuzz/` targets call, so CI checks the corpus on stable.
+//! Replays every committed fuzz input through the same library entry
+//! points the `fuzz/` targets call, so CI checks them on stable with no
+//! fuzzer installed: for each target, every file of `fuzz/corpus/<target>/`
+//! (the seed and minimized corpus), `fuzz/regressions/<target>/` (minimized
+//! crashes, kept forever) and `fuzz/artifacts/<target>/` (what a local
+//! fuzzing run just found, if any).
 
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
-fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
+/// A harness: takes one input, panics if an invariant breaks.
+type Harness = fn(&[u8]);
+
+/// Every fuzz target and its harness.
+const TARGETS: [(&str, Harness); 5] = [
+    ("frame_parser", wsedge::fuzzing::frame_parser),
+    ("frame_differential", wsedge::fuzzing::frame_differential),
+    ("handshake", wsedge::fuzzing::handshake),
+    ("utf8_incremental", wsedge::fuzzing::utf8_incremental),
+    ("connection", wsedge::fuzzing::connection),
+];
+
+/// Regressions that still fail because the bug they found is not fixed yet,
+/// as (target, file name under `fuzz/regressions/<target>/`). They are not
+/// skipped: `known_open_regressions_still_fail` runs each and expects the
+/// panic, so fixing the bug makes that test fail until the entry is removed
+/// here (then the file is replayed like every other regression).
+const KNOWN_OPEN: &[(&str, &str)] = &[];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// Files directly in `dir`, sorted; none if it does not exist.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn is_known_open(target: &str, path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str());
+    KNOWN_OPEN
+        .iter()
+        .any(|&(t, f)| t == target && name == Some(f))
+}
+
+/// Runs every file of `<kind>/<target>` through `run`; returns how many ran
+/// and the failures with their panic messages.
+fn replay(kind: &str, target: &str, run: Harness) -> (usize, Vec<String>) {
+    let mut failures = Vec::new();
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            run(&std::fs::read(&path).unwrap());
-            n += 1;
+    for path in files(&fuzz_dir().join(kind).join(target)) {
+        if kind == "regressions" && is_known_open(target, &path) {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        n += 1;
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| run(&data))) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{}: {msg}", path.display()));
         }
     }
-    n
+    (n, failures)
+}
+
+fn replay_target(target: &str) {
+    let (_, run) = TARGETS.iter().find(|(t, _)| *t == target).unwrap();
+    let (corpus, mut failures) = replay("corpus", target, *run);
+    assert!(corpus > 0, "fuzz/corpus/{target} has no seed inputs");
+    for kind in ["regressions", "artifacts"] {
+        failures.extend(replay(kind, target, *run).1);
+    }
+    assert!(
+        failures.is_empty(),
+        "failing inputs:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn frame_parser_corpus_replays_cleanly() {
-    assert!(replay("frame_parser", wsedge::fuzzing::frame_parser) > 0);
+    replay_target("frame_parser");
+}
+
+#[test]
+fn frame_differential_corpus_replays_cleanly() {
+    replay_target("frame_differential");
+}
+
+#[test]
+fn handshake_corpus_replays_cleanly() {
+    replay_target("handshake");
+}
+
+#[test]
+fn utf8_incremental_corpus_replays_cleanly() {
+    replay_target("utf8_incremental");
+}
+
+#[test]
+fn connection_corpus_replays_cleanly() {
+    replay_target("connection");
+}
+
+#[test]
+fn every_fuzz_target_is_replayed() {
+    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    let declared = manifest.matches("[[bin]]").count();
+    assert_eq!(
+        declared,
+        TARGETS.len(),
+        "fuzz/Cargo.toml targets vs TARGETS"
+    );
+    for (target, _) in TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "{target} is not a fuzz target"
+        );
+    }
+}
+
+#[test]
+fn known_open_regressions_still_fail() {
+    for &(target, file) in KNOWN_OPEN {
+        let (_, run) = TARGETS.iter().find(|(t, _)| *t == target).unwrap();
+        let path = fuzz_dir().join("regressions").join(target).join(file);
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            catch_unwind(AssertUnwindSafe(|| run(&data))).is_err(),
+            "{} passes now: remove it from KNOWN_OPEN",
+            path.display()
+        );
+    }
 }
