@@ -3,51 +3,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 #[test]
 fn sigterm_sends_1001_and_exits_zero() {
-    // Pick a free port, then let the binary bind it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsedge"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--cores",
-            "2",
-            "--admin",
-            "127.0.0.1:0",
-            "--max-attempts-per-ip",
-            "0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-    }
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+        "--max-attempts-per-ip",
+        "0",
+    ]);
+    let port = server.addr("addr").port();
     let url = format!("ws://127.0.0.1:{port}/echo");
     let (mut ws, _) = tungstenite::connect(&url).unwrap();
     ws.send(tungstenite::Message::text("before")).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::text("before"));
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -57,9 +37,10 @@ fn sigterm_sends_1001_and_exits_zero() {
     }
     // Answer the close; the server then exits on its own.
     let _ = ws.flush();
-    let exit = wait_for_exit(&mut child, Duration::from_secs(10));
+    let exit = wait_for_exit(&mut server.child, Duration::from_secs(10));
     assert_eq!(exit, Some(0));
     let mut rest = String::new();
+    let mut stderr = server.stderr.take().expect("log not drained");
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     assert!(
         rest.contains("stopped; stats"),
