@@ -11,6 +11,7 @@
 //! | [`handshake`] | `parse_request`, `write_accept`, `write_error` | accepted requests are complete for `httparse` too and incomplete when cut; responses are well-formed HTTP |
 //! | [`utf8_incremental`] | `Utf8Validator` over random cuts | agrees with `std::str::from_utf8` on the whole and on every prefix it has seen (fail fast, never early) |
 //! | [`connection`] | one `Conn` through a random life, driven as a core drives it | see [`connection`]; among them: no frame after a close frame, valid close codes, bounded out queue, every queued message arrives intact, deadlines after `handle_timeout` are in the future |
+//! | [`client_request`] | the hub's JSON request parser and the frames answering it | an accepted request is a JSON object whose fields say the same; `data` is carried byte for byte; every answer frame is one well-formed text frame of valid JSON |
 //!
 //! Owns: invariant checks over arbitrary input and the tiny byte decoder the
 //! structure-aware targets use. Must not touch: I/O, the clock (time is
@@ -1300,5 +1301,80 @@ mod tests {
         data.extend_from_slice(&[10, 6]);
         let (tally, frames) = simulate(&data);
         assert_eq!((tally.messages_in, tally.messages_out, frames), (1, 1, 1));
+    }
+}
+
+/// Arbitrary bytes as one client text message on `/ws`
+/// (`hub::protocol::parse_request`), and the frames the hub answers with.
+///
+/// Invariants: no panic; an accepted request is a JSON object (as
+/// `serde_json::Value` reads it) whose `type`, `channel` and `id` say the
+/// same as the parsed request, and whose `data` is carried byte for byte;
+/// `request_id` agrees with the object's `id`; the `message`, `ack` and
+/// `error` frames built from it are each one final, unmasked text frame
+/// holding valid JSON with the same channel and data.
+pub fn client_request(data: &[u8]) {
+    use crate::hub::protocol::{
+        ack_frame, error_frame, message_frame, parse_request, request_id, validate_channel,
+        ClientRequest, RequestError, MAX_CHANNEL_LEN,
+    };
+    use serde_json::Value;
+
+    fn frame_json(frame: &Bytes) -> Value {
+        let (h, n) = FrameHeader::parse(frame, Role::Client, u64::MAX)
+            .expect("server frame parses")
+            .expect("server frame is complete");
+        assert!(h.fin && h.opcode == OpCode::Text && h.mask.is_none());
+        assert_eq!(h.payload_len as usize, frame.len() - n, "one frame exactly");
+        serde_json::from_slice(&frame[n..]).expect("server frame holds valid JSON")
+    }
+
+    let parsed = parse_request(data);
+    let value: Option<Value> = serde_json::from_slice(data).ok();
+    if let Some(Value::Object(obj)) = &value {
+        if let Some(id) = obj.get("id").and_then(Value::as_u64) {
+            if parsed.is_ok() {
+                assert_eq!(request_id(data), Some(id));
+            }
+        }
+    }
+    let req = match parsed {
+        Ok(req) => req,
+        Err(e) => {
+            assert_eq!(e, RequestError::BadRequest);
+            let id = request_id(data);
+            let v = frame_json(&error_frame(id, e));
+            assert_eq!(v["code"], "bad_request");
+            assert_eq!(v.get("id").and_then(Value::as_u64), id);
+            return;
+        }
+    };
+    let Some(Value::Object(obj)) = value else {
+        panic!("accepted a request that is not a JSON object");
+    };
+    let (kind, channel, id) = match &req {
+        ClientRequest::Subscribe { channel, id } => ("subscribe", channel, *id),
+        ClientRequest::Unsubscribe { channel, id } => ("unsubscribe", channel, *id),
+        ClientRequest::Publish { channel, id, .. } => ("publish", channel, *id),
+    };
+    assert_eq!(obj.get("type").and_then(Value::as_str), Some(kind));
+    assert_eq!(obj.get("channel").and_then(Value::as_str), Some(&**channel));
+    assert_eq!(obj.get("id").and_then(Value::as_u64), id);
+    if let Some(id) = id {
+        assert_eq!(
+            frame_json(&ack_frame(id)),
+            serde_json::json!({"type": "ack", "id": id})
+        );
+    }
+    if let ClientRequest::Publish { data: raw, .. } = &req {
+        let carried: Value = serde_json::from_str(raw.get()).expect("data is JSON");
+        assert_eq!(Some(&carried), obj.get("data"));
+        let ok = validate_channel(channel, MAX_CHANNEL_LEN).is_ok();
+        let v = frame_json(&message_frame(ok.then_some(&**channel), raw));
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["data"], carried);
+        if ok {
+            assert_eq!(v["channel"].as_str(), Some(&**channel));
+        }
     }
 }

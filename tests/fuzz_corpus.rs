@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and its harness.
-const TARGETS: [(&str, Harness); 5] = [
+const TARGETS: [(&str, Harness); 6] = [
     ("frame_parser", wsedge::fuzzing::frame_parser),
     ("frame_differential", wsedge::fuzzing::frame_differential),
     ("handshake", wsedge::fuzzing::handshake),
     ("utf8_incremental", wsedge::fuzzing::utf8_incremental),
     ("connection", wsedge::fuzzing::connection),
+    ("client_request", wsedge::fuzzing::client_request),
 ];
 
 /// Regressions that still fail because the bug they found is not fixed yet,
@@ -111,6 +112,11 @@ fn utf8_incremental_corpus_replays_cleanly() {
 #[test]
 fn connection_corpus_replays_cleanly() {
     replay_target("connection");
+}
+
+#[test]
+fn client_request_corpus_replays_cleanly() {
+    replay_target("client_request");
 }
 
 #[test]
