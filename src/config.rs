@@ -204,8 +204,13 @@ pub struct Config {
     pub admission: AdmissionConfig,
     /// The admin plane; `None` runs without it.
     pub admin: Option<AdminConfig>,
-    /// On shutdown, how long to wait for connections to finish their close
-    /// handshake after the 1001 close. Default 5 s.
+    /// On shutdown, the 1001 closes are spread evenly over this window, so
+    /// that clients do not all reconnect (to the other instances) in the
+    /// same instant. Default 10 s (a core with one connection closes it at
+    /// once; with n, one every window/n).
+    pub drain_window: Duration,
+    /// On shutdown, how long to wait, after the last 1001 close was sent,
+    /// for connections to finish their close handshake. Default 5 s.
     pub drain_timeout: Duration,
     /// How often the counters are logged. Default 60 s.
     pub stats_interval: Duration,
@@ -220,6 +225,7 @@ impl Default for Config {
             hub: HubConfig::default(),
             admission: AdmissionConfig::default(),
             admin: None,
+            drain_window: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_secs(60),
         }

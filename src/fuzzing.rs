@@ -1280,30 +1280,6 @@ fn simulate(data: &[u8]) -> (Tally, u64) {
     (sim.tally, sim.peer.frames)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handshake_accepts_the_rfc_sample() {
-        let mut data = vec![0x03];
-        data.extend_from_slice(UPGRADES[0]);
-        handshake(&data);
-    }
-
-    #[test]
-    fn connection_echoes_a_message() {
-        // config bytes, read size, admission, upgrade, a masked text
-        // frame, drain all.
-        let mut data = vec![0; 12];
-        data.extend_from_slice(&[0, 0]); // upgrade /echo
-        data.extend_from_slice(&[2, 0, 0, 0, 1, 2, 3, 4, 2, b'h', b'i']);
-        data.extend_from_slice(&[10, 6]);
-        let (tally, frames) = simulate(&data);
-        assert_eq!((tally.messages_in, tally.messages_out, frames), (1, 1, 1));
-    }
-}
-
 /// Arbitrary bytes as one client text message on `/ws`
 /// (`hub::protocol::parse_request`), and the frames the hub answers with.
 ///
@@ -1315,8 +1291,8 @@ mod tests {
 /// holding valid JSON with the same channel and data.
 pub fn client_request(data: &[u8]) {
     use crate::hub::protocol::{
-        ack_frame, error_frame, message_frame, parse_request, request_id, validate_channel,
-        ClientRequest, RequestError, MAX_CHANNEL_LEN,
+        ack_frame, error_frame, message_frame, parse_request, pong_frame, request_id,
+        validate_channel, ClientRequest, RequestError, MAX_CHANNEL_LEN,
     };
     use serde_json::Value;
 
@@ -1353,20 +1329,33 @@ pub fn client_request(data: &[u8]) {
         panic!("accepted a request that is not a JSON object");
     };
     let (kind, channel, id) = match &req {
-        ClientRequest::Subscribe { channel, id } => ("subscribe", channel, *id),
-        ClientRequest::Unsubscribe { channel, id } => ("unsubscribe", channel, *id),
-        ClientRequest::Publish { channel, id, .. } => ("publish", channel, *id),
+        ClientRequest::Subscribe { channel, id } => ("subscribe", Some(channel), *id),
+        ClientRequest::Unsubscribe { channel, id } => ("unsubscribe", Some(channel), *id),
+        ClientRequest::Publish { channel, id, .. } => ("publish", Some(channel), *id),
+        ClientRequest::Ping { id } => ("ping", None, *id),
     };
     assert_eq!(obj.get("type").and_then(Value::as_str), Some(kind));
-    assert_eq!(obj.get("channel").and_then(Value::as_str), Some(&**channel));
+    if let Some(channel) = channel {
+        assert_eq!(obj.get("channel").and_then(Value::as_str), Some(&**channel));
+    }
     assert_eq!(obj.get("id").and_then(Value::as_u64), id);
+    if kind == "ping" {
+        let mut want = serde_json::json!({"type": "pong"});
+        if let Some(id) = id {
+            want["id"] = id.into();
+        }
+        assert_eq!(frame_json(&pong_frame(id)), want);
+    }
     if let Some(id) = id {
         assert_eq!(
             frame_json(&ack_frame(id)),
             serde_json::json!({"type": "ack", "id": id})
         );
     }
-    if let ClientRequest::Publish { data: raw, .. } = &req {
+    if let ClientRequest::Publish {
+        data: raw, channel, ..
+    } = &req
+    {
         let carried: Value = serde_json::from_str(raw.get()).expect("data is JSON");
         assert_eq!(Some(&carried), obj.get("data"));
         let ok = validate_channel(channel, MAX_CHANNEL_LEN).is_ok();
@@ -1376,5 +1365,29 @@ pub fn client_request(data: &[u8]) {
         if ok {
             assert_eq!(v["channel"].as_str(), Some(&**channel));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_accepts_the_rfc_sample() {
+        let mut data = vec![0x03];
+        data.extend_from_slice(UPGRADES[0]);
+        handshake(&data);
+    }
+
+    #[test]
+    fn connection_echoes_a_message() {
+        // config bytes, read size, admission, upgrade, a masked text
+        // frame, drain all.
+        let mut data = vec![0; 12];
+        data.extend_from_slice(&[0, 0]); // upgrade /echo
+        data.extend_from_slice(&[2, 0, 0, 0, 1, 2, 3, 4, 2, b'h', b'i']);
+        data.extend_from_slice(&[10, 6]);
+        let (tally, frames) = simulate(&data);
+        assert_eq!((tally.messages_in, tally.messages_out, frames), (1, 1, 1));
     }
 }

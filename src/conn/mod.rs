@@ -233,6 +233,11 @@ impl Conn {
         &mut self.out
     }
 
+    /// Bytes waiting in the outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len()
+    }
+
     /// True once the socket should be dropped.
     pub fn is_dead(&self) -> bool {
         self.phase == Phase::Dead

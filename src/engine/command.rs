@@ -4,6 +4,7 @@
 //! core's) or how they are sent (`CoreHandle`'s).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -35,8 +36,13 @@ pub struct ChannelInfo {
 pub enum Command {
     /// Stop accepting, close every connection with 1001, drain, exit.
     Shutdown,
-    /// Queue a ready frame for the target's local connections.
-    Deliver { target: Target, frame: Bytes },
+    /// Queue a ready frame for the target's local connections. `at` is
+    /// when it was published (for the publish-to-write histogram).
+    Deliver {
+        target: Target,
+        frame: Bytes,
+        at: Instant,
+    },
     /// Close one connection with `code`.
     Disconnect { key: u32, gen: u32, code: u16 },
     /// Report local subscribers of a channel.
@@ -44,6 +50,13 @@ pub enum Command {
         channel: String,
         reply: Sender<ChannelInfo>,
     },
+    /// Report the `n` local channels with the most subscribers.
+    TopChannels {
+        n: usize,
+        reply: Sender<Vec<(Arc<str>, usize)>>,
+    },
+    /// Report the bytes queued for writing on this core.
+    QueryOutbound { reply: Sender<u64> },
     /// Report local connections of a user.
     QueryUser {
         user: String,

@@ -23,12 +23,14 @@ use slab::Slab;
 
 use super::command::Command;
 use super::counters::CoreCounters;
+use super::latency::LatencyRecorder;
 use super::CoreHandle;
 use crate::admission::{Admission, TokenGrants};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
-use crate::hub::{LocalHub, Registry};
+use crate::error::HandshakeError;
+use crate::hub::{ConnId, LocalHub, Registry};
 use crate::protocol::close::code;
 use crate::protocol::encoder::FrameEncoder;
 use crate::timer::{TimerKey, TimingWheel};
@@ -112,6 +114,62 @@ impl Slot {
     }
 }
 
+/// A shutdown in progress: connections get their 1001 close spread
+/// evenly over the drain window (so clients do not all reconnect in the
+/// same instant), then have `drain_timeout` to finish the close handshake.
+struct Drain {
+    began: Instant,
+    window: Duration,
+    /// Connections to close, as (key, generation), in order.
+    order: Vec<(usize, u32)>,
+    /// How many of `order` were closed so far.
+    next: usize,
+    /// Set once every close was sent: drop whatever is left then.
+    deadline: Option<Instant>,
+}
+
+impl Drain {
+    /// When the connection at `order[i]` is due for its close.
+    fn due(&self, i: usize) -> Instant {
+        let n = self.order.len().max(1) as u32;
+        self.began + self.window * i as u32 / n
+    }
+}
+
+/// Upgrade refusals are logged as one warning per core per
+/// [`RefusalLog::EVERY`] with counts by reason (never one line per refusal:
+/// a flood must not become a log flood). Counts since the last line are
+/// carried to the next one; `/metrics` has them all at once.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    counts: [u32; HandshakeError::ALL.len()],
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, err: HandshakeError, now: Instant) {
+        let c = &mut self.counts[err.index()];
+        *c = c.saturating_add(1);
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let mut line = String::new();
+        for (e, n) in HandshakeError::ALL.iter().zip(&mut self.counts) {
+            if *n > 0 {
+                line.push_str(&format!(" {}={n}", e.name()));
+                *n = 0;
+            }
+        }
+        tracing::warn!("upgrades refused:{line}");
+    }
+}
+
 pub(crate) struct Core {
     pub(super) id: usize,
     pub(super) cfg: Arc<Config>,
@@ -136,7 +194,13 @@ pub(crate) struct Core {
     pub(super) events: Vec<Event>,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
-    drain_deadline: Option<Instant>,
+    /// Set once shutdown began.
+    drain: Option<Drain>,
+    pub(super) latency: LatencyRecorder,
+    /// When each publish delivered this iteration was published; recorded
+    /// as publish-to-write once the iteration's writes are done.
+    pub(super) publish_stamps: Vec<Instant>,
+    refusal_log: RefusalLog,
     /// Set after an `accept` error (e.g. out of file descriptors).
     accept_retry_at: Option<Instant>,
 }
@@ -158,6 +222,7 @@ impl Core {
         let me = &peers[id];
         let notified = me.notified.clone();
         let counters = me.counters.clone();
+        let latency = LatencyRecorder::new(me.latency.clone(), Instant::now());
         Ok(Self {
             id,
             cfg,
@@ -179,9 +244,21 @@ impl Core {
             events: Vec::new(),
             tally: Tally::default(),
             counters,
-            drain_deadline: None,
+            drain: None,
+            latency,
+            publish_stamps: Vec::new(),
             accept_retry_at: None,
+            refusal_log: RefusalLog::default(),
         })
+    }
+
+    /// The public id of the connection at `key`.
+    pub(super) fn conn_id(&self, key: usize) -> ConnId {
+        ConnId {
+            core: self.id as u16,
+            key: key as u32,
+            gen: self.conns.get(key).map_or(0, |s| s.gen),
+        }
     }
 
     fn tick_floor(&self, t: Instant) -> u64 {
@@ -203,12 +280,16 @@ impl Core {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if let Some(deadline) = self.drain_deadline {
+            if self.drain.is_some() {
+                self.drain_step(now);
+                let d = self.drain.as_ref().expect("checked");
                 if self.conns.is_empty() {
+                    self.latency.maybe_merge(now, true);
                     return Ok(());
                 }
-                if now >= deadline {
+                if d.deadline.is_some_and(|t| now >= t) {
                     self.drop_all();
+                    self.latency.maybe_merge(now, true);
                     return Ok(());
                 }
             }
@@ -233,6 +314,7 @@ impl Core {
                     }
                 }
             }
+            let woke = now;
             let now = Instant::now();
             self.fire_timers(now);
             self.flush_dirty();
@@ -241,7 +323,40 @@ impl Core {
                 self.accept(now);
             }
             self.publish_tally();
+            let done = Instant::now();
+            self.latency.loop_iteration(done - woke);
+            for at in self.publish_stamps.drain(..) {
+                self.latency
+                    .publish_to_write(done.saturating_duration_since(at));
+            }
+            self.latency.maybe_merge(done, false);
         }
+    }
+
+    /// During shutdown: sends the closes that are due.
+    fn drain_step(&mut self, now: Instant) {
+        let Some(mut d) = self.drain.take() else {
+            return;
+        };
+        while d.next < d.order.len() && d.due(d.next) <= now {
+            let (key, gen) = d.order[d.next];
+            d.next += 1;
+            if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
+                let mut ctx = ctx!(self, now);
+                slot.conn.close(
+                    code::GOING_AWAY,
+                    "server shutting down",
+                    EndReason::Shutdown,
+                    &mut ctx,
+                );
+                self.after(key, now);
+            }
+        }
+        if d.next == d.order.len() && d.deadline.is_none() {
+            d.deadline = Some(now + self.cfg.drain_timeout);
+        }
+        self.drain = Some(d);
+        self.flush_dirty();
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -249,10 +364,14 @@ impl Core {
             let at = self.start + Duration::from_millis(tick);
             at.saturating_duration_since(now)
         });
-        for d in [self.drain_deadline, self.accept_retry_at]
-            .into_iter()
-            .flatten()
-        {
+        let drain = self.drain.as_ref().and_then(|d| {
+            d.deadline
+                .or_else(|| (d.next < d.order.len()).then(|| d.due(d.next)))
+        });
+        // Unmerged latency counts reach readers within a second even when
+        // the core then sleeps.
+        let merge = self.latency.pending_merge();
+        for d in [drain, self.accept_retry_at, merge].into_iter().flatten() {
             let left = d.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
@@ -336,25 +455,21 @@ impl Core {
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
-        if self.drain_deadline.is_some() {
+        if self.drain.is_some() {
             return;
         }
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.drain_deadline = Some(now + self.cfg.drain_timeout);
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let slot = &mut self.conns[key];
-            let mut ctx = ctx!(self, now);
-            slot.conn.close(
-                code::GOING_AWAY,
-                "server shutting down",
-                EndReason::Shutdown,
-                &mut ctx,
-            );
-            self.after(key, now);
-        }
+        self.drain = Some(Drain {
+            began: now,
+            window: self.cfg.drain_window,
+            order: self.conns.iter().map(|(k, s)| (k, s.gen)).collect(),
+            next: 0,
+            deadline: None,
+        });
+        tracing::debug!(core = self.id, connections = self.conns.len(), "draining");
+        self.drain_step(now);
     }
 
     fn drop_all(&mut self) {
@@ -484,13 +599,23 @@ impl Core {
                     if route == Route::Hub {
                         self.hub_opened(key);
                     }
+                    tracing::debug!(
+                        conn = %self.conn_id(key),
+                        ?route,
+                        user = self.conns[key].user().map(|u| &**u),
+                        "opened"
+                    );
                 }
                 Event::Ended(reason) => {
                     self.counters.ended[reason.index()].add(1);
+                    tracing::debug!(conn = %self.conn_id(key), reason = reason.name(), "ended");
                     // Out of every index the moment it stops being open.
                     self.detach(key);
                 }
-                Event::Refused(err) => self.counters.handshake_failures[err.index()].add(1),
+                Event::Refused(err) => {
+                    self.counters.handshake_failures[err.index()].add(1);
+                    self.refusal_log.note(err, now);
+                }
                 Event::Message { text, payload } => {
                     let slot = &mut self.conns[key];
                     match slot.conn.route() {

@@ -108,6 +108,7 @@ impl Core {
             Err(e) => return self.reply_error(key, protocol::request_id(payload), e, now),
         };
         match req {
+            ClientRequest::Ping { id } => self.reply(key, protocol::pong_frame(id), now),
             ClientRequest::Subscribe { channel, id } => {
                 if let Err(e) = protocol::validate_channel(&channel, self.cfg.hub.max_channel_len) {
                     return self.reply_error(key, id, e, now);
@@ -172,13 +173,15 @@ impl Core {
             self.peers[core].send(Command::Deliver {
                 target: Target::Channel(channel.clone()),
                 frame: frame.clone(),
+                at: now,
             });
         }
-        self.deliver(&Target::Channel(channel), frame, now);
+        self.deliver(&Target::Channel(channel), frame, now, now);
     }
 
-    /// Delivers a frame to the target's local connections.
-    pub(super) fn deliver(&mut self, target: &Target, frame: Bytes, now: Instant) {
+    /// Delivers a frame, published at `at`, to the target's local
+    /// connections.
+    pub(super) fn deliver(&mut self, target: &Target, frame: Bytes, at: Instant, now: Instant) {
         let mut keys = std::mem::take(&mut self.scratch);
         keys.clear();
         match target {
@@ -203,6 +206,9 @@ impl Core {
         for &key in &keys {
             self.push_to(key as usize, frame.clone(), now);
         }
+        if !keys.is_empty() {
+            self.publish_stamps.push(at);
+        }
         self.scratch = keys;
     }
 
@@ -210,7 +216,18 @@ impl Core {
     pub(super) fn handle_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Shutdown => {}
-            Command::Deliver { target, frame } => self.deliver(&target, frame, now),
+            Command::Deliver { target, frame, at } => self.deliver(&target, frame, at, now),
+            Command::QueryOutbound { reply } => {
+                let bytes = self
+                    .conns
+                    .iter()
+                    .map(|(_, s)| s.conn.queued_bytes() as u64)
+                    .sum();
+                let _ = reply.send(bytes);
+            }
+            Command::TopChannels { n, reply } => {
+                let _ = reply.send(self.hub.top_channels(n));
+            }
             Command::Disconnect { key, gen, code } => {
                 let key = key as usize;
                 if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {

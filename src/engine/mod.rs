@@ -9,13 +9,15 @@ pub mod command;
 pub mod core;
 pub mod counters;
 mod fanout;
+pub mod latency;
 pub mod listener;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
@@ -26,6 +28,7 @@ use crate::hub::Registry;
 pub use command::{ChannelInfo, Command, Target};
 pub use counters::{CoreCounters, Stats};
 pub(crate) use fanout::mask_cores;
+pub use latency::LatencyHistograms;
 
 /// A `Send` handle to one core: its inbox and the waker that rouses it.
 #[derive(Clone)]
@@ -35,6 +38,7 @@ pub struct CoreHandle {
     /// True while a wake-up is pending: senders skip the syscall then.
     notified: Arc<AtomicBool>,
     counters: Arc<CoreCounters>,
+    latency: Arc<Mutex<LatencyHistograms>>,
 }
 
 impl CoreHandle {
@@ -50,6 +54,24 @@ impl CoreHandle {
     pub fn counters(&self) -> &CoreCounters {
         &self.counters
     }
+
+    /// A copy of this core's latency histograms (merged once a second).
+    pub fn latency(&self) -> LatencyHistograms {
+        self.latency.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+/// What the admin plane sees of a running server.
+#[derive(Clone)]
+pub struct ServerView {
+    pub cores: Arc<[CoreHandle]>,
+    pub registry: Arc<Registry>,
+    /// Set once shutdown began (readiness turns false).
+    pub draining: Arc<AtomicBool>,
+    /// The address the cores listen on.
+    pub ws_addr: SocketAddr,
+    pub config: Arc<crate::Config>,
+    pub started: Instant,
 }
 
 /// A running server.
@@ -59,6 +81,7 @@ pub struct Server {
     admin: Option<crate::admin::AdminHandle>,
     cores: Arc<[CoreHandle]>,
     registry: Arc<Registry>,
+    draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -89,6 +112,7 @@ impl Server {
                 waker,
                 notified: Arc::new(AtomicBool::new(false)),
                 counters: Arc::new(CoreCounters::default()),
+                latency: Arc::default(),
             });
             polls.push(poll);
             inboxes.push(rx);
@@ -96,12 +120,17 @@ impl Server {
         let cores: Arc<[CoreHandle]> = handles.into();
         let registry = Arc::new(Registry::default());
         let admission = Arc::new(crate::admission::Admission::new(cfg.admission.clone()));
+        let draining = Arc::new(AtomicBool::new(false));
+        let view = ServerView {
+            cores: cores.clone(),
+            registry: registry.clone(),
+            draining: draining.clone(),
+            ws_addr: local_addr,
+            config: cfg.clone(),
+            started: Instant::now(),
+        };
         let admin = match &cfg.admin {
-            Some(admin_cfg) => Some(crate::admin::Admin::bind(
-                admin_cfg,
-                cores.clone(),
-                registry.clone(),
-            )?),
+            Some(admin_cfg) => Some(crate::admin::Admin::bind(admin_cfg, view)?),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.local_addr());
@@ -136,8 +165,14 @@ impl Server {
             admin,
             cores,
             registry,
+            draining,
             threads,
         })
+    }
+
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// The admin plane's address, if it runs.
@@ -175,18 +210,18 @@ impl Server {
     }
 
     /// Starts a graceful shutdown: every core stops accepting, sends 1001
-    /// to its connections and exits once they are gone or the drain
-    /// timeout passed. Returns at once; [`Server::join`] waits.
+    /// to its connections spread over the drain window, and exits once
+    /// they are gone or the drain timeout passed after the last close.
+    /// The admin plane keeps answering (`/readyz` says 503) until
+    /// [`Server::join`] returns. Returns at once; [`Server::join`] waits.
     pub fn shutdown(&self) {
-        if let Some(admin) = &self.admin {
-            admin.stop();
-        }
+        self.draining.store(true, Ordering::Release);
         for c in self.cores.iter() {
             c.send(Command::Shutdown);
         }
     }
 
-    /// Waits for every core thread to exit.
+    /// Waits for every core thread to exit, then stops the admin plane.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
         for t in self.threads {
@@ -195,6 +230,9 @@ impl Server {
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("core thread panicked")),
             }
+        }
+        if let Some(admin) = &self.admin {
+            admin.stop();
         }
         result
     }

@@ -107,6 +107,23 @@ impl LocalHub {
     }
 
     /// Channels with local subscribers.
+    /// The `n` channels with the most local subscribers, most first.
+    pub fn top_channels(&self, n: usize) -> Vec<(Arc<str>, usize)> {
+        let mut all: Vec<(Arc<str>, usize)> = self
+            .channels
+            .iter()
+            .map(|(name, set)| (name.clone(), set.len()))
+            .collect();
+        let by_size =
+            |a: &(Arc<str>, usize), b: &(Arc<str>, usize)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        if n < all.len() {
+            all.select_nth_unstable_by(n, by_size);
+            all.truncate(n);
+        }
+        all.sort_unstable_by(by_size);
+        all
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }

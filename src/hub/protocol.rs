@@ -1,7 +1,7 @@
 //! The client protocol on `/ws`: JSON text frames (see docs/protocol.md).
 //!
-//! Owns: parsing client requests (`subscribe`, `unsubscribe`, `publish`)
-//! and encoding server messages (`message`, `ack`, `error`) into ready
+//! Owns: parsing client requests (`subscribe`, `unsubscribe`, `publish`,
+//! `ping`) and encoding server messages (`message`, `ack`, `error`, `pong`) into ready
 //! WebSocket frames. `data` is carried as raw JSON, never re-serialized.
 //! Must not touch: subscriptions, connections, sockets.
 
@@ -29,6 +29,9 @@ pub enum ClientRequest<'a> {
         data: &'a RawValue,
         id: Option<u64>,
     },
+    /// An application-level heartbeat (browsers cannot see WebSocket
+    /// pings): answered with `pong` at once.
+    Ping { id: Option<u64> },
 }
 
 /// The wire shape: every field optional, unknown fields ignored (fields
@@ -111,6 +114,7 @@ pub fn parse_request(text: &[u8]) -> Result<ClientRequest<'_>, RequestError> {
         ("subscribe", Some(channel), _) => Ok(ClientRequest::Subscribe { channel, id }),
         ("unsubscribe", Some(channel), _) => Ok(ClientRequest::Unsubscribe { channel, id }),
         ("publish", Some(channel), Some(data)) => Ok(ClientRequest::Publish { channel, data, id }),
+        ("ping", _, _) => Ok(ClientRequest::Ping { id }),
         _ => Err(RequestError::BadRequest),
     }
 }
@@ -164,6 +168,14 @@ pub fn message_frame(channel: Option<&str>, data: &RawValue) -> Bytes {
 /// `{"type":"ack","id":…}`.
 pub fn ack_frame(id: u64) -> Bytes {
     text_frame(format!(r#"{{"type":"ack","id":{id}}}"#).as_bytes())
+}
+
+/// `{"type":"pong","id":…}` (`id` omitted if the ping had none).
+pub fn pong_frame(id: Option<u64>) -> Bytes {
+    match id {
+        Some(id) => text_frame(format!(r#"{{"type":"pong","id":{id}}}"#).as_bytes()),
+        None => text_frame(br#"{"type":"pong"}"#),
+    }
 }
 
 /// `{"type":"error","id":…,"code":…,"reason":…}` (`id` omitted if unknown).
@@ -230,6 +242,10 @@ mod tests {
             assert_eq!(parse_request(bad).unwrap_err(), RequestError::BadRequest);
         }
         assert_eq!(request_id(br#"{"type":"dance","id":7}"#), Some(7));
+        assert!(matches!(
+            parse_request(br#"{"type":"ping","id":5}"#),
+            Ok(ClientRequest::Ping { id: Some(5) })
+        ));
     }
 
     #[test]
@@ -244,6 +260,14 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"type":"message","data":{"text":"hi"}})
+        );
+        assert_eq!(
+            payload(&pong_frame(Some(4))),
+            serde_json::json!({"type":"pong","id":4})
+        );
+        assert_eq!(
+            payload(&pong_frame(None)),
+            serde_json::json!({"type":"pong"})
         );
         assert_eq!(
             payload(&ack_frame(9)),

@@ -14,6 +14,7 @@ pub fn config(cores: usize) -> Config {
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         cores,
+        drain_window: Duration::ZERO,
         drain_timeout: Duration::from_secs(2),
         ..Config::default()
     };
