@@ -7,7 +7,11 @@
 //!   events, bytes out and the next deadline out.
 //! - [`timer`]: the hierarchical timing wheel holding every deadline.
 //! - [`engine`]: the per-core `mio` drivers and the [`Server`] handle.
-//! - [`config`], [`error`]: every setting, every refusal reason.
+//! - [`hub`], [`admission`], [`limits`]: channels and users, who may
+//!   connect, per-client buckets.
+//! - [`admin`]: the HTTP plane — push API, metrics, health, status page.
+//! - [`config`], [`error`]: every setting, every refusal reason;
+//!   [`settings`]: the TOML file, environment and flags that fill them.
 //!
 //! `unsafe` is forbidden in the whole crate.
 #![forbid(unsafe_code)]
@@ -22,6 +26,7 @@ pub mod fuzzing;
 pub mod hub;
 pub mod limits;
 pub mod protocol;
+pub mod settings;
 pub mod timer;
 
 pub use config::{Config, ConnConfig};

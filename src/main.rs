@@ -1,16 +1,17 @@
 //! The `wsedge` binary: command line, logging, signals. Nothing else —
 //! the server itself is the library.
 //!
-//! Owns: turning flags into a [`wsedge::Config`], starting the
+//! Owns: the command line (flags handed to [`wsedge::settings`] as
+//! overrides of the file and environment), logging set-up, starting the
 //! [`wsedge::Server`], the periodic counts log line, and graceful shutdown
 //! on SIGINT/SIGTERM. Must not touch: sockets or connections.
 
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wsedge::conn::SlowConsumerPolicy;
+use toml::Value;
+use wsedge::settings::{self, layers::Loaded};
 use wsedge::{Config, Server};
 
 #[derive(Parser, Debug)]
@@ -30,6 +31,12 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Mint a one-time connection token (prints it on stdout).
     Token(TokenArgs),
+    /// Validate a configuration file and print the effective configuration
+    /// (file and environment applied, secrets masked); exit 2 if invalid.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,236 +76,311 @@ fn mint(a: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
-}
-
-#[derive(Parser, Debug)]
+/// `wsedge serve`: every flag is optional and, when given, overrides the
+/// file and the environment (see `wsedge.example.toml` for every key).
+#[derive(Parser, Debug, Default)]
 #[command(name = "serve")]
 struct ServeArgs {
-    /// Address every core listens on (SO_REUSEPORT).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Core threads [default: available parallelism].
+    /// A TOML configuration file (every key optional; defaults embedded).
+    #[arg(long, env = "WSEDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file < environment < flags,
+    /// secrets masked) and exit without serving.
     #[arg(long)]
-    cores: Option<usize>,
-    /// Server ping period.
-    #[arg(long, default_value = "25s", value_parser = duration)]
-    ping_interval: Duration,
-    /// Time the peer has to send anything after a ping.
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    pong_timeout: Duration,
-    /// Close connections with no data message for this long ("0s" = off).
-    #[arg(long, default_value = "0s", value_parser = duration)]
-    idle_timeout: Duration,
-    /// Time from accept to a complete upgrade request.
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    handshake_timeout: Duration,
-    /// Time to wait for the peer's close answer and FIN.
-    #[arg(long, default_value = "5s", value_parser = duration)]
-    close_timeout: Duration,
-    /// On SIGINT/SIGTERM, time allowed for connections to close.
-    #[arg(long, default_value = "5s", value_parser = duration)]
-    drain_timeout: Duration,
-    /// Largest frame payload in bytes (close 1009 beyond).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_frame_size: usize,
-    /// Largest message in bytes (close 1009 beyond).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_message_size: usize,
-    /// Queued outbound bytes per connection before reading pauses.
-    #[arg(long, default_value_t = 1 << 20)]
-    write_budget: usize,
-    /// Largest upgrade request head in bytes (431 beyond).
-    #[arg(long, default_value_t = 8192)]
-    max_request_bytes: usize,
-    /// Most upgrade request headers (431 beyond).
-    #[arg(long, default_value_t = 32)]
-    max_headers: usize,
-    /// A subprotocol the server accepts; repeat in order of preference.
+    dry_run: bool,
+    /// Address every core listens on (SO_REUSEPORT) [listen].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Core threads, 0 = one per CPU [cores].
+    #[arg(long)]
+    cores: Option<i64>,
+    /// Server ping period, e.g. 25s [connection.ping_interval].
+    #[arg(long)]
+    ping_interval: Option<String>,
+    /// Time the peer has to send anything after a ping [connection.pong_timeout].
+    #[arg(long)]
+    pong_timeout: Option<String>,
+    /// Close connections with no data message for this long, 0s = off
+    /// [connection.idle_timeout].
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// Time from accept to a complete upgrade request [connection.handshake_timeout].
+    #[arg(long)]
+    handshake_timeout: Option<String>,
+    /// Time to wait for the peer's close answer and FIN [connection.close_timeout].
+    #[arg(long)]
+    close_timeout: Option<String>,
+    /// Largest frame payload in bytes [connection.max_frame_size].
+    #[arg(long)]
+    max_frame_size: Option<i64>,
+    /// Largest message in bytes [connection.max_message_size].
+    #[arg(long)]
+    max_message_size: Option<i64>,
+    /// Queued outbound bytes per connection before reading pauses
+    /// [connection.write_budget].
+    #[arg(long)]
+    write_budget: Option<i64>,
+    /// Largest upgrade request head in bytes [connection.max_request_bytes].
+    #[arg(long)]
+    max_request_bytes: Option<i64>,
+    /// Most upgrade request headers [connection.max_headers].
+    #[arg(long)]
+    max_headers: Option<i64>,
+    /// A subprotocol the server accepts; repeat in order of preference
+    /// [connection.subprotocols].
     #[arg(long = "subprotocol")]
     subprotocols: Vec<String>,
-    /// Queued pushed bytes per connection before the slow-consumer policy.
-    #[arg(long, default_value_t = 4 << 20)]
-    max_pending_bytes: usize,
-    /// Slow-consumer policy: `close` (1008) or `drop` (count and skip).
-    #[arg(long, default_value = "close", value_parser = ["close", "drop"])]
-    slow_consumer: String,
-    /// Most channels one connection may subscribe to.
-    #[arg(long, default_value_t = 100)]
-    max_subscriptions: usize,
-    /// Longest channel name a client may use, in bytes.
-    #[arg(long, default_value_t = 200)]
-    max_channel_len: usize,
+    /// Queued pushed bytes per connection before the slow-consumer policy
+    /// [connection.max_pending_bytes].
+    #[arg(long)]
+    max_pending_bytes: Option<i64>,
+    /// Slow-consumer policy: close (1008) or drop [connection.slow_consumer].
+    #[arg(long)]
+    slow_consumer: Option<String>,
+    /// Most channels one connection may subscribe to [hub.max_subscriptions].
+    #[arg(long)]
+    max_subscriptions: Option<i64>,
+    /// Longest channel name in bytes [hub.max_channel_len].
+    #[arg(long)]
+    max_channel_len: Option<i64>,
     /// INSECURE, development only: take the user id from this query
-    /// parameter of /ws (e.g. `user` for /ws?user=alice).
+    /// parameter of /ws [hub.dev_user_param].
     #[arg(long)]
     dev_user_param: Option<String>,
-    /// INSECURE, development only: let clients publish to any channel.
+    /// INSECURE, development only: let clients publish to any channel
+    /// [hub.dev_client_publish].
     #[arg(long)]
     dev_client_publish: bool,
-    /// Address of the admin HTTP API ("off" to disable).
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    admin: String,
-    /// Bearer key required by the admin API (required off loopback).
-    #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
+    /// Address of the admin HTTP listener, or "off" [admin.listen].
+    #[arg(long)]
+    admin: Option<String>,
+    /// Bearer key of the admin API [admin.key].
+    #[arg(long)]
     admin_key: Option<String>,
-    /// Messages (and pings) per second a client may send (0 = no limit).
-    #[arg(long, default_value_t = 0.0)]
-    rate_msgs: f64,
-    /// Burst of the message bucket.
-    #[arg(long, default_value_t = 0.0)]
-    rate_msgs_burst: f64,
-    /// Payload bytes per second a client may send (0 = no limit).
-    #[arg(long, default_value_t = 0.0)]
-    rate_bytes: f64,
-    /// Burst of the byte bucket.
-    #[arg(long, default_value_t = 0.0)]
-    rate_bytes_burst: f64,
-    /// Over the limit: `backpressure` (stop reading until refilled) or
-    /// `close` (1008).
-    #[arg(long, default_value = "backpressure", value_parser = ["backpressure", "close"])]
-    rate_policy: String,
-    /// HMAC key for connection tokens (`?ws_token=`); with one, /ws
-    /// requires a token.
-    #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
+    /// Messages (and pings) per second a client may send, 0 = no limit
+    /// [rate_limit.messages_per_sec].
+    #[arg(long)]
+    rate_msgs: Option<f64>,
+    /// Burst of the message bucket [rate_limit.messages_burst].
+    #[arg(long)]
+    rate_msgs_burst: Option<f64>,
+    /// Payload bytes per second a client may send, 0 = no limit
+    /// [rate_limit.bytes_per_sec].
+    #[arg(long)]
+    rate_bytes: Option<f64>,
+    /// Burst of the byte bucket [rate_limit.bytes_burst].
+    #[arg(long)]
+    rate_bytes_burst: Option<f64>,
+    /// Over the limit: backpressure or close [rate_limit.policy].
+    #[arg(long)]
+    rate_policy: Option<String>,
+    /// HMAC key for connection tokens [token.key].
+    #[arg(long)]
     token_key: Option<String>,
-    /// Let /ws accept connections without a token even when a key is set
-    /// (tokens, when given, still set the user and grants).
+    /// The previous token key, accepted during a rotation [token.key_previous].
+    #[arg(long)]
+    token_key_previous: Option<String>,
+    /// Let /ws accept connections without a token [token.optional].
     #[arg(long)]
     token_optional: bool,
-    /// The previous token key, still accepted during a rotation.
-    #[arg(long, env = "WSEDGE_TOKEN_KEY_PREVIOUS", hide_env_values = true)]
-    token_key_previous: Option<String>,
-    /// Allowed Origin (exact, or https://*.example.com); repeat. None = all.
+    /// Allowed Origin (exact, or https://*.example.com); repeat
+    /// [admission.origins].
     #[arg(long = "origin")]
     origins: Vec<String>,
-    /// Connection attempts per source IP per window (0 = unlimited).
-    #[arg(long, default_value_t = 20)]
-    max_attempts_per_ip: u32,
-    /// The attempt window.
-    #[arg(long, default_value = "60s", value_parser = duration)]
-    attempt_window: Duration,
-    /// A proxy whose client-IP header is believed; repeat.
+    /// Connection attempts per source IP per window, 0 = unlimited
+    /// [admission.max_attempts_per_ip].
+    #[arg(long)]
+    max_attempts_per_ip: Option<i64>,
+    /// The attempt window [admission.attempt_window].
+    #[arg(long)]
+    attempt_window: Option<String>,
+    /// A proxy whose client-IP header is believed; repeat
+    /// [admission.trusted_proxies].
     #[arg(long = "trusted-proxy")]
-    trusted_proxies: Vec<std::net::IpAddr>,
-    /// The client-IP header trusted proxies set.
-    #[arg(long, default_value = "x-forwarded-for")]
-    client_ip_header: String,
-    /// Open connections in total (503 beyond).
-    #[arg(long, default_value_t = 500_000)]
-    max_connections: u32,
-    /// Open connections per source IP (429 beyond).
-    #[arg(long, default_value_t = 10_000)]
-    max_connections_per_ip: u32,
-    /// Open connections per token user (429 beyond).
-    #[arg(long, default_value_t = 100)]
-    max_connections_per_user: u32,
-    /// Period of the counts log line.
-    #[arg(long, default_value = "60s", value_parser = duration)]
-    stats_interval: Duration,
+    trusted_proxies: Vec<String>,
+    /// The client-IP header trusted proxies set [admission.client_ip_header].
+    #[arg(long)]
+    client_ip_header: Option<String>,
+    /// Open connections in total [admission.max_connections].
+    #[arg(long)]
+    max_connections: Option<i64>,
+    /// Open connections per source IP [admission.max_connections_per_ip].
+    #[arg(long)]
+    max_connections_per_ip: Option<i64>,
+    /// Open connections per token user [admission.max_connections_per_user].
+    #[arg(long)]
+    max_connections_per_user: Option<i64>,
+    /// On SIGINT/SIGTERM, the window the 1001 closes are spread over
+    /// [shutdown.drain_window].
+    #[arg(long)]
+    drain_window: Option<String>,
+    /// Then the time allowed for close handshakes [shutdown.drain_timeout].
+    #[arg(long)]
+    drain_timeout: Option<String>,
+    /// Log filter, e.g. info or wsedge=debug [log.level].
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format: text or json [log.format].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Period of the counts log line [log.stats_interval].
+    #[arg(long)]
+    stats_interval: Option<String>,
 }
 
 impl ServeArgs {
-    fn into_config(self) -> Result<Config, String> {
-        let admin = match self.admin.as_str() {
-            "off" => None,
-            addr => Some(wsedge::config::AdminConfig {
-                listen: addr.parse().map_err(|e| format!("--admin {addr}: {e}"))?,
-                key: self.admin_key,
-            }),
+    /// The flags that were given, as (key, value, flag name).
+    fn overrides(&self) -> Vec<(String, Value, String)> {
+        let mut out = Vec::new();
+        let mut put = |key: &str, flag: &str, v: Value| {
+            out.push((key.to_string(), v, format!("--{flag}")));
         };
-        let mut cfg = Config {
-            admin,
-            listen: self.listen,
-            drain_timeout: self.drain_timeout,
-            stats_interval: self.stats_interval,
-            ..Config::default()
-        };
-        if let Some(n) = self.cores {
-            cfg.cores = n.max(1);
+        macro_rules! opt {
+            ($($field:ident => $key:literal, $flag:literal, $conv:expr;)*) => {$(
+                if let Some(v) = &self.$field {
+                    put($key, $flag, $conv(v.clone()));
+                }
+            )*};
         }
-        let c = &mut cfg.conn;
-        c.ping_interval = self.ping_interval;
-        c.pong_timeout = self.pong_timeout;
-        c.idle_timeout = (!self.idle_timeout.is_zero()).then_some(self.idle_timeout);
-        c.handshake_timeout = self.handshake_timeout;
-        c.close_timeout = self.close_timeout;
-        c.max_frame_size = self.max_frame_size;
-        c.max_message_size = self.max_message_size;
-        c.write_budget = self.write_budget;
-        c.handshake.max_request_bytes = self.max_request_bytes;
-        c.handshake.max_headers = self.max_headers;
-        c.handshake.subprotocols = self.subprotocols;
-        c.max_pending_bytes = self.max_pending_bytes;
-        c.slow_consumer = match self.slow_consumer.as_str() {
-            "drop" => SlowConsumerPolicy::Drop,
-            _ => SlowConsumerPolicy::Close,
-        };
-        c.handshake.client_ip_header =
-            (!self.trusted_proxies.is_empty()).then(|| self.client_ip_header.to_ascii_lowercase());
-        if self.rate_msgs > 0.0 || self.rate_bytes > 0.0 {
-            let unlimited = |rate: f64| if rate > 0.0 { rate } else { f64::MAX / 4.0 };
-            let burst = |b: f64, rate: f64| if b > 0.0 { b } else { unlimited(rate) };
-            c.rate_limit = Some(wsedge::config::RateLimit {
-                msgs_per_sec: unlimited(self.rate_msgs),
-                msgs_burst: burst(self.rate_msgs_burst, self.rate_msgs),
-                bytes_per_sec: unlimited(self.rate_bytes),
-                bytes_burst: burst(self.rate_bytes_burst, self.rate_bytes),
-                policy: match self.rate_policy.as_str() {
-                    "close" => wsedge::config::RatePolicy::Close,
-                    _ => wsedge::config::RatePolicy::Backpressure,
-                },
-            });
+        let s = Value::String;
+        let i = Value::Integer;
+        let f = Value::Float;
+        opt! {
+            listen => "listen", "listen", s;
+            cores => "cores", "cores", i;
+            ping_interval => "connection.ping_interval", "ping-interval", s;
+            pong_timeout => "connection.pong_timeout", "pong-timeout", s;
+            idle_timeout => "connection.idle_timeout", "idle-timeout", s;
+            handshake_timeout => "connection.handshake_timeout", "handshake-timeout", s;
+            close_timeout => "connection.close_timeout", "close-timeout", s;
+            max_frame_size => "connection.max_frame_size", "max-frame-size", i;
+            max_message_size => "connection.max_message_size", "max-message-size", i;
+            write_budget => "connection.write_budget", "write-budget", i;
+            max_request_bytes => "connection.max_request_bytes", "max-request-bytes", i;
+            max_headers => "connection.max_headers", "max-headers", i;
+            max_pending_bytes => "connection.max_pending_bytes", "max-pending-bytes", i;
+            slow_consumer => "connection.slow_consumer", "slow-consumer", s;
+            max_subscriptions => "hub.max_subscriptions", "max-subscriptions", i;
+            max_channel_len => "hub.max_channel_len", "max-channel-len", i;
+            dev_user_param => "hub.dev_user_param", "dev-user-param", s;
+            admin => "admin.listen", "admin", s;
+            admin_key => "admin.key", "admin-key", s;
+            rate_msgs => "rate_limit.messages_per_sec", "rate-msgs", f;
+            rate_msgs_burst => "rate_limit.messages_burst", "rate-msgs-burst", f;
+            rate_bytes => "rate_limit.bytes_per_sec", "rate-bytes", f;
+            rate_bytes_burst => "rate_limit.bytes_burst", "rate-bytes-burst", f;
+            rate_policy => "rate_limit.policy", "rate-policy", s;
+            token_key => "token.key", "token-key", s;
+            token_key_previous => "token.key_previous", "token-key-previous", s;
+            max_attempts_per_ip => "admission.max_attempts_per_ip", "max-attempts-per-ip", i;
+            attempt_window => "admission.attempt_window", "attempt-window", s;
+            client_ip_header => "admission.client_ip_header", "client-ip-header", s;
+            max_connections => "admission.max_connections", "max-connections", i;
+            max_connections_per_ip => "admission.max_connections_per_ip", "max-connections-per-ip", i;
+            max_connections_per_user => "admission.max_connections_per_user", "max-connections-per-user", i;
+            drain_window => "shutdown.drain_window", "drain-window", s;
+            drain_timeout => "shutdown.drain_timeout", "drain-timeout", s;
+            log_level => "log.level", "log-level", s;
+            log_format => "log.format", "log-format", s;
+            stats_interval => "log.stats_interval", "stats-interval", s;
         }
-        let a = &mut cfg.admission;
-        a.token_keys = self
-            .token_key
-            .into_iter()
-            .chain(self.token_key_previous)
-            .filter(|k| !k.is_empty())
-            .collect();
-        a.require_token_on_ws = !self.token_optional;
-        a.origins = self.origins;
-        a.max_attempts_per_ip = self.max_attempts_per_ip;
-        a.attempt_window = self.attempt_window;
-        a.trusted_proxies = self.trusted_proxies;
-        a.client_ip_header = self.client_ip_header;
-        a.max_connections = self.max_connections;
-        a.max_connections_per_ip = self.max_connections_per_ip;
-        a.max_connections_per_user = self.max_connections_per_user;
-        let h = &mut cfg.hub;
-        h.max_subscriptions = self.max_subscriptions;
-        h.max_channel_len = self.max_channel_len;
-        h.dev_user_param = self.dev_user_param;
-        h.dev_client_publish = self.dev_client_publish;
-        Ok(cfg)
+        let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+        if !self.subprotocols.is_empty() {
+            put(
+                "connection.subprotocols",
+                "subprotocol",
+                list(&self.subprotocols),
+            );
+        }
+        if !self.origins.is_empty() {
+            put("admission.origins", "origin", list(&self.origins));
+        }
+        if !self.trusted_proxies.is_empty() {
+            put(
+                "admission.trusted_proxies",
+                "trusted-proxy",
+                list(&self.trusted_proxies),
+            );
+        }
+        if self.dev_client_publish {
+            put(
+                "hub.dev_client_publish",
+                "dev-client-publish",
+                Value::Boolean(true),
+            );
+        }
+        if self.token_optional {
+            put("token.optional", "token-optional", Value::Boolean(true));
+        }
+        out
+    }
+}
+
+/// Variables the binary reads itself (not configuration keys).
+const OWN_ENV: [&str; 2] = ["WSEDGE_CONFIG", "WSEDGE_LOG"];
+
+fn load(file: Option<&Path>, flags: &[(String, Value, String)]) -> Result<Loaded, ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    match settings::load(file, &env, flags) {
+        Ok(l) => {
+            for var in settings::layers::unknown_env(&env, &OWN_ENV) {
+                eprintln!("wsedge: warning: environment variable {var} names no setting (ignored)");
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            eprintln!("wsedge: configuration error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn init_logging(log: &settings::LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WSEDGE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => *a,
         Some(Command::Token(t)) => return mint(t),
+        Some(Command::CheckConfig { file }) => {
+            return match load(Some(&file), &[]) {
+                Ok(l) => {
+                    println!(
+                        "# {}: valid. Effective configuration (file < environment):",
+                        file.display()
+                    );
+                    print!("{}", l.render());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
         None => ServeArgs::parse_from(["serve"]),
     };
-    let cfg = match args.into_config() {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+    let loaded = match load(args.config.as_deref(), &args.overrides()) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    match serve(cfg) {
+    if args.dry_run {
+        print!("{}", loaded.render());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&loaded.settings.log);
+    match serve(loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "wsedge failed");
