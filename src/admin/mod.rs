@@ -9,13 +9,20 @@
 //! Endpoints (JSON bodies and answers; see README.md for curl examples):
 //! `POST /api/channels/{name}/publish`, `POST /api/users/{id}/send`,
 //! `POST /api/connections/{id}/send`, `DELETE /api/connections/{id}`,
-//! `GET /api/channels/{name}`, `GET /api/users/{id}`, `GET /api/stats`.
+//! `GET /api/channels/{name}`, `GET /api/users/{id}`, `GET /api/stats`,
+//! `POST /api/tokens`, `GET /api/info`, `GET /api/status[/stream]`,
+//! `GET /metrics`; without the key: `GET /healthz`, `GET /readyz`, and the
+//! embedded pages `/`, `/demo`, `/client/wsedge.js`.
+
+mod assets;
+pub mod metrics;
+mod status;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use percent_encoding::percent_decode_str;
 use serde_json::json;
@@ -24,9 +31,9 @@ use tiny_http::{Header, Method, Request, Response};
 
 use crate::config::AdminConfig;
 use crate::conn::EndReason;
-use crate::engine::{mask_cores, ChannelInfo, Command, CoreHandle, Stats, Target};
+use crate::engine::{mask_cores, ChannelInfo, Command, ServerView, Stats, Target};
 use crate::error::HandshakeError;
-use crate::hub::{protocol, ConnId, Registry};
+use crate::hub::{protocol, ConnId};
 
 /// Largest request body accepted (413 beyond it).
 pub const MAX_BODY: usize = 1 << 20;
@@ -43,33 +50,36 @@ pub struct Admin {
 #[derive(Clone)]
 pub struct AdminHandle {
     http: Arc<tiny_http::Server>,
+    ctx: Arc<AdminCtx>,
 }
 
 impl AdminHandle {
-    /// Unblocks and ends the worker threads.
+    /// Unblocks and ends the worker threads (and, within a second, the
+    /// status streams).
     pub fn stop(&self) {
+        self.ctx.stopped.store(true, Ordering::Release);
         for _ in 0..WORKERS {
             self.http.unblock();
         }
     }
 }
 
-struct AdminCtx {
+pub(crate) struct AdminCtx {
     key: Option<String>,
     /// API publishes and sends accepted (any thread may count these).
     api_publishes: AtomicU64,
     api_sends: AtomicU64,
-    cores: Arc<[CoreHandle]>,
-    registry: Arc<Registry>,
+    view: ServerView,
+    /// Set when the admin plane stops.
+    stopped: AtomicBool,
+    /// Status event streams open.
+    streams: AtomicUsize,
+    status_cache: Mutex<Option<(Instant, Arc<String>)>>,
 }
 
 impl Admin {
     /// Binds the listener. Refuses a non-loopback address without a key.
-    pub fn bind(
-        cfg: &AdminConfig,
-        cores: Arc<[CoreHandle]>,
-        registry: Arc<Registry>,
-    ) -> io::Result<Admin> {
+    pub fn bind(cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
         if cfg.key.is_none() && !cfg.listen.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -83,8 +93,10 @@ impl Admin {
                 key: cfg.key.clone(),
                 api_publishes: AtomicU64::new(0),
                 api_sends: AtomicU64::new(0),
-                cores,
-                registry,
+                view,
+                stopped: AtomicBool::new(false),
+                streams: AtomicUsize::new(0),
+                status_cache: Mutex::new(None),
             }),
         })
     }
@@ -110,7 +122,10 @@ impl Admin {
                     }
                 })?;
         }
-        Ok(AdminHandle { http: self.http })
+        Ok(AdminHandle {
+            http: self.http,
+            ctx: self.ctx,
+        })
     }
 }
 
@@ -139,22 +154,95 @@ fn read_body(req: &mut Request) -> Result<Box<RawValue>, Response<io::Cursor<Vec
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
 }
 
-fn handle(mut req: Request, ctx: &AdminCtx) {
-    let resp = route(&mut req, ctx);
+fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let get = *req.method() == Method::Get;
+    if get && path == "/api/status/stream" && authorized(&req, ctx) {
+        return open_stream(req, ctx);
+    }
+    let resp = if get { public(&path, ctx) } else { None };
+    let resp = resp.unwrap_or_else(|| route(&mut req, ctx));
     let _ = req.respond(resp);
+}
+
+/// What answers without the key: health probes (load balancers and
+/// orchestrators call them) and the embedded static files (no data in
+/// them; what they fetch needs the key).
+fn public(path: &str, ctx: &AdminCtx) -> Option<Response<io::Cursor<Vec<u8>>>> {
+    let text = |status: u16, body: &str| {
+        Response::from_string(body)
+            .with_status_code(status)
+            .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+            .with_header(header("Cache-Control", "no-store"))
+    };
+    match path {
+        "/healthz" => return Some(text(200, "ok\n")),
+        "/readyz" => {
+            return Some(if ctx.view.draining.load(Ordering::Acquire) {
+                text(503, "draining\n")
+            } else {
+                text(200, "ready\n")
+            })
+        }
+        _ => {}
+    }
+    let asset = assets::get(path)?;
+    let mut resp = Response::from_data(asset.body.as_bytes().to_vec())
+        .with_header(header("Content-Type", asset.content_type));
+    for (k, v) in assets::HEADERS {
+        resp.add_header(header(k, v));
+    }
+    Some(resp)
+}
+
+fn header(k: &str, v: &str) -> Header {
+    Header::from_bytes(k, v).expect("valid header")
+}
+
+/// Hands the connection to a status-stream thread (bounded in number).
+fn open_stream(req: Request, ctx: &Arc<AdminCtx>) {
+    if ctx.streams.fetch_add(1, Ordering::AcqRel) >= status::MAX_STREAMS {
+        ctx.streams.fetch_sub(1, Ordering::AcqRel);
+        let _ = req.respond(error(
+            503,
+            "too_many_streams",
+            "too many status streams open",
+        ));
+        return;
+    }
+    let out = req.into_writer();
+    let ctx2 = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wsedge-admin-sse".into())
+        .spawn(move || status::stream(ctx2, out));
+    if spawned.is_err() {
+        ctx.streams.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn authorized(req: &Request, ctx: &AdminCtx) -> bool {
     let Some(key) = &ctx.key else {
         return true;
     };
-    req.headers().iter().any(|h| {
+    let bearer = req.headers().iter().any(|h| {
         h.field.equiv("Authorization")
             && h.value
                 .as_str()
                 .strip_prefix("Bearer ")
                 .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()))
-    })
+    });
+    // `EventSource` cannot set headers: the status stream (and only a GET
+    // of the status) may carry the key as `?key=` instead.
+    let url = req.url();
+    let query_key = *req.method() == Method::Get
+        && url.starts_with("/api/status")
+        && url.split_once('?').is_some_and(|(_, q)| {
+            query_param(q, "key").is_some_and(|v| {
+                let v = percent_decode_str(v).decode_utf8_lossy();
+                constant_time_eq(v.as_bytes(), key.as_bytes())
+            })
+        });
+    bearer || query_key
 }
 
 /// Compares without an early exit, so timing does not reveal the key.
@@ -175,7 +263,29 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
+    let cores = &ctx.view.cores;
+    let registry = &ctx.view.registry;
     match (method, segs.as_slice()) {
+        (Method::Get, ["metrics"]) => metrics_response(ctx),
+        (Method::Get, ["api", "status"]) => {
+            let body = status::snapshot(ctx).as_bytes().to_vec();
+            Response::from_data(body)
+                .with_header(header("Content-Type", "application/json"))
+                .with_header(header("Cache-Control", "no-store"))
+        }
+        (Method::Get, ["api", "info"]) => {
+            let cfg = &ctx.view.config;
+            json_response(
+                200,
+                json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "ws_url": format!("ws://{}/ws", ctx.view.ws_addr),
+                    "tokens": !cfg.admission.token_keys.is_empty(),
+                    "cores": cores.len(),
+                }),
+            )
+        }
+        (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
             if protocol::validate_channel(name, protocol::MAX_CHANNEL_LEN).is_err() {
                 return error(400, "invalid_channel", "bad channel name");
@@ -185,13 +295,15 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 Err(resp) => return resp,
             };
             ctx.api_publishes.fetch_add(1, Ordering::Relaxed);
+            let at = Instant::now();
             let frame = protocol::message_frame(Some(name), &data);
             let channel: Arc<str> = Arc::from(*name);
-            let mask = ctx.registry.channel_cores(name);
+            let mask = registry.channel_cores(name);
             for core in mask_cores(mask) {
-                ctx.cores[core].send(Command::Deliver {
+                cores[core].send(Command::Deliver {
                     target: Target::Channel(channel.clone()),
                     frame: frame.clone(),
+                    at,
                 });
             }
             json_response(200, json!({"ok": true, "cores": mask.count_ones()}))
@@ -202,13 +314,15 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
+            let at = Instant::now();
             let frame = protocol::message_frame(None, &data);
             let target: Arc<str> = Arc::from(*user);
-            let mask = ctx.registry.user_cores(user);
+            let mask = registry.user_cores(user);
             for core in mask_cores(mask) {
-                ctx.cores[core].send(Command::Deliver {
+                cores[core].send(Command::Deliver {
                     target: Target::User(target.clone()),
                     frame: frame.clone(),
+                    at,
                 });
             }
             json_response(200, json!({"ok": true, "online": mask != 0}))
@@ -222,12 +336,13 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
-            ctx.cores[id.core as usize].send(Command::Deliver {
+            cores[id.core as usize].send(Command::Deliver {
                 target: Target::Conn {
                     key: id.key,
                     gen: id.gen,
                 },
                 frame: protocol::message_frame(None, &data),
+                at: Instant::now(),
             });
             json_response(200, json!({"ok": true}))
         }
@@ -241,7 +356,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             if !crate::protocol::close::is_valid_close_code(code) {
                 return error(400, "invalid_code", "not a close code a server may send");
             }
-            ctx.cores[id.core as usize].send(Command::Disconnect {
+            cores[id.core as usize].send(Command::Disconnect {
                 key: id.key,
                 gen: id.gen,
                 code,
@@ -249,7 +364,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             json_response(200, json!({"ok": true}))
         }
         (Method::Get, ["api", "channels", name]) => {
-            let mask = ctx.registry.channel_cores(name);
+            let mask = registry.channel_cores(name);
             let mut total = ChannelInfo::default();
             for info in query_cores(ctx, mask, |reply| Command::QueryChannel {
                 channel: name.to_string(),
@@ -266,7 +381,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             )
         }
         (Method::Get, ["api", "users", user]) => {
-            let mask = ctx.registry.user_cores(user);
+            let mask = registry.user_cores(user);
             let mut ids: Vec<String> = query_cores(ctx, mask, |reply| Command::QueryUser {
                 user: user.to_string(),
                 reply,
@@ -279,7 +394,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             json_response(200, json!({"user": user, "connections": ids}))
         }
         (Method::Get, ["api", "stats"]) => {
-            let per_core: Vec<Stats> = ctx.cores.iter().map(|c| c.counters().snapshot()).collect();
+            let per_core: Vec<Stats> = cores.iter().map(|c| c.counters().snapshot()).collect();
             let mut total = Stats::default();
             for s in &per_core {
                 total.merge(s);
@@ -289,8 +404,8 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 json!({
                     "total": stats_json(&total),
                     "cores": per_core.iter().map(stats_json).collect::<Vec<_>>(),
-                    "channels": ctx.registry.channel_count(),
-                    "users_online": ctx.registry.users_online(),
+                    "channels": registry.channel_count(),
+                    "users_online": registry.users_online(),
                     "api": {
                         "publishes": ctx.api_publishes.load(Ordering::Relaxed),
                         "sends": ctx.api_sends.load(Ordering::Relaxed),
@@ -304,7 +419,97 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
 
 fn parse_conn(id: &str, ctx: &AdminCtx) -> Option<ConnId> {
     let id: ConnId = id.parse().ok()?;
-    ((id.core as usize) < ctx.cores.len()).then_some(id)
+    ((id.core as usize) < ctx.view.cores.len()).then_some(id)
+}
+
+/// `GET /metrics`: counters read now, histograms as last merged, queued
+/// bytes asked of every core.
+fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
+    let cores = &ctx.view.cores;
+    let stats: Vec<Stats> = cores.iter().map(|c| c.counters().snapshot()).collect();
+    let latency: Vec<_> = cores.iter().map(|c| c.latency()).collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for (i, c) in cores.iter().enumerate() {
+        let tx = tx.clone();
+        let (one_tx, one_rx) = crossbeam_channel::bounded(1);
+        c.send(Command::QueryOutbound { reply: one_tx });
+        let _ = tx.send((i, one_rx));
+    }
+    drop(tx);
+    let mut outbound = vec![None; cores.len()];
+    let deadline = Instant::now() + QUERY_TIMEOUT;
+    for (i, rx) in rx.iter() {
+        outbound[i] = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok();
+    }
+    let text = metrics::render(&metrics::Scrape {
+        cores: &stats,
+        latency: &latency,
+        outbound_bytes: &outbound,
+        channels: ctx.view.registry.channel_count(),
+        users_online: ctx.view.registry.users_online(),
+        api_publishes: ctx.api_publishes.load(Ordering::Relaxed),
+        api_sends: ctx.api_sends.load(Ordering::Relaxed),
+        uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
+        draining: ctx.view.draining.load(Ordering::Acquire),
+    });
+    Response::from_data(text.into_bytes()).with_header(header(
+        "Content-Type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    ))
+}
+
+/// `POST /api/tokens`: mints a one-time connection token with the current
+/// key, for applications (and the demo) that do not mint their own.
+fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        user: String,
+        #[serde(default)]
+        subscribe: Vec<String>,
+        #[serde(default)]
+        publish: Vec<String>,
+        #[serde(default = "default_ttl")]
+        ttl_secs: u64,
+    }
+    fn default_ttl() -> u64 {
+        60
+    }
+    let Some(key) = ctx.view.config.admission.token_keys.first() else {
+        return error(
+            409,
+            "no_token_key",
+            "the server has no token key configured",
+        );
+    };
+    let body = match read_body(req) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let ask: Ask = match serde_json::from_str(body.get()) {
+        Ok(a) => a,
+        Err(e) => return error(400, "bad_request", &e.to_string()),
+    };
+    if ask.user.is_empty() || ask.user.len() > 256 {
+        return error(400, "bad_user", "user must be 1 to 256 bytes");
+    }
+    if !(1..=86_400).contains(&ask.ttl_secs) {
+        return error(400, "bad_ttl", "ttl_secs must be 1 to 86400");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = crate::admission::token::Claims {
+        sub: ask.user,
+        exp: now + ask.ttl_secs,
+        jti: crate::admission::token::new_jti(),
+        subscribe: ask.subscribe,
+        publish: ask.publish,
+    };
+    let token = crate::admission::token::mint(key.as_bytes(), &claims);
+    json_response(200, json!({"token": token, "expires": claims.exp}))
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -315,7 +520,7 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Sends a query to every core in `mask` and gathers the answers.
-fn query_cores<T>(
+pub(crate) fn query_cores<T>(
     ctx: &AdminCtx,
     mask: u64,
     make: impl Fn(crossbeam_channel::Sender<T>) -> Command,
@@ -323,7 +528,7 @@ fn query_cores<T>(
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut asked = 0;
     for core in mask_cores(mask) {
-        ctx.cores[core].send(make(tx.clone()));
+        ctx.view.cores[core].send(make(tx.clone()));
         asked += 1;
     }
     (0..asked)
@@ -331,7 +536,7 @@ fn query_cores<T>(
         .collect()
 }
 
-fn stats_json(s: &Stats) -> serde_json::Value {
+pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
     let ended: serde_json::Map<String, serde_json::Value> = EndReason::ALL
         .iter()
         .map(|r| (r.name().to_string(), s.ended(*r).into()))

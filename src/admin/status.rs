@@ -1,0 +1,125 @@
+//! The live status the status page shows: `GET /api/status` (one JSON
+//! snapshot) and `GET /api/status/stream` (the same snapshot once a
+//! second as Server-Sent Events).
+//!
+//! Owns: the snapshot's shape, a short cache so that many viewers cost
+//! one gathering per interval, and the event-stream threads (bounded in
+//! number and lifetime). Must not touch: counters' cells or cores' state
+//! (it reads snapshots and asks cores through their inboxes).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::{query_cores, stats_json, AdminCtx};
+use crate::engine::{Command, Stats};
+
+/// How often a stream sends a snapshot.
+pub const STREAM_EVERY: Duration = Duration::from_secs(1);
+/// A stream ends after this long; `EventSource` reconnects by itself, so
+/// this only bounds how long a forgotten tab holds a thread.
+const STREAM_LIFETIME: Duration = Duration::from_secs(600);
+/// Most concurrent streams (each holds one thread); 503 beyond.
+pub const MAX_STREAMS: usize = 16;
+/// Channels listed in `top_channels`.
+const TOP_CHANNELS: usize = 10;
+/// Snapshots younger than this are shared between requests.
+const CACHE_FOR: Duration = Duration::from_millis(500);
+
+/// The current snapshot as JSON text (cached briefly).
+pub fn snapshot(ctx: &AdminCtx) -> Arc<String> {
+    let now = Instant::now();
+    if let Ok(cache) = ctx.status_cache.lock() {
+        if let Some((at, text)) = &*cache {
+            if now.duration_since(*at) < CACHE_FOR {
+                return text.clone();
+            }
+        }
+    }
+    let text = Arc::new(gather(ctx).to_string());
+    if let Ok(mut cache) = ctx.status_cache.lock() {
+        *cache = Some((now, text.clone()));
+    }
+    text
+}
+
+fn gather(ctx: &AdminCtx) -> serde_json::Value {
+    let view = &ctx.view;
+    let per_core: Vec<Stats> = view.cores.iter().map(|c| c.counters().snapshot()).collect();
+    let mut total = Stats::default();
+    for s in &per_core {
+        total.merge(s);
+    }
+    // Each core's local top list, summed by name: exact for channels in
+    // every core's top list, a lower bound for the rest.
+    let all = u64::MAX >> (64 - view.cores.len());
+    let mut merged: HashMap<Arc<str>, usize> = HashMap::new();
+    for list in query_cores(ctx, all, |reply| Command::TopChannels {
+        n: TOP_CHANNELS,
+        reply,
+    }) {
+        for (name, n) in list {
+            *merged.entry(name).or_default() += n;
+        }
+    }
+    let mut top: Vec<(Arc<str>, usize)> = merged.into_iter().collect();
+    top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(TOP_CHANNELS);
+    let t_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "t_ms": t_ms,
+        "uptime_secs": view.started.elapsed().as_secs(),
+        "draining": view.draining.load(Ordering::Acquire),
+        "cores": per_core.iter().enumerate().map(|(i, s)| json!({
+            "core": i,
+            "open": s.open,
+            "messages_in": s.messages_in,
+            "messages_out": s.messages_out,
+            "bytes_in": s.bytes_in,
+            "bytes_out": s.bytes_out,
+        })).collect::<Vec<_>>(),
+        "total": stats_json(&total),
+        "channels": view.registry.channel_count(),
+        "users_online": view.registry.users_online(),
+        "top_channels": top.iter().map(|(c, n)| json!({"channel": &**c, "subscribers": n}))
+            .collect::<Vec<_>>(),
+        "api": {
+            "publishes": ctx.api_publishes.load(Ordering::Relaxed),
+            "sends": ctx.api_sends.load(Ordering::Relaxed),
+        },
+    })
+}
+
+/// Serves one event stream on its own thread until the client goes away,
+/// the lifetime ends or the admin plane stops. `out` is the raw
+/// connection: the response head is written here, then one event per
+/// interval, each flushed at once (no chunked buffering).
+pub fn stream(ctx: Arc<AdminCtx>, mut out: Box<dyn Write + Send>) {
+    let result = (|| -> io::Result<()> {
+        out.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+              X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nretry: 2000\n\n",
+        )?;
+        out.flush()?;
+        let ends = Instant::now() + STREAM_LIFETIME;
+        while Instant::now() < ends && !ctx.stopped.load(Ordering::Acquire) {
+            let snap = snapshot(&ctx);
+            out.write_all(b"data: ")?;
+            out.write_all(snap.as_bytes())?;
+            out.write_all(b"\n\n")?;
+            out.flush()?;
+            std::thread::sleep(STREAM_EVERY);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "status stream ended");
+    }
+    ctx.streams.fetch_sub(1, Ordering::AcqRel);
+}
