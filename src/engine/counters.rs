@@ -72,7 +72,8 @@ pub struct CoreCounters {
     pub pings_sent: Counter,
     /// Hub: publishes handled by this core (client or API).
     pub publishes: Counter,
-    /// Hub: frames queued to connections by fan-out or direct sends.
+    /// Hub: frames queued to connections by fan-out or direct sends (not
+    /// replies such as acks).
     pub deliveries: Counter,
     /// Hub: deliveries dropped or refused by the slow-consumer policy.
     pub dropped_slow_consumer: Counter,

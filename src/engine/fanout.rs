@@ -74,10 +74,7 @@ impl Core {
         let mut ctx = ctx!(self, now);
         let res = slot.conn.push_frame(frame, &mut ctx);
         match res {
-            Push::Queued => {
-                self.counters.deliveries.add(1);
-                self.mark_dirty(key);
-            }
+            Push::Queued => self.mark_dirty(key),
             Push::Dropped => self.counters.dropped_slow_consumer.add(1),
             Push::Closed => {
                 self.counters.dropped_slow_consumer.add(1);
@@ -203,9 +200,11 @@ impl Core {
                 }
             }
         }
+        let mut queued = 0;
         for &key in &keys {
-            self.push_to(key as usize, frame.clone(), now);
+            queued += u64::from(self.push_to(key as usize, frame.clone(), now) == Push::Queued);
         }
+        self.counters.deliveries.add(queued);
         if !keys.is_empty() {
             self.publish_stamps.push(at);
         }
