@@ -1,0 +1,133 @@
+//! The pages the admin listener serves, in a real browser: starts `wsedge
+//! serve` with a token key and runs `tests/browser/e2e.mjs` (Node +
+//! playwright-core driving headless Chromium) against it. The script chats
+//! through `/demo` (web/wsedge.js), kicks the demo's connection through the
+//! admin API and watches it reconnect with a fresh token, and reads the
+//! status page (`/`). Screenshots land in `target/browser/`.
+//!
+//! Needs `node` and Chromium (`apt-get install chromium`; another binary
+//! through `CHROMIUM`). Installs `tests/browser/node_modules` with `npm ci`
+//! when it is missing. `WSEDGE_SKIP_BROWSER=1` skips the test.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::ServerProcess;
+
+const NPM_CI_LIMIT: Duration = Duration::from_secs(180);
+const E2E_LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn demo_and_status_pages_in_chromium() {
+    if std::env::var("WSEDGE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("browser test skipped (WSEDGE_SKIP_BROWSER=1)");
+        return;
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: `apt-get install chromium`, set CHROMIUM to a Chromium \
+         binary, or set WSEDGE_SKIP_BROWSER=1 to skip this test"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir);
+        let (status, output) = run_bounded(npm, NPM_CI_LIMIT);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "`npm ci --prefix tests/browser` failed ({status:?}):\n{output}"
+        );
+    }
+    // Beside target/tmp: target/browser.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("browser");
+
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).unwrap();
+    let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--token-key",
+        &key,
+        "--max-attempts-per-ip",
+        "0",
+        "--cores",
+        "2",
+    ]);
+    server.drain_log();
+    let admin = server.addr("admin");
+
+    let mut node = Command::new("node");
+    node.arg(dir.join("e2e.mjs"))
+        .env("WSEDGE_ADMIN", format!("http://{admin}"))
+        .env("WSEDGE_SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium);
+    let (status, output) = run_bounded(node, E2E_LIMIT);
+    let server_exit = server.terminate();
+
+    print!("{output}");
+    match status {
+        Some(s) => assert!(s.success(), "browser e2e failed ({s}):\n{output}"),
+        None => panic!("browser e2e killed after {E2E_LIMIT:?}:\n{output}"),
+    }
+    assert_eq!(server_exit, Some(0), "server exit code");
+}
+
+/// Runs `cmd` and returns its status and its stdout followed by its
+/// stderr. After `limit` it kills the whole process group (node and the
+/// browser it started) and returns `None` as the status.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<ExitStatus>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let (tx, rx) = mpsc::channel();
+    let readers: [Box<dyn Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for (i, mut r) in readers.into_iter().enumerate() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = r.read_to_string(&mut out);
+            let _ = tx.send((i, out));
+        });
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Bounded too: a stray grandchild could hold a pipe open.
+    let mut outputs = [String::new(), String::new()];
+    while let Ok((i, out)) = rx.recv_timeout(Duration::from_secs(5)) {
+        outputs[i] = out;
+    }
+    (status, outputs.concat())
+}
