@@ -47,7 +47,9 @@
       this._openedAt = 0;
       this._closed = false;
       this._timers = { reconnect: 0, ping: 0, dead: 0 };
-      this._connect();
+      // Connect on the next turn, so that listeners added right after
+      // construction see every event.
+      this._timers.reconnect = setTimeout(() => this._connect(), 0);
     }
 
     /** Adds a listener; returns a function that removes it. */
@@ -92,7 +94,10 @@
       if (this._closed) return;
       this._closed = true;
       clearTimeout(this._timers.reconnect);
-      this._drop(1000, 'closed by client', true);
+      // With a socket, 'close' fires for it; without one (between attempts)
+      // the last socket's 'close' has fired already.
+      if (this._ws) this._drop(1000, 'closed by client', true);
+      else this._setState('closed');
     }
 
     // --- connection lifecycle -------------------------------------------
