@@ -398,3 +398,15 @@ fn with_a_key_the_api_needs_it_but_probes_and_pages_do_not() {
     server.shutdown();
     server.join().unwrap();
 }
+
+#[test]
+fn probes_and_pages_answer_head() {
+    let server = start(hub_config(1));
+    let admin = server.admin_addr().unwrap();
+    for path in ["/healthz", "/readyz", "/", "/client/wsedge.js"] {
+        let (status, body) = http(admin, "HEAD", path, None);
+        assert_eq!((status, body.as_str()), (200, ""), "{path}");
+    }
+    server.shutdown();
+    server.join().unwrap();
+}

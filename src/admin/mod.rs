@@ -156,7 +156,7 @@ fn read_body(req: &mut Request) -> Result<Box<RawValue>, Response<io::Cursor<Vec
 
 fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
     let path = req.url().split('?').next().unwrap_or("").to_string();
-    let get = *req.method() == Method::Get;
+    let get = matches!(req.method(), Method::Get | Method::Head);
     if get && path == "/api/status/stream" && authorized(&req, ctx) {
         return open_stream(req, ctx);
     }
