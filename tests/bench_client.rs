@@ -114,3 +114,82 @@ fn connect_rate_and_idle_modes_run_and_report() {
     // The server saw them all.
     assert!(server.stats().upgraded >= 350);
 }
+
+#[test]
+fn fanout_publishes_over_a_websocket() {
+    let server = start(hub_config(1));
+    let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+        .args(["fanout", "--server", &server.local_addr().to_string()])
+        .args(["--publish-via", "ws", "--subscribers", "20", "--rate", "50"])
+        .args(["--duration", "1s", "--channel", "via-ws", "--json"])
+        .args([
+            "--first-source",
+            &(140 + std::process::id() % 60).to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["publish_via"], "ws");
+    assert_eq!(v["published"], 50);
+    assert_eq!(v["delivered"], 20 * 50);
+    // Without --server-pid the CPU figures are absent, not zero.
+    assert!(v["server_cpu_secs"].is_null());
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        server.stats().deliveries == 20 * 50
+    }));
+}
+
+#[test]
+fn server_pid_reports_the_servers_cpu_time() {
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--admin",
+        "off",
+        "--max-attempts-per-ip",
+        "0",
+        "--drain-window",
+        "0s",
+    ]);
+    server.drain_log();
+    let addr = server.addr("addr").to_string();
+    let pid = server.child.id().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+        .args(["echo-throughput", "--server", &addr, "--server-pid", &pid])
+        .args(["--connections", "4", "--in-flight", "4", "--duration", "1s"])
+        .args(["--json", "--first-source"])
+        .arg((200 + std::process::id() % 50).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cpu = v["server_cpu_secs"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{v}");
+    assert!(v["server_cpu_util"].as_f64().unwrap() > 0.0);
+    assert!(v["msgs_per_server_cpu_sec"].as_f64().unwrap() > 0.0);
+    let received = v["received"].as_f64().unwrap();
+    let per = v["msgs_per_server_cpu_sec"].as_f64().unwrap();
+    assert!((per * cpu - received).abs() < 1.0);
+    // The human summary carries the same figure.
+    let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+        .args(["connect-rate", "--server", &addr, "--server-pid", &pid])
+        .args(["--count", "200", "--first-source"])
+        .arg((200 + std::process::id() % 50).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("server CPU"), "{text}");
+    server.terminate();
+}

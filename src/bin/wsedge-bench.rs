@@ -6,10 +6,15 @@
 //! the admin HTTP API, so it can be pointed at any server with the same
 //! contract.
 //!
-//! Modes in this release: `fanout` (N subscribers on /ws, publishes through
-//! the admin API at a fixed rate; deliveries/s, delivery latency and
-//! publish-to-last-delivery latency). Every run is bounded in count and
-//! time and stops by itself.
+//! Modes: `echo-latency`, `echo-throughput`, `connect-rate`, `idle` and
+//! `fanout` (N subscribers on /ws, publishes through the admin API or over
+//! a WebSocket at a fixed rate). Every run is bounded in count and time and
+//! stops by itself. The result goes to stdout (a human summary, or one JSON
+//! object with `--json`); progress goes to stderr about every 2 s in every
+//! mode, with or without `--json`. With `--server-pid` every mode also
+//! reads the server's CPU time (utime + stime from /proc/PID/stat) at the
+//! start and end of the measured interval and reports it, and per
+//! server-CPU-second rates for the throughput modes.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -47,9 +52,16 @@ enum Mode {
     ConnectRate(ConnectArgs),
     /// Hold N idle connections and report the server's RSS per connection.
     Idle(IdleArgs),
-    /// N subscribers on one channel; publishes via the admin API at a
-    /// fixed rate (open loop, latency from the intended send time).
+    /// N subscribers on one channel; publishes via the admin API or a
+    /// WebSocket at a fixed rate (open loop, latency from the intended send
+    /// time).
     Fanout(FanoutArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PublishVia {
+    Admin,
+    Ws,
 }
 
 #[derive(Args, Clone)]
@@ -63,6 +75,12 @@ struct FanoutArgs {
     /// Bearer key for the admin API.
     #[arg(long, env = "WSEDGE_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// How to publish: `admin` (POST /api/channels/{c}/publish on the admin
+    /// API) or `ws` (one publisher connection on /ws sending `publish`
+    /// messages; the server must allow client publish, e.g. wsedge
+    /// `--dev-client-publish`).
+    #[arg(long, value_enum, default_value_t = PublishVia::Admin)]
+    publish_via: PublishVia,
     /// Subscribers.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -82,7 +100,12 @@ struct FanoutArgs {
     /// First 127.0.0.x source address.
     #[arg(long, default_value_t = 2)]
     first_source: u8,
-    /// Print one JSON object instead of the human summary.
+    /// The server's PID: report its CPU time over the measured interval
+    /// (utime + stime from /proc/PID/stat) and rates per server-CPU-second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of the human summary (progress still
+    /// goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -113,7 +136,12 @@ struct EchoArgs {
     /// First 127.0.0.x source address.
     #[arg(long, default_value_t = 2)]
     first_source: u8,
-    /// Print one JSON object instead of the human summary.
+    /// The server's PID: report its CPU time over the measured interval
+    /// (utime + stime from /proc/PID/stat) and rates per server-CPU-second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of the human summary (progress still
+    /// goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -139,7 +167,12 @@ struct ConnectArgs {
     /// First 127.0.0.x source address.
     #[arg(long, default_value_t = 2)]
     first_source: u8,
-    /// Print one JSON object instead of the human summary.
+    /// The server's PID: report its CPU time over the measured interval
+    /// (utime + stime from /proc/PID/stat) and rates per server-CPU-second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of the human summary (progress still
+    /// goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -168,7 +201,12 @@ struct IdleArgs {
     /// First 127.0.0.x source address.
     #[arg(long, default_value_t = 2)]
     first_source: u8,
-    /// Print one JSON object instead of the human summary.
+    /// The server's PID: report its CPU time over the measured interval
+    /// (utime + stime from /proc/PID/stat) and rates per server-CPU-second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of the human summary (progress still
+    /// goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -208,6 +246,149 @@ fn connect_from(src: u8, addr: SocketAddr) -> io::Result<TcpStream> {
     }
     sock.set_tcp_nodelay(true)?;
     Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Clock ticks per second of /proc/PID/stat's times (`USER_HZ`, part of
+/// the Linux ABI: 100).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, all threads) a process has used, in seconds.
+fn cpu_secs(pid: &str) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count from its ')'.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14, 15.
+    let tick = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))
+    };
+    Ok((tick(11)? + tick(12)?) as f64 / USER_HZ)
+}
+
+/// Server and client CPU time over the measured interval.
+struct CpuMeter {
+    server_pid: Option<u32>,
+    server_start: f64,
+    client_start: f64,
+    wall_start: Instant,
+}
+
+/// What a [`CpuMeter`] measured.
+struct CpuUse {
+    wall_secs: f64,
+    /// `None` without `--server-pid`.
+    server_secs: Option<f64>,
+    client_secs: f64,
+}
+
+impl CpuMeter {
+    fn start(server_pid: Option<u32>) -> io::Result<CpuMeter> {
+        let server_start = match server_pid {
+            Some(pid) => cpu_secs(&pid.to_string())?,
+            None => 0.0,
+        };
+        Ok(CpuMeter {
+            server_pid,
+            server_start,
+            client_start: cpu_secs("self").unwrap_or(0.0),
+            wall_start: Instant::now(),
+        })
+    }
+
+    fn finish(&self) -> io::Result<CpuUse> {
+        let server_secs = match self.server_pid {
+            Some(pid) => Some(cpu_secs(&pid.to_string())? - self.server_start),
+            None => None,
+        };
+        Ok(CpuUse {
+            wall_secs: self.wall_start.elapsed().as_secs_f64(),
+            server_secs,
+            client_secs: cpu_secs("self").unwrap_or(0.0) - self.client_start,
+        })
+    }
+}
+
+impl CpuUse {
+    /// `count` per server-CPU-second (`None` without a server PID or
+    /// without measurable CPU time).
+    fn per_server_sec(&self, count: u64) -> Option<f64> {
+        self.server_secs
+            .filter(|&s| s > 0.0)
+            .map(|s| count as f64 / s)
+    }
+
+    /// JSON fields: `server_cpu_secs`, `server_cpu_util` (of one core over
+    /// the interval), `client_cpu_util`, and `{what}_per_server_cpu_sec`.
+    fn json(&self, what: &str, count: u64) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("server_cpu_secs".into(), self.server_secs.into());
+        m.insert(
+            "server_cpu_util".into(),
+            self.server_secs.map(|s| s / self.wall_secs).into(),
+        );
+        m.insert(
+            "client_cpu_util".into(),
+            (self.client_secs / self.wall_secs).into(),
+        );
+        m.insert(
+            format!("{what}_per_server_cpu_sec"),
+            self.per_server_sec(count).into(),
+        );
+        m
+    }
+
+    /// One summary line (empty without a server PID).
+    fn line(&self, what: &str, count: u64) -> String {
+        let Some(s) = self.server_secs else {
+            return String::new();
+        };
+        let per = self
+            .per_server_sec(count)
+            .map_or("—".to_string(), |r| format!("{r:.0}"));
+        format!(
+            "  server CPU {s:.2} s over {:.2} s ({:.0} % of a core): {per} {what} per server-CPU-second; client CPU {:.0} %\n",
+            self.wall_secs,
+            100.0 * s / self.wall_secs,
+            100.0 * self.client_secs / self.wall_secs
+        )
+    }
+}
+
+/// Merges CPU fields into a JSON result object.
+fn with_cpu(mut j: serde_json::Value, cpu: &CpuUse, what: &str, count: u64) -> serde_json::Value {
+    if let Some(obj) = j.as_object_mut() {
+        obj.extend(cpu.json(what, count));
+    }
+    j
+}
+
+/// Says when a progress line is due (about every 2 s).
+struct Progress {
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            last: Instant::now(),
+        }
+    }
+
+    /// True at most once per 2 s; the caller then prints to stderr.
+    fn due(&mut self) -> bool {
+        if self.last.elapsed() >= Duration::from_secs(2) {
+            self.last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Finds `"key":` in a JSON text and parses the unsigned integer after it.
@@ -283,8 +464,10 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
         [1, 2, 3, 4],
         sub_json.as_bytes(),
     );
-    let mut hello = request.into_bytes();
-    hello.extend_from_slice(&subscribe);
+    // The subscribe goes out after the 101 (RFC 6455 4.1: a client waits
+    // for the server's response before sending further data; some servers
+    // drop a frame that arrives with the upgrade request).
+    let hello = request.into_bytes();
 
     let setup_start = Instant::now();
     for i in 0..n {
@@ -320,7 +503,8 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
     let deadline_setup = Instant::now() + Duration::from_secs(120);
     let mut read_buf = vec![0u8; 64 * 1024];
     let expected = total_msgs * n as u64;
-    let mut last_progress = Instant::now();
+    let mut progress = Progress::new();
+    let mut cpu: Option<CpuMeter> = None;
 
     loop {
         let now = Instant::now();
@@ -368,6 +552,12 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
                 }
                 let _ = sub.buf.split_to(p + 4);
                 sub.upgraded = true;
+                // A few dozen bytes into an empty socket buffer.
+                match sub.stream.write(&subscribe) {
+                    Ok(w) if w == subscribe.len() => {}
+                    Ok(_) => return Err(io::Error::other("short write of the subscribe")),
+                    Err(e) => return Err(e),
+                }
             }
             while let Some(frame) = sub
                 .decoder
@@ -406,24 +596,31 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
             }
         }
         if publisher.is_none() && subscribed == n {
-            if !a.json {
-                eprintln!(
-                    "{n} subscribers ready in {:.2?}; publishing {total_msgs} messages at {}/s",
-                    setup_start.elapsed(),
-                    a.rate
-                );
-            }
+            eprintln!(
+                "{n} subscribers ready in {:.2?}; publishing {total_msgs} messages at {}/s",
+                setup_start.elapsed(),
+                a.rate
+            );
             let args = a.clone();
             publish_started = Instant::now();
-            publisher = Some(std::thread::spawn(move || {
-                publish_loop(&args, start, total_msgs)
+            cpu = Some(CpuMeter::start(a.server_pid)?);
+            publisher = Some(std::thread::spawn(move || match args.publish_via {
+                PublishVia::Admin => publish_loop(&args, start, total_msgs),
+                PublishVia::Ws => publish_ws_loop(&args, start, total_msgs),
             }));
         }
-        if !a.json && last_progress.elapsed() > Duration::from_secs(2) && publisher.is_some() {
-            eprintln!("  delivered {delivered} of {expected}");
-            last_progress = Instant::now();
+        if progress.due() {
+            if publisher.is_some() {
+                eprintln!(
+                    "  {:.0} s: delivered {delivered} of {expected}",
+                    publish_started.elapsed().as_secs_f64()
+                );
+            } else {
+                eprintln!("  {subscribed} of {n} subscribed");
+            }
         }
     }
+    let cpu = cpu.expect("publishing started").finish()?;
     let published = publisher
         .expect("publisher started")
         .join()
@@ -435,6 +632,7 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
         let j = serde_json::json!({
             "mode": "fanout",
             "subscribers": n,
+            "publish_via": match a.publish_via { PublishVia::Admin => "admin", PublishVia::Ws => "ws" },
             "published": published,
             "delivered": delivered,
             "expected": expected,
@@ -444,7 +642,7 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
             "last_delivery_us": {"p50": us(&hist_last, 0.5), "p99": us(&hist_last, 0.99),
                                  "max": hist_last.max() as f64 / 1000.0},
         });
-        println!("{j}");
+        println!("{}", with_cpu(j, &cpu, "deliveries", delivered));
     } else {
         println!(
             "fanout: {n} subscribers, {published} publishes at {}/s",
@@ -463,6 +661,7 @@ fn fanout(a: &FanoutArgs) -> io::Result<()> {
             us(&hist_last, 0.99),
             hist_last.max() as f64 / 1000.0
         );
+        print!("{}", cpu.line("deliveries", delivered));
     }
     if delivered < expected {
         return Err(io::Error::other(format!(
@@ -495,6 +694,79 @@ fn publish_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Like [`publish_loop`], over one WebSocket connection to /ws: each
+/// publish is a `publish` message without an id (no ack traffic), except
+/// the last, whose ack confirms that the server accepted them (an `error`
+/// reply fails the run).
+fn publish_ws_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
+    let mut conn = StdTcpStream::connect(a.server)?;
+    conn.set_nodelay(true)?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    conn.write_all(&upgrade_request("/ws", a.server))?;
+    let mut rx = BytesMut::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = rx.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let k = conn.read(&mut buf)?;
+        if k == 0 {
+            return Err(io::Error::other("publisher: closed during the upgrade"));
+        }
+        rx.extend_from_slice(&buf[..k]);
+    };
+    if !rx.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other("publisher: upgrade refused"));
+    }
+    let _ = rx.split_to(head_end);
+    let channel = serde_json::to_string(&a.channel).map_err(io::Error::other)?;
+    let mut frame = BytesMut::new();
+    let t0 = Instant::now();
+    for i in 0..total {
+        let intended = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
+        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = intended.duration_since(start).as_nanos() as u64;
+        let id = if i + 1 == total { r#","id":1"# } else { "" };
+        let text =
+            format!(r#"{{"type":"publish","channel":{channel},"data":{{"s":{i},"t":{t}}}{id}}}"#);
+        frame.clear();
+        encode_masked_frame(
+            &mut frame,
+            true,
+            OpCode::Text,
+            [5, 6, 7, 8],
+            text.as_bytes(),
+        );
+        conn.write_all(&frame)?;
+    }
+    // Wait for the last publish's ack.
+    let mut decoder = FrameDecoder::new(Role::Client, 1 << 24);
+    loop {
+        while let Some(f) = decoder
+            .decode(&mut rx)
+            .map_err(|e| io::Error::other(e.to_string()))?
+        {
+            if f.opcode != OpCode::Text {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&f.payload);
+            if text.contains(r#""ack""#) {
+                return Ok(total);
+            }
+            if text.contains(r#""error""#) {
+                return Err(io::Error::other(format!("publisher: server said {text}")));
+            }
+        }
+        let k = conn.read(&mut buf)?;
+        if k == 0 {
+            return Err(io::Error::other("publisher: connection closed"));
+        }
+        rx.extend_from_slice(&buf[..k]);
+    }
 }
 
 /// One echo client connection.
@@ -575,8 +847,24 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
     let mut next_send = Instant::now();
     let setup_deadline = Instant::now() + Duration::from_secs(60);
+    let mut progress = Progress::new();
+    let mut cpu: Option<CpuMeter> = None;
+    let mut received_at_progress = 0u64;
     loop {
         let now = Instant::now();
+        if progress.due() {
+            match sending_since {
+                Some(since) => {
+                    eprintln!(
+                        "  {:.0} s: sent {sent}, received {received} ({:.0} msgs/s over the last 2 s)",
+                        since.elapsed().as_secs_f64(),
+                        (received - received_at_progress) as f64 / 2.0
+                    );
+                    received_at_progress = received;
+                }
+                None => eprintln!("  {upgraded} of {n} upgraded"),
+            }
+        }
         if let Some(since) = sending_since {
             let done_sending = now >= since + a.duration;
             if done_sending
@@ -671,6 +959,7 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             }
         }
         if sending_since.is_none() && upgraded == n {
+            cpu = Some(CpuMeter::start(a.server_pid)?);
             let now = Instant::now();
             sending_since = Some(now);
             next_send = now;
@@ -687,6 +976,7 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             }
         }
     }
+    let cpu = cpu.expect("sending started").finish()?;
     let secs = a.duration.as_secs_f64();
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let mode = if throughput {
@@ -702,7 +992,7 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             "latency_us": {"p50": us(0.5), "p90": us(0.9), "p99": us(0.99), "p999": us(0.999),
                            "max": hist.max() as f64 / 1000.0},
         });
-        println!("{j}");
+        println!("{}", with_cpu(j, &cpu, "msgs", received));
     } else {
         println!("{mode}: {n} connections, {size} B payload, {secs:.1} s");
         println!(
@@ -717,6 +1007,7 @@ fn echo(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             us(0.999),
             hist.max() as f64 / 1000.0
         );
+        print!("{}", cpu.line("msgs", received));
     }
     if received < sent {
         return Err(io::Error::other(format!(
@@ -752,10 +1043,20 @@ fn connect_rate(a: &ConnectArgs) -> io::Result<()> {
     let mut started = 0usize;
     let mut ok = 0usize;
     let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let cpu = CpuMeter::start(a.server_pid)?;
+    let mut progress = Progress::new();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(300);
     let mut buf = [0u8; 4096];
     while ok + failures.values().sum::<usize>() < a.count {
+        if progress.due() {
+            let failed: usize = failures.values().sum();
+            eprintln!(
+                "  {:.0} s: {ok} of {} handshakes done, {failed} failed",
+                t0.elapsed().as_secs_f64(),
+                a.count
+            );
+        }
         if Instant::now() > deadline {
             return Err(io::Error::other("connect-rate did not finish in 300 s"));
         }
@@ -839,16 +1140,15 @@ fn connect_rate(a: &ConnectArgs) -> io::Result<()> {
             }
         }
     }
+    let cpu = cpu.finish()?;
     let secs = t0.elapsed().as_secs_f64();
     let rate = ok as f64 / secs;
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"mode": "connect-rate", "ok": ok, "failures": failures,
-                "handshakes_per_sec": rate,
-                "latency_us": {"p50": us(0.5), "p99": us(0.99), "max": hist.max() as f64 / 1000.0}})
-        );
+        let j = serde_json::json!({"mode": "connect-rate", "ok": ok, "failures": failures,
+            "handshakes_per_sec": rate,
+            "latency_us": {"p50": us(0.5), "p99": us(0.99), "max": hist.max() as f64 / 1000.0}});
+        println!("{}", with_cpu(j, &cpu, "handshakes", ok as u64));
     } else {
         println!(
             "connect-rate: {ok} handshakes in {secs:.2} s: {rate:.0}/s (concurrency {})",
@@ -863,6 +1163,7 @@ fn connect_rate(a: &ConnectArgs) -> io::Result<()> {
         for (kind, n) in &failures {
             println!("  failed: {kind}: {n}");
         }
+        print!("{}", cpu.line("handshakes", ok as u64));
     }
     Ok(())
 }
@@ -883,6 +1184,8 @@ fn idle(a: &IdleArgs) -> io::Result<()> {
     let request = upgrade_request(&a.path, a.server);
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(a.pid)?;
+    let cpu = CpuMeter::start(a.server_pid)?;
+    let mut progress = Progress::new();
     let mut conns: Vec<(TcpStream, bool, Vec<u8>)> = Vec::with_capacity(a.connections);
     for i in 0..a.connections {
         let src = a.first_source as usize + i / a.per_source.max(1);
@@ -900,6 +1203,9 @@ fn idle(a: &IdleArgs) -> io::Result<()> {
             return Err(io::Error::other(format!(
                 "only {upgraded} upgraded in 120 s"
             )));
+        }
+        if progress.due() {
+            eprintln!("  {upgraded} of {} upgraded", a.connections);
         }
         poll.poll(&mut events, Some(Duration::from_millis(100)))?;
         for ev in events.iter() {
@@ -928,20 +1234,35 @@ fn idle(a: &IdleArgs) -> io::Result<()> {
             }
         }
     }
-    std::thread::sleep(a.hold);
+    eprintln!(
+        "  all {} upgraded; holding them for {:.1?}",
+        a.connections, a.hold
+    );
+    let hold_end = Instant::now() + a.hold;
+    while let Some(left) = hold_end.checked_duration_since(Instant::now()) {
+        if progress.due() {
+            eprintln!("  holding, {:.0} s left", left.as_secs_f64());
+        }
+        std::thread::sleep(left.min(Duration::from_millis(500)));
+    }
     let after = rss_kib(a.pid)?;
+    let cpu = cpu.finish()?;
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / a.connections as f64;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"mode": "idle", "connections": a.connections,
-                "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": per})
-        );
+        let j = serde_json::json!({"mode": "idle", "connections": a.connections,
+            "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": per});
+        println!("{}", with_cpu(j, &cpu, "connections", a.connections as u64));
     } else {
         println!(
             "idle: {} connections, server RSS {before} KiB → {after} KiB: {per:.0} bytes per connection",
             a.connections
         );
+        if let Some(s) = cpu.server_secs {
+            println!(
+                "  server CPU {s:.2} s while opening and holding them ({:.2} s)",
+                cpu.wall_secs
+            );
+        }
     }
     Ok(())
 }
