@@ -218,6 +218,13 @@ impl Conn {
         self.request.as_deref()
     }
 
+    /// Takes the accepted upgrade request away (the driver drops it once it
+    /// has read what it needs at `Opened`, so an open connection keeps
+    /// nothing of its request).
+    pub fn take_request(&mut self) -> Option<Box<UpgradeRequest>> {
+        self.request.take()
+    }
+
     /// The route chosen at the upgrade.
     pub fn route(&self) -> Option<Route> {
         self.route

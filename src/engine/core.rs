@@ -605,6 +605,10 @@ impl Core {
                         user = self.conns[key].user().map(|u| &**u),
                         "opened"
                     );
+                    // Nothing reads the request after this point: freeing
+                    // it (target, origin and their boxes) saves ≈130 bytes
+                    // per open connection.
+                    drop(self.conns[key].conn.take_request());
                 }
                 Event::Ended(reason) => {
                     self.counters.ended[reason.index()].add(1);
