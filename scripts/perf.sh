@@ -31,6 +31,7 @@ FANOUT_RATE=${FANOUT_RATE:-200}
 OUT=target/perf
 mkdir -p "$OUT"
 : > "$OUT/raw.jsonl"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cargo build --release --bins
 (cd benches/peers && cargo build --release)
@@ -80,7 +81,8 @@ run() { # round scenario server kind args...
     start_server "$server" "$kind" || rc=$?
     if [ $rc -eq 2 ]; then return 0; fi
     local json
-    if [ $rc -eq 0 ] && json=$(timeout 120 taskset -c 1 $BENCH "$@" --server 127.0.0.1:$PORT \
+    local args=("${@//@SERVER_PID/$SERVER_PID}")
+    if [ $rc -eq 0 ] && json=$(timeout 120 taskset -c 1 $BENCH "${args[@]}" --server 127.0.0.1:$PORT \
             --first-source $SRC --server-pid "$SERVER_PID" --json 2>/dev/null); then
         echo "{\"round\":$round,\"scenario\":\"$scenario\",\"server\":\"$server\",\"result\":$json}" >> "$OUT/raw.jsonl"
         echo "  $scenario / $server: done" >&2
@@ -88,7 +90,7 @@ run() { # round scenario server kind args...
         echo "  $scenario / $server: FAILED" >&2
         echo "{\"round\":$round,\"scenario\":\"$scenario\",\"server\":\"$server\",\"result\":null}" >> "$OUT/raw.jsonl"
     fi
-    if [ $rc -eq 0 ]; then stop_server; fi
+    stop_server
 }
 
 TOTAL=$(( ROUNDS > LAT_ROUNDS ? ROUNDS : LAT_ROUNDS ))
@@ -108,6 +110,8 @@ for round in $(seq "$TOTAL"); do
         if [ "$round" -le "$ROUNDS" ]; then
             run "$round" "connect-rate (10k handshakes, 64 in flight)" $server echo connect-rate \
                 --count 10000 --concurrency 64
+            run "$round" "idle memory (5k connections)" $server echo idle \
+                --connections 5000 --pid "@SERVER_PID" --hold 1s
             run "$round" "fanout $FANOUT_SUBS subscribers, $FANOUT_RATE publishes/s over /ws" $server hub fanout \
                 --subscribers "$FANOUT_SUBS" --rate "$FANOUT_RATE" --duration "$DURATION" \
                 --publish-via ws --channel bench
@@ -115,10 +119,12 @@ for round in $(seq "$TOTAL"); do
     done
 done
 
-python3 - "$OUT/raw.jsonl" "${SERVERS[@]}" > "$OUT/results.md" <<'PY'
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$OUT/raw.jsonl" "$LOAD_START" "$LOAD_END" "${SERVERS[@]}" > "$OUT/results.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-servers = sys.argv[2:]
+load_start, load_end = sys.argv[2], sys.argv[3]
+servers = sys.argv[4:]
 peers = servers[1:]
 scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
 
@@ -158,6 +164,10 @@ for s in scenarios:
         m = {sv: med(s, sv, "msgs_per_sec")[0] for sv in servers}
         print(f"| {s} | " + " | ".join(fmt_rate(m[sv]) for sv in servers) + " | "
               + " | ".join(ratio(m["wsedge"], m[p]) for p in peers) + " |")
+    elif k == "idle":
+        m = {sv: med(s, sv, "bytes_per_connection")[0] for sv in servers}
+        print(f"| {s}: server RSS per connection | " + " | ".join("—" if m[sv] is None else "%.0f B" % m[sv] for sv in servers) + " | "
+              + " | ".join(ratio(m["wsedge"], m[p]) + " (lower is better)" for p in peers) + " |")
     elif k == "connect-rate":
         m = {sv: med(s, sv, "handshakes_per_sec")[0] for sv in servers}
         print(f"| {s} | " + " | ".join(fmt_rate(m[sv]) for sv in servers) + " | "
@@ -195,6 +205,7 @@ fails = [f"{r['scenario']} / {r['server']} (round {r['round']})" for r in rows i
 counts = sorted({sum(1 for r in rows if r["scenario"] == s and r["server"] == sv and r["result"])
                  for s in scenarios for sv in servers} - {0})
 print(f"\nRuns per cell: {', '.join(map(str, counts))}; raw results in target/perf/raw.jsonl, chart in target/perf/chart.svg.")
+print(f"Load average (1/5/15 min) at the start: {load_start}; at the end: {load_end} (2 cores; anything else running distorts the figures).")
 if fails:
     print("Failed runs: " + "; ".join(fails))
 PY

@@ -30,7 +30,7 @@ fn f(v: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
 }
 
-const METRICS: [Metric; 9] = [
+const METRICS: [Metric; 10] = [
     Metric {
         label: "echo 32 B msgs/s",
         scenario: "echo-throughput 32 B",
@@ -72,6 +72,12 @@ const METRICS: [Metric; 9] = [
         scenario: "connect-rate",
         read: |r| f(r, &["handshakes_per_sec"]),
         higher_is_better: true,
+    },
+    Metric {
+        label: "memory / idle conn",
+        scenario: "idle",
+        read: |r| f(r, &["bytes_per_connection"]),
+        higher_is_better: false,
     },
     Metric {
         label: "fanout per CPU-s",
