@@ -150,7 +150,8 @@ def fmt_us(v):
     return "%.0f µs" % v if v < 10000 else "%.1f ms" % (v / 1000)
 
 def ratio(a, b):
-    return "—" if a is None or b is None or b == 0 else "%.2f" % (a / b)
+    if a is None or b is None or b == 0: return "—"
+    return "%.2f" % (a / b) if a / b >= 0.1 else "%.4f" % (a / b)
 
 def kind(s):
     return s.split(" ")[0]
