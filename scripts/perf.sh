@@ -177,8 +177,10 @@ for s in scenarios:
         key = "latency_us" if k == "echo-latency" else "delivery_us"
         p50 = {sv: med(s, sv, key, "p50")[0] for sv in servers}
         p99 = {sv: med(s, sv, key, "p99")[0] for sv in servers}
-        what = "latency" if k == "echo-latency" else "delivery latency"
-        print(f"| {s}: {what} | " + " | ".join(f"p50 {fmt_us(p50[sv])}, p99 {fmt_us(p99[sv])}" for sv in servers)
+        what = "latency" if k == "echo-latency" else "delivery latency (deliveries/s)"
+        rate = {sv: med(s, sv, "deliveries_per_sec")[0] for sv in servers}
+        extra = lambda sv: "" if k == "echo-latency" or rate[sv] is None else f" ({fmt_rate(rate[sv])})"
+        print(f"| {s}: {what} | " + " | ".join(f"p50 {fmt_us(p50[sv])}, p99 {fmt_us(p99[sv])}{extra(sv)}" for sv in servers)
               + " | " + " | ".join(f"p50 {ratio(p50['wsedge'], p50[p])}, p99 {ratio(p99['wsedge'], p99[p])} (lower is better)" for p in peers) + " |")
 
 print("\n### Per server-CPU-second (medians; in brackets the server's CPU use, % of core 0)\n")
