@@ -1280,6 +1280,49 @@ fn simulate(data: &[u8]) -> (Tally, u64) {
     (sim.tally, sim.peer.frames)
 }
 
+/// Parses JSON as RFC 8259's grammar does, which `serde_json::Value` does
+/// not quite: an escape of an unpaired UTF-16 surrogate (`"\udc00"`) is
+/// grammatical JSON (RFC 8259 §7; §8.2 leaves its meaning to the reader,
+/// and `JSON.parse` keeps it), so the hub forwards it inside `data` byte
+/// for byte. `Value` refuses it; here each unpaired surrogate escape is
+/// read as U+FFFD first, which changes no structure.
+fn lenient_json(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn surrogate(b: &[u8]) -> Option<u16> {
+        let hex = std::str::from_utf8(b.get(..4)?).ok()?;
+        let v = u16::from_str_radix(hex, 16).ok()?;
+        (0xD800..=0xDFFF).contains(&v).then_some(v)
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'u') {
+            if let Some(v) = surrogate(&bytes[i + 2..]) {
+                let high = (0xD800..0xDC00).contains(&v);
+                let paired = high
+                    && bytes.get(i + 6..i + 8) == Some(b"\\u")
+                    && surrogate(&bytes[i + 8..]).is_some_and(|w| w >= 0xDC00);
+                if paired {
+                    out.extend_from_slice(&bytes[i..i + 12]);
+                    i += 12;
+                } else {
+                    out.extend_from_slice(b"\\uFFFD");
+                    i += 6;
+                }
+                continue;
+            }
+        }
+        // Any other escape: copy the backslash and the escaped byte.
+        out.extend_from_slice(&bytes[i..(i + 2).min(bytes.len())]);
+        i += 2;
+    }
+    serde_json::from_slice(&out).ok()
+}
+
 /// Arbitrary bytes as one client text message on `/ws`
 /// (`hub::protocol::parse_request`), and the frames the hub answers with.
 ///
@@ -1302,11 +1345,11 @@ pub fn client_request(data: &[u8]) {
             .expect("server frame is complete");
         assert!(h.fin && h.opcode == OpCode::Text && h.mask.is_none());
         assert_eq!(h.payload_len as usize, frame.len() - n, "one frame exactly");
-        serde_json::from_slice(&frame[n..]).expect("server frame holds valid JSON")
+        lenient_json(&frame[n..]).expect("server frame holds valid JSON")
     }
 
     let parsed = parse_request(data);
-    let value: Option<Value> = serde_json::from_slice(data).ok();
+    let value: Option<Value> = lenient_json(data);
     if let Some(Value::Object(obj)) = &value {
         if let Some(id) = obj.get("id").and_then(Value::as_u64) {
             if parsed.is_ok() {
@@ -1356,7 +1399,7 @@ pub fn client_request(data: &[u8]) {
         data: raw, channel, ..
     } = &req
     {
-        let carried: Value = serde_json::from_str(raw.get()).expect("data is JSON");
+        let carried: Value = lenient_json(raw.get().as_bytes()).expect("data is JSON");
         assert_eq!(Some(&carried), obj.get("data"));
         let ok = validate_channel(channel, MAX_CHANNEL_LEN).is_ok();
         let v = frame_json(&message_frame(ok.then_some(&**channel), raw));

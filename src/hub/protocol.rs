@@ -282,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn data_is_forwarded_verbatim_even_with_an_unpaired_surrogate_escape() {
+        // Grammatical JSON (RFC 8259 §7); found by the client_request
+        // fuzzer, whose oracle (serde_json::Value) refused it.
+        let text = br#"{"type":"publish","channel":"c","data":"\ud41d\ude00"}"#;
+        match parse_request(text).unwrap() {
+            ClientRequest::Publish { data, .. } => {
+                assert_eq!(data.get(), r#""\ud41d\ude00""#);
+                let frame = message_frame(Some("c"), data);
+                assert!(frame.ends_with(br#""data":"\ud41d\ude00"}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A channel must be a real string: an unpaired surrogate is refused.
+        assert_eq!(
+            parse_request(br#"{"type":"subscribe","channel":"\udc00"}"#).unwrap_err(),
+            RequestError::BadRequest
+        );
+    }
+
+    #[test]
     fn channel_names() {
         assert!(validate_channel("room:42", 200).is_ok());
         assert!(validate_channel("", 200).is_err());
