@@ -59,16 +59,7 @@ struct TokenArgs {
 }
 
 fn mint(a: TokenArgs) -> ExitCode {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = wsedge::admission::token::Claims {
-        sub: a.user,
-        exp: now + a.ttl,
-        jti: wsedge::admission::token::new_jti(),
-        subscribe: a.subscribe,
-        publish: a.publish,
-    };
+    let claims = wsedge::admission::token::claims_for(a.user, a.ttl, a.subscribe, a.publish);
     println!(
         "{}",
         wsedge::admission::token::mint(a.key.as_bytes(), &claims)

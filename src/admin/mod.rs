@@ -498,16 +498,8 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
     if !(1..=86_400).contains(&ask.ttl_secs) {
         return error(400, "bad_ttl", "ttl_secs must be 1 to 86400");
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = crate::admission::token::Claims {
-        sub: ask.user,
-        exp: now + ask.ttl_secs,
-        jti: crate::admission::token::new_jti(),
-        subscribe: ask.subscribe,
-        publish: ask.publish,
-    };
+    let claims =
+        crate::admission::token::claims_for(ask.user, ask.ttl_secs, ask.subscribe, ask.publish);
     let token = crate::admission::token::mint(key.as_bytes(), &claims);
     json_response(200, json!({"token": token, "expires": claims.exp}))
 }

@@ -85,6 +85,25 @@ pub fn verify(keys: &[&[u8]], token: &str, now: u64) -> Result<Claims, TokenErro
     Ok(claims)
 }
 
+/// Claims for `user` that expire `ttl_secs` from now, with a fresh id.
+pub fn claims_for(
+    user: String,
+    ttl_secs: u64,
+    subscribe: Vec<String>,
+    publish: Vec<String>,
+) -> Claims {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Claims {
+        sub: user,
+        exp: now + ttl_secs,
+        jti: new_jti(),
+        subscribe,
+        publish,
+    }
+}
+
 /// A fresh random token id (24 hex digits).
 pub fn new_jti() -> String {
     let mut raw = [0u8; 12];
