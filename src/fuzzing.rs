@@ -1326,7 +1326,8 @@ fn lenient_json(bytes: &[u8]) -> Option<serde_json::Value> {
 /// Arbitrary bytes as one client text message on `/ws`
 /// (`hub::protocol::parse_request`), and the frames the hub answers with.
 ///
-/// Invariants: no panic; an accepted request is a JSON object (as
+/// Invariants: no panic; for UTF-8 input (what text frames carry), an
+/// accepted request is a JSON object (as
 /// `serde_json::Value` reads it) whose `type`, `channel` and `id` say the
 /// same as the parsed request, and whose `data` is carried byte for byte;
 /// `request_id` agrees with the object's `id`; the `message`, `ack` and
@@ -1349,6 +1350,12 @@ pub fn client_request(data: &[u8]) {
     }
 
     let parsed = parse_request(data);
+    // Only text messages reach the parser, and the connection layer has
+    // validated them as UTF-8 (close 1007 otherwise); serde_json does not
+    // re-check the strings it skips, so other bytes only need not panic.
+    if std::str::from_utf8(data).is_err() {
+        return;
+    }
     let value: Option<Value> = lenient_json(data);
     if let Some(Value::Object(obj)) = &value {
         if let Some(id) = obj.get("id").and_then(Value::as_u64) {

@@ -106,7 +106,9 @@ pub fn validate_channel(name: &str, max_len: usize) -> Result<(), RequestError> 
     Ok(())
 }
 
-/// Parses one text message from a client.
+/// Parses one text message from a client. `text` is UTF-8 (the
+/// connection layer validated the text frame); strings in ignored fields
+/// are not checked again.
 pub fn parse_request(text: &[u8]) -> Result<ClientRequest<'_>, RequestError> {
     let w: Wire<'_> = serde_json::from_slice(text).map_err(|_| RequestError::BadRequest)?;
     let id = w.id;
