@@ -7,6 +7,17 @@ use std::process::Command;
 
 use common::*;
 
+/// The JSON report of a finished `wsedge-bench` run (failing the test,
+/// with the run's stderr, if it did not succeed).
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "wsedge-bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
 #[test]
 fn fanout_mode_delivers_everything_and_reports_json() {
     let server = start(hub_config(2));
@@ -29,12 +40,7 @@ fn fanout_mode_delivers_everything_and_reports_json() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["published"], 40);
     assert_eq!(v["delivered"], 50 * 40);
     assert_eq!(v["expected"], 50 * 40);
@@ -65,12 +71,7 @@ fn echo_modes_echo_everything_and_report_json() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = json_of(&out);
         assert_eq!(v["mode"], mode);
         assert!(v["received"].as_u64().unwrap() > 0);
         assert_eq!(v["received"], v["sent"]);
@@ -89,12 +90,7 @@ fn connect_rate_and_idle_modes_run_and_report() {
             .args(["--server", &addr, "--first-source", &src, "--json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        json_of(&out)
     };
     let v = run(&["connect-rate", "--count", "300", "--concurrency", "16"]);
     assert_eq!(v["ok"], 300);
@@ -128,12 +124,7 @@ fn fanout_publishes_over_a_websocket() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["publish_via"], "ws");
     assert_eq!(v["published"], 50);
     assert_eq!(v["delivered"], 20 * 50);
@@ -168,12 +159,7 @@ fn server_pid_reports_the_servers_cpu_time() {
         .arg((200 + std::process::id() % 50).to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     let cpu = v["server_cpu_secs"].as_f64().unwrap();
     assert!(cpu > 0.0, "{v}");
     assert!(v["server_cpu_util"].as_f64().unwrap() > 0.0);

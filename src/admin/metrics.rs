@@ -108,6 +108,20 @@ impl PromWriter {
         }
     }
 
+    /// One family with one sample per value of `label`.
+    fn labelled<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        self.family(name, "counter", help);
+        for (value, n) in samples {
+            self.sample(name, &[(label, value)], n as f64);
+        }
+    }
+
     /// One family with a single unlabelled sample.
     fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
         self.family(name, kind, help);
@@ -173,18 +187,12 @@ pub fn render(s: &Scrape<'_>) -> String {
         s.cores,
         |c| c.upgraded,
     );
-    w.family(
+    w.labelled(
         "wsedge_connections_closed_total",
-        "counter",
         "Connections ended, by reason.",
+        "reason",
+        EndReason::ALL.iter().map(|&r| (r.name(), total.ended(r))),
     );
-    for r in EndReason::ALL {
-        w.sample(
-            "wsedge_connections_closed_total",
-            &[("reason", r.name())],
-            total.ended(r) as f64,
-        );
-    }
     w.single(
         "wsedge_ping_timeouts_total",
         "counter",
@@ -197,63 +205,40 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Connections closed (1001) for sending no data message within the idle timeout.",
         total.ended(EndReason::IdleTimeout) as f64,
     );
-    w.family(
+    w.labelled(
         "wsedge_handshake_refusals_total",
-        "counter",
         "Upgrade requests refused, by reason (the HTTP status follows from it).",
+        "reason",
+        HandshakeError::ALL
+            .iter()
+            .map(|&e| (e.name(), total.handshake_failures(e))),
     );
-    for e in HandshakeError::ALL {
-        w.sample(
-            "wsedge_handshake_refusals_total",
-            &[("reason", e.name())],
-            total.handshake_failures(e) as f64,
-        );
-    }
-    w.family(
+    let refused = |e: HandshakeError| total.handshake_failures(e);
+    w.labelled(
         "wsedge_token_failures_total",
-        "counter",
         "Connection tokens refused, by kind.",
+        "kind",
+        [
+            ("missing", refused(HandshakeError::TokenMissing)),
+            ("malformed", refused(HandshakeError::TokenMalformed)),
+            ("bad_signature", refused(HandshakeError::TokenBadSignature)),
+            ("expired", refused(HandshakeError::TokenExpired)),
+            ("replayed", refused(HandshakeError::TokenReplayed)),
+        ],
     );
-    for (kind, e) in [
-        ("missing", HandshakeError::TokenMissing),
-        ("malformed", HandshakeError::TokenMalformed),
-        ("bad_signature", HandshakeError::TokenBadSignature),
-        ("expired", HandshakeError::TokenExpired),
-        ("replayed", HandshakeError::TokenReplayed),
-    ] {
-        w.sample(
-            "wsedge_token_failures_total",
-            &[("kind", kind)],
-            total.handshake_failures(e) as f64,
-        );
-    }
-    w.family(
+    w.labelled(
         "wsedge_limit_refusals_total",
-        "counter",
         "Connection attempts and clients stopped by a limit or quota, by kind.",
+        "kind",
+        [
+            ("attempts_per_ip", refused(HandshakeError::TooManyAttempts)),
+            ("connections_per_ip", refused(HandshakeError::IpQuota)),
+            ("connections_per_user", refused(HandshakeError::UserQuota)),
+            ("connections_total", refused(HandshakeError::ServerFull)),
+            ("rate_messages", total.throttled_msgs),
+            ("rate_bytes", total.throttled_bytes),
+        ],
     );
-    for (kind, v) in [
-        (
-            "attempts_per_ip",
-            total.handshake_failures(HandshakeError::TooManyAttempts),
-        ),
-        (
-            "connections_per_ip",
-            total.handshake_failures(HandshakeError::IpQuota),
-        ),
-        (
-            "connections_per_user",
-            total.handshake_failures(HandshakeError::UserQuota),
-        ),
-        (
-            "connections_total",
-            total.handshake_failures(HandshakeError::ServerFull),
-        ),
-        ("rate_messages", total.throttled_msgs),
-        ("rate_bytes", total.throttled_bytes),
-    ] {
-        w.sample("wsedge_limit_refusals_total", &[("kind", kind)], v as f64);
-    }
     w.single(
         "wsedge_accept_errors_total",
         "counter",
@@ -323,21 +308,15 @@ pub fn render(s: &Scrape<'_>) -> String {
         s.cores,
         |c| c.deliveries,
     );
-    w.family(
+    w.labelled(
         "wsedge_dropped_total",
-        "counter",
         "Deliveries not made, by reason (slow_consumer: over the pending-bytes limit; \
          not_open: the connection was gone).",
-    );
-    w.sample(
-        "wsedge_dropped_total",
-        &[("reason", "slow_consumer")],
-        total.dropped_slow_consumer as f64,
-    );
-    w.sample(
-        "wsedge_dropped_total",
-        &[("reason", "not_open")],
-        total.dropped_not_open as f64,
+        "reason",
+        [
+            ("slow_consumer", total.dropped_slow_consumer),
+            ("not_open", total.dropped_not_open),
+        ],
     );
     w.single(
         "wsedge_request_errors_total",
