@@ -682,11 +682,7 @@ fn publish_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
     let path = format!("/api/channels/{}/publish", a.channel);
     let t0 = Instant::now();
     for i in 0..total {
-        let intended = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
-        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let t = intended.duration_since(start).as_nanos() as u64;
+        let t = wait_for_slot(t0, i, a.rate, start);
         let body = format!(r#"{{"s":{i},"t":{t}}}"#);
         let status = http_post(&mut conn, &path, a.admin_key.as_deref(), &body)?;
         if status != 200 {
@@ -694,6 +690,18 @@ fn publish_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Sleeps until the `i`th publish is due (`rate` per second from `t0`)
+/// and returns its intended time in nanoseconds since `start`: the
+/// timestamp the message carries, so latency counts from the schedule,
+/// not from when the publisher got round to it.
+fn wait_for_slot(t0: Instant, i: u64, rate: u64, start: Instant) -> u64 {
+    let intended = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+    if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    intended.duration_since(start).as_nanos() as u64
 }
 
 /// Like [`publish_loop`], over one WebSocket connection to /ws: each
@@ -725,11 +733,7 @@ fn publish_ws_loop(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64
     let mut frame = BytesMut::new();
     let t0 = Instant::now();
     for i in 0..total {
-        let intended = t0 + Duration::from_secs_f64(i as f64 / a.rate as f64);
-        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let t = intended.duration_since(start).as_nanos() as u64;
+        let t = wait_for_slot(t0, i, a.rate, start);
         let id = if i + 1 == total { r#","id":1"# } else { "" };
         let text =
             format!(r#"{{"type":"publish","channel":{channel},"data":{{"s":{i},"t":{t}}}{id}}}"#);
