@@ -34,50 +34,28 @@ fn user_cores(server: &wsedge::Server, user: &str) -> Vec<u16> {
         .collect()
 }
 
-/// Opens connections for `user` until there is one on each of two cores
-/// (the kernel picks the core; extra connections are closed again).
+/// One connection of `user` on each of the two cores.
 fn one_per_core(server: &wsedge::Server, user: &str) -> (Client, Client) {
-    let count = |core: u16| {
-        user_cores(server, user)
-            .iter()
-            .filter(|&&c| c == core)
-            .count()
-    };
-    let mut kept: Vec<(u16, Client)> = Vec::new();
-    for _ in 0..64 {
-        let before = [count(0), count(1)];
-        let ws = connect(server, &format!("/ws?user={user}"));
-        let after = [count(0), count(1)];
-        let core = if after[0] > before[0] { 0 } else { 1 };
-        assert!(after[core as usize] > before[core as usize]);
-        if kept.iter().any(|(c, _)| *c == core) {
-            drop(ws);
-            assert!(wait_until(Duration::from_secs(5), || [count(0), count(1)] == before));
-        } else {
-            kept.push((core, ws));
-        }
-        if kept.len() == 2 {
-            let (_, b) = kept.pop().unwrap();
-            let (_, a) = kept.pop().unwrap();
-            return (a, b);
-        }
-    }
-    panic!("SO_REUSEPORT never spread {user}'s connections over both cores");
+    let mut per_core = connect_on_every_core(server, 1, |_| format!("/ws?user={user}"));
+    let b = per_core.pop().unwrap().pop().unwrap();
+    let a = per_core.pop().unwrap().pop().unwrap();
+    (a, b)
 }
 
 #[test]
 fn publish_via_api_and_client_reaches_subscribers_on_both_cores() {
     let server = start(hub_config(2));
-    let mut subs: Vec<Client> = (0..16)
-        .map(|i| connect(&server, &format!("/ws?user=u{i}")))
+    let mut subs: Vec<Client> = connect_on_every_core(&server, 8, |i| format!("/ws?user=u{i}"))
+        .into_iter()
+        .flatten()
         .collect();
     for ws in &mut subs {
         subscribe(ws, "news");
     }
     let per_core = server.core_stats();
     assert!(
-        per_core.iter().all(|s| s.subscriptions > 0),
-        "subscribers on both cores"
+        per_core.iter().all(|s| s.subscriptions == 8),
+        "8 subscribers on each core"
     );
 
     let (status, body) = http(
@@ -251,11 +229,14 @@ fn bad_requests_get_error_frames_not_disconnects() {
 #[test]
 fn publisher_order_holds_over_ten_thousand_messages_on_both_cores() {
     let server = start(hub_config(2));
-    let mut subs: Vec<Client> = (0..8).map(|_| connect(&server, "/ws")).collect();
+    let mut subs: Vec<Client> = connect_on_every_core(&server, 4, |_| "/ws".into())
+        .into_iter()
+        .flatten()
+        .collect();
     for ws in &mut subs {
         subscribe(ws, "seq");
     }
-    assert!(server.core_stats().iter().all(|s| s.subscriptions > 0));
+    assert!(server.core_stats().iter().all(|s| s.subscriptions == 4));
     let mut publisher = connect(&server, "/ws");
     const N: u64 = 10_000;
     std::thread::scope(|scope| {

@@ -275,3 +275,77 @@ impl ServerProcess {
         self.child.wait().ok().and_then(|s| s.code())
     }
 }
+
+/// Connections on every core, `per_core` of them each, made
+/// deterministic: SO_REUSEPORT hashes each new connection to a core, so
+/// this opens them one at a time, reads from the per-core `upgraded`
+/// counters which core took it, keeps it if that core still needs one and
+/// closes it otherwise. Bounded: panics after `per_core * cores * 64`
+/// attempts (the odds of that with a working hash are nil). `path(i)` is
+/// the path of the `i`-th attempt (for distinct `?user=` values).
+///
+/// Returns the connections grouped by core index. When it returns, the
+/// extra connections it closed are gone from the server's counters.
+pub fn connect_on_every_core(
+    server: &Server,
+    per_core: usize,
+    mut path: impl FnMut(usize) -> String,
+) -> Vec<Vec<Client>> {
+    let cores = server.cores().len();
+    let upgraded =
+        |server: &Server| -> Vec<u64> { server.core_stats().iter().map(|s| s.upgraded).collect() };
+    let open_before = server.stats().open;
+    let mut kept: Vec<Vec<Client>> = (0..cores).map(|_| Vec::new()).collect();
+    let mut closed = 0u64;
+    let bound = per_core * cores * 64;
+    for attempt in 0..bound {
+        if kept.iter().all(|k| k.len() >= per_core) {
+            break;
+        }
+        let before = upgraded(server);
+        let ws = connect(server, &path(attempt));
+        let mut core = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let after = upgraded(server);
+                core = (0..cores).find(|&c| after[c] > before[c]);
+                core.is_some()
+            }),
+            "the upgrade of attempt {attempt} never showed in the per-core counters"
+        );
+        let core = core.unwrap();
+        if kept[core].len() < per_core {
+            kept[core].push(ws);
+        } else {
+            drop(ws);
+            closed += 1;
+        }
+    }
+    assert!(
+        kept.iter().all(|k| k.len() >= per_core),
+        "SO_REUSEPORT put none of {bound} connections on some core: {:?}",
+        kept.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let want = open_before + (per_core * cores) as u64;
+    assert!(
+        wait_until(Duration::from_secs(10), || server.stats().open == want),
+        "the {closed} extra connections were not closed"
+    );
+    kept
+}
+
+/// For a test that needs something outside Rust (a browser, a Python
+/// package) that is not there: fails when `require_var=1` (the README's
+/// test command and CI set it, so there a missing tool is a failure),
+/// else prints one line saying the test was skipped and why, and returns.
+/// The line goes straight to stderr, past the test harness's capture, so
+/// it shows in a plain `cargo test`.
+pub fn skip_unless_required(require_var: &str, test: &str, missing: &str) {
+    if std::env::var(require_var).as_deref() == Ok("1") {
+        panic!("{test}: {missing}, and {require_var}=1 requires it (scripts/test installs it)");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test}: {missing} (scripts/test installs it; {require_var}=1 makes this a failure)"
+    );
+}
