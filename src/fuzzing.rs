@@ -407,9 +407,12 @@ fn offered_protocol(req: &httparse::Request<'_, '_>, protocol: &[u8]) -> bool {
 /// that the client offered, and every strict prefix of its head is
 /// `Ok(None)`; the `101` answer and every error response are one
 /// well-formed HTTP response each.
-pub fn handshake(data: &[u8]) {
+///
+/// Returns the status answered: 101, the refusal's status, or `None` when
+/// the head is incomplete (or `data` empty).
+pub fn handshake(data: &[u8]) -> Option<u16> {
     let Some((&seed, data)) = data.split_first() else {
-        return;
+        return None;
     };
     let cfg = HandshakeConfig {
         max_request_bytes: [64, 512, 1024, 8192][usize::from(seed & 3)],
@@ -492,15 +495,20 @@ pub fn handshake(data: &[u8]) {
                     "answered the default subprotocol the client did not offer"
                 );
             }
+            Some(101)
         }
-        Ok(None) => assert!(
-            data.len() < cfg.max_request_bytes,
-            "an incomplete head at or over the limit must be refused"
-        ),
+        Ok(None) => {
+            assert!(
+                data.len() < cfg.max_request_bytes,
+                "an incomplete head at or over the limit must be refused"
+            );
+            None
+        }
         Err(e) => {
             let mut out = BytesMut::new();
             handshake::write_error(&mut out, e, retry_after);
             check_response(&out, e.status().0);
+            Some(e.status().0)
         }
     }
 }
@@ -1437,9 +1445,17 @@ mod tests {
 
     #[test]
     fn handshake_accepts_the_rfc_sample() {
-        let mut data = vec![0x03];
+        // Seed 0x0f: 8 KiB and 32 headers, no subprotocols, no client-IP
+        // header, no Retry-After.
+        let mut data = vec![0x0f];
         data.extend_from_slice(UPGRADES[0]);
-        handshake(&data);
+        assert_eq!(handshake(&data), Some(101));
+        // The same request under a 64-byte limit is refused, not accepted.
+        data[0] = 0x0c;
+        assert_eq!(handshake(&data), Some(431));
+        // Cut short under a large limit: incomplete.
+        data[0] = 0x0f;
+        assert_eq!(handshake(&data[..40]), None);
     }
 
     #[test]

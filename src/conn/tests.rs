@@ -291,5 +291,11 @@ fn idle_connection_holds_no_buffers() {
     assert!(h.conn.rx.is_empty());
     h.take_out();
     assert!(h.conn.out.is_empty());
+    assert_eq!(
+        h.conn.out.capacity(),
+        0,
+        "the written 101 left no queue memory"
+    );
+    assert_eq!(h.conn.rx.capacity(), 0, "the read buffer was given back");
     assert!(h.conn.assembly.is_none());
 }
