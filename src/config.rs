@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admission::demo::DemoKey;
 use crate::conn::SlowConsumerPolicy;
 use crate::protocol::handshake::HandshakeConfig;
 
@@ -128,6 +129,14 @@ pub struct AdmissionConfig {
     pub token_keys: Vec<String>,
     /// Require a token on `/ws` when a key is configured. Default true.
     pub require_token_on_ws: bool,
+    /// The chat demo's ephemeral key (see [`crate::admission::demo`]):
+    /// without token keys, `/ws` checks a presented token against it, and
+    /// the admin plane's `POST /api/demo/tokens` mints with it (grants on
+    /// `demo:*` only). Ignored while `token_keys` is not empty. Generated
+    /// at start by the settings (`admin.demo`, on by default) when there is
+    /// no token key and the admin plane runs; `None` here by default.
+    /// Never printed.
+    pub demo_key: Option<DemoKey>,
     /// Most token ids remembered for replay protection. Default 1 000 000.
     pub max_used_tokens: usize,
     /// Allowed `Origin`s (exact, or `https://*.example.com`); empty allows
@@ -156,6 +165,7 @@ impl Default for AdmissionConfig {
         Self {
             token_keys: Vec::new(),
             require_token_on_ws: true,
+            demo_key: None,
             max_used_tokens: 1_000_000,
             origins: Vec::new(),
             max_attempts_per_ip: 20,

@@ -411,9 +411,7 @@ fn offered_protocol(req: &httparse::Request<'_, '_>, protocol: &[u8]) -> bool {
 /// Returns the status answered: 101, the refusal's status, or `None` when
 /// the head is incomplete (or `data` empty).
 pub fn handshake(data: &[u8]) -> Option<u16> {
-    let Some((&seed, data)) = data.split_first() else {
-        return None;
-    };
+    let (&seed, data) = data.split_first()?;
     let cfg = HandshakeConfig {
         max_request_bytes: [64, 512, 1024, 8192][usize::from(seed & 3)],
         max_headers: [0, 1, 4, 32][usize::from((seed >> 2) & 3)],

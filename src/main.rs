@@ -148,6 +148,10 @@ struct ServeArgs {
     /// Bearer key of the admin API [admin.key].
     #[arg(long)]
     admin_key: Option<String>,
+    /// Without a token key, do not make the chat demo's ephemeral key (the
+    /// demo then cannot publish) [admin.demo = false].
+    #[arg(long)]
+    no_demo: bool,
     /// Messages (and pings) per second a client may send, 0 = no limit
     /// [rate_limit.messages_per_sec].
     #[arg(long)]
@@ -299,6 +303,9 @@ impl ServeArgs {
                 "dev-client-publish",
                 Value::Boolean(true),
             );
+        }
+        if self.no_demo {
+            put("admin.demo", "no-demo", Value::Boolean(false));
         }
         if self.token_optional {
             put("token.optional", "token-optional", Value::Boolean(true));

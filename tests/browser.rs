@@ -1,9 +1,14 @@
 //! The pages the admin listener serves, in a real browser: starts `wsedge
-//! serve` with a token key and runs `tests/browser/e2e.mjs` (Node +
-//! playwright-core driving headless Chromium) against it. The script chats
-//! through `/demo` (web/wsedge.js), kicks the demo's connection through the
-//! admin API and watches it reconnect with a fresh token, and reads the
-//! status page (`/`). Screenshots land in `target/browser/`.
+//! serve` and runs `tests/browser/e2e.mjs` (Node + playwright-core driving
+//! headless Chromium) against it. The script chats through `/demo`
+//! (web/wsedge.js) in two pages — a line typed in one appears in the
+//! other — kicks the demo's connection through the admin API and watches
+//! it reconnect with a fresh token, and reads the status page (`/`). It
+//! runs twice: with the embedded defaults (no token key: the demo's tokens
+//! come from its ephemeral key, `POST /api/demo/tokens`), which is what
+//! `cargo run --release -- serve` gives a newcomer, and with a token key
+//! (`POST /api/tokens`). Screenshots land in `target/browser/` and
+//! `target/browser/token-key/`.
 //!
 //! Needs `node`, `tests/browser/node_modules` (`npm ci --prefix
 //! tests/browser`) and Chromium (`apt-get install chromium`; another binary
@@ -27,8 +32,25 @@ const E2E_LIMIT: Duration = Duration::from_secs(120);
 const TEST: &str = "browser test";
 const REQUIRE: &str = "WSEDGE_REQUIRE_BROWSER";
 
+/// The newcomer's case: no token key, no demo setting — only free ports,
+/// no attempt limit (the test reconnects from one IP) and two cores.
 #[test]
-fn demo_and_status_pages_in_chromium() {
+fn demo_with_the_embedded_defaults_in_chromium() {
+    run_e2e(&[], "demo", "");
+}
+
+/// With a token key the demo takes its tokens from `POST /api/tokens`.
+#[test]
+fn demo_with_a_token_key_in_chromium() {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).unwrap();
+    let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    run_e2e(&["--token-key", &key], "tokens", "token-key");
+}
+
+/// Starts `wsedge serve` with `extra` flags, runs e2e.mjs against it
+/// expecting the token `flow`, with screenshots in `target/browser/<shots>`.
+fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
         return skip_unless_required(REQUIRE, TEST, &format!("no Chromium at {chromium}"));
@@ -53,29 +75,28 @@ fn demo_and_status_pages_in_chromium() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
-        .join("browser");
+        .join("browser")
+        .join(shots);
 
-    let mut key = [0u8; 16];
-    getrandom::fill(&mut key).unwrap();
-    let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let mut server = ServerProcess::start(&[
+    let mut args = vec![
         "--listen",
         "127.0.0.1:0",
         "--admin",
         "127.0.0.1:0",
-        "--token-key",
-        &key,
         "--max-attempts-per-ip",
         "0",
         "--cores",
         "2",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut server = ServerProcess::start(&args);
     server.drain_log();
     let admin = server.addr("admin");
 
     let mut node = Command::new("node");
     node.arg(dir.join("e2e.mjs"))
         .env("WSEDGE_ADMIN", format!("http://{admin}"))
+        .env("WSEDGE_EXPECT_FLOW", flow)
         .env("WSEDGE_SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", &chromium);
     let (status, output) = run_bounded(node, E2E_LIMIT);
@@ -83,8 +104,8 @@ fn demo_and_status_pages_in_chromium() {
 
     match status {
         Some(s) if s.success() => print!("{output}"),
-        Some(s) => panic!("browser e2e failed ({s}):\n{output}"),
-        None => panic!("browser e2e killed after {E2E_LIMIT:?}:\n{output}"),
+        Some(s) => panic!("browser e2e ({flow} flow) failed ({s}):\n{output}"),
+        None => panic!("browser e2e ({flow} flow) killed after {E2E_LIMIT:?}:\n{output}"),
     }
     assert_eq!(server_exit, Some(0), "server exit code");
 }

@@ -10,7 +10,8 @@
 //! `POST /api/channels/{name}/publish`, `POST /api/users/{id}/send`,
 //! `POST /api/connections/{id}/send`, `DELETE /api/connections/{id}`,
 //! `GET /api/channels/{name}`, `GET /api/users/{id}`, `GET /api/stats`,
-//! `POST /api/tokens`, `GET /api/info`, `GET /api/status[/stream]`,
+//! `POST /api/tokens`, `POST /api/demo/tokens` (only with the demo key),
+//! `GET /api/info`, `GET /api/status[/stream]`,
 //! `GET /metrics`; without the key: `GET /healthz`, `GET /readyz`, and the
 //! embedded pages `/`, `/demo`, `/client/wsedge.js`.
 
@@ -281,11 +282,15 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                     "version": env!("CARGO_PKG_VERSION"),
                     "ws_url": format!("ws://{}/ws", ctx.view.ws_addr),
                     "tokens": !cfg.admission.token_keys.is_empty(),
+                    // The demo's own flow: POST /api/demo/tokens.
+                    "demo_tokens": cfg.admission.token_keys.is_empty()
+                        && cfg.admission.demo_key.is_some(),
                     "cores": cores.len(),
                 }),
             )
         }
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
+        (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
             if protocol::validate_channel(name, protocol::MAX_CHANNEL_LEN).is_err() {
                 return error(400, "invalid_channel", "bad channel name");
@@ -502,6 +507,55 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
         crate::admission::token::claims_for(ask.user, ask.ttl_secs, ask.subscribe, ask.publish);
     let token = crate::admission::token::mint(key.as_bytes(), &claims);
     json_response(200, json!({"token": token, "expires": claims.exp}))
+}
+
+/// `POST /api/demo/tokens` `{"user":"…"}`: a one-time token signed with
+/// the demo's ephemeral key, for the embedded demo when no token key is
+/// configured. The server fixes what it grants (subscribe and publish on
+/// `demo:*`) and its lifetime (60 s); the route exists only with the key.
+fn mint_demo_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
+    use crate::admission::demo;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        user: String,
+    }
+    let adm = &ctx.view.config.admission;
+    if !adm.token_keys.is_empty() {
+        return error(
+            409,
+            "token_key_configured",
+            "a token key is configured: mint tokens with POST /api/tokens",
+        );
+    }
+    let Some(key) = &adm.demo_key else {
+        return error(404, "not_found", "no such endpoint (admin.demo is off)");
+    };
+    let body = match read_body(req) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let ask: Ask = match serde_json::from_str(body.get()) {
+        Ok(a) => a,
+        Err(e) => return error(400, "bad_request", &e.to_string()),
+    };
+    if !demo::valid_user(&ask.user) {
+        return error(
+            400,
+            "bad_user",
+            "user must be 1 to 32 characters of A-Z a-z 0-9 _ -",
+        );
+    }
+    let (token, expires) = key.mint(&ask.user);
+    json_response(
+        200,
+        json!({
+            "token": token,
+            "expires": expires,
+            "user": ask.user,
+            "channels": demo::CHANNELS,
+        }),
+    )
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {

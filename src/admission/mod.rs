@@ -2,6 +2,7 @@
 //! completes and before any per-connection work is spent.
 //!
 //! - [`token`]: one-time HMAC-SHA256 connection tokens (mint, verify).
+//! - [`demo`]: the chat demo's ephemeral key, when no token key is set.
 //! - [`grants`]: per-channel subscribe/publish grants from a token.
 //! - [`replay`]: the shared, bounded memory of used token ids.
 //! - [`origin`]: the `Origin` allow-list.
@@ -14,6 +15,7 @@
 //! refusals are answered by the connection with the error's HTTP status.
 //! A token is never logged.
 
+pub mod demo;
 pub mod grants;
 pub mod ip;
 pub mod origin;
@@ -67,6 +69,15 @@ impl From<HandshakeError> for Refusal {
     }
 }
 
+/// A token refusal (all answered 401).
+fn token_refusal(e: token::TokenError) -> HandshakeError {
+    match e {
+        token::TokenError::Malformed => HandshakeError::TokenMalformed,
+        token::TokenError::BadSignature => HandshakeError::TokenBadSignature,
+        token::TokenError::Expired => HandshakeError::TokenExpired,
+    }
+}
+
 /// The shared admission state.
 pub struct Admission {
     cfg: AdmissionConfig,
@@ -95,6 +106,22 @@ impl Admission {
     /// Whether `route` needs a token.
     pub fn requires_token(&self, route: Route) -> bool {
         route == Route::Hub && self.cfg.require_token_on_ws && !self.cfg.token_keys.is_empty()
+    }
+
+    /// The demo key, if a token on `route` is checked against it: only on
+    /// the hub, and only while no token key is configured.
+    fn demo_key(&self, route: Route) -> Option<&demo::DemoKey> {
+        let demo = route == Route::Hub && self.cfg.token_keys.is_empty();
+        self.cfg.demo_key.as_ref().filter(|_| demo)
+    }
+
+    /// Spends a verified token's id (one-time use, across all cores).
+    fn use_once(&self, claims: &token::Claims, now: u64) -> Result<(), Refusal> {
+        match self.used.use_once(&claims.jti, claims.exp, now) {
+            replay::Use::First => Ok(()),
+            replay::Use::Replayed => Err(HandshakeError::TokenReplayed.into()),
+            replay::Use::Full => Err(HandshakeError::ServerFull.into()),
+        }
     }
 
     /// The client's IP: the peer's, or the proxy header's first entry when
@@ -139,21 +166,20 @@ impl Admission {
         if self.requires_token(route) {
             let token = token.ok_or(HandshakeError::TokenMissing)?;
             let keys: Vec<&[u8]> = self.cfg.token_keys.iter().map(|k| k.as_bytes()).collect();
-            let claims = token::verify(&keys, &token, now).map_err(|e| match e {
-                token::TokenError::Malformed => HandshakeError::TokenMalformed,
-                token::TokenError::BadSignature => HandshakeError::TokenBadSignature,
-                token::TokenError::Expired => HandshakeError::TokenExpired,
-            })?;
-            match self.used.use_once(&claims.jti, claims.exp, now) {
-                replay::Use::First => {}
-                replay::Use::Replayed => return Err(HandshakeError::TokenReplayed.into()),
-                replay::Use::Full => return Err(HandshakeError::ServerFull.into()),
-            }
+            let claims = token::verify(&keys, &token, now).map_err(token_refusal)?;
+            self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));
             grants = Some(Box::new(TokenGrants {
                 subscribe: Grants::new(claims.subscribe),
                 publish: Grants::new(claims.publish),
             }));
+        } else if let (Some(key), Some(token)) = (self.demo_key(route), token) {
+            // No token key: a token can only be the demo's. Without one the
+            // client is anonymous as before; a bad one is refused.
+            let claims = key.verify(&token, now).map_err(token_refusal)?;
+            self.use_once(&claims, now)?;
+            user = Some(Arc::<str>::from(claims.sub.as_str()));
+            grants = Some(Box::new(demo::grants()));
         }
         // Quotas last: they are taken, and given back on any later refusal.
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.cfg.max_connections {

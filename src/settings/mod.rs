@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::demo::DemoKey;
 use crate::config::{AdminConfig, RateLimit, RatePolicy};
 use crate::conn::SlowConsumerPolicy;
 use crate::Config;
@@ -122,6 +123,9 @@ pub struct AdminSettings {
     pub listen: String,
     /// Secret.
     pub key: String,
+    /// Without a token key, give `/demo` an ephemeral key of its own so it
+    /// can publish on `demo:*` (see `AdmissionConfig::demo_key`).
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +205,9 @@ impl Default for Settings {
             admin: AdminSettings {
                 listen: admin.listen.to_string(),
                 key: String::new(),
+                // On: the demo works out of the box (the key only grants
+                // `demo:*`, only to tokens the admin plane mints).
+                demo: true,
             },
             shutdown: ShutdownSettings {
                 drain_window: c.drain_window,
@@ -396,6 +403,11 @@ impl Settings {
                 Some(AdminConfig { listen, key })
             }
         };
+        // The demo's key, made here at start: never in the settings (so
+        // never printed), and only without a token key (with one, the demo
+        // uses POST /api/tokens) and with the admin plane that serves it.
+        let demo = self.admin.demo && cfg.admin.is_some() && cfg.admission.token_keys.is_empty();
+        cfg.admission.demo_key = demo.then(DemoKey::generate);
         cfg.drain_window = self.shutdown.drain_window;
         cfg.drain_timeout = self.shutdown.drain_timeout;
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -416,11 +428,30 @@ mod tests {
     #[test]
     fn defaults_build_the_default_config() {
         let cfg = Settings::default().to_config().unwrap();
-        let want = Config {
+        let mut want = Config {
             admin: Some(AdminConfig::default()),
             ..Config::default()
         };
+        want.admission.demo_key = Some(DemoKey::generate());
         assert_eq!(format!("{cfg:?}"), format!("{want:?}"));
+    }
+
+    #[test]
+    fn the_demo_key_exists_only_without_a_token_key_and_with_the_admin_plane() {
+        let demo_key = |s: &Settings| s.to_config().unwrap().admission.demo_key.is_some();
+        assert!(demo_key(&Settings::default()));
+        let mut s = Settings::default();
+        s.admin.demo = false;
+        assert!(!demo_key(&s));
+        let mut s = Settings::default();
+        s.token.key = "k".into();
+        assert!(!demo_key(&s));
+        let mut s = Settings::default();
+        s.admin.listen = "off".into();
+        assert!(!demo_key(&s));
+        // Never shown, not even in the config's Debug.
+        let key = Settings::default().to_config().unwrap().admission.demo_key;
+        assert_eq!(format!("{key:?}"), "Some(DemoKey(********))");
     }
 
     #[test]

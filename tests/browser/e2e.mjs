@@ -1,9 +1,14 @@
 // End-to-end test of the pages the admin listener serves, in headless
-// Chromium: the chat demo (/demo, through web/wsedge.js) and the status
-// page (/). Run by tests/browser.rs against a fresh `wsedge serve` with a
-// token key; see docs/client.md.
+// Chromium: the chat demo (/demo, through web/wsedge.js) in two pages that
+// chat with each other, and the status page (/). Run by tests/browser.rs
+// against a fresh `wsedge serve`, once with the embedded defaults (the
+// demo takes its tokens from POST /api/demo/tokens) and once with a token
+// key (POST /api/tokens); see docs/client.md.
 //
 //   WSEDGE_ADMIN=http://127.0.0.1:9090 WSEDGE_SCREENSHOT_DIR=/tmp node e2e.mjs
+//
+// WSEDGE_EXPECT_FLOW=demo|tokens makes it check which token flow the
+// server offers (GET /api/info) before anything else.
 //
 // Prints one line per step; exits 1 at the first failing one.
 
@@ -14,8 +19,10 @@ import { chromium } from 'playwright-core';
 const ADMIN = process.env.WSEDGE_ADMIN;
 const SHOTS = process.env.WSEDGE_SCREENSHOT_DIR || '.';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const EXPECT_FLOW = process.env.WSEDGE_EXPECT_FLOW;
 const TIMEOUT_MS = 15_000; // every wait is bounded by this
-const CHANNEL = 'chat:lobby';
+const CHANNEL = 'demo:lobby';
+const TOKEN_ROUTES = ['/api/tokens', '/api/demo/tokens'];
 
 if (!ADMIN) {
   console.error('set WSEDGE_ADMIN to the admin listener, e.g. http://127.0.0.1:9090');
@@ -83,7 +90,7 @@ function watch(page, problems, tokens) {
     if (tokens.some((t) => text.includes(t))) problems.push('a token was written to the console');
   });
   page.on('response', async (resp) => {
-    if (resp.url().endsWith('/api/tokens') && resp.ok()) tokens.push((await resp.json()).token);
+    if (TOKEN_ROUTES.some((r) => resp.url().endsWith(r)) && resp.ok()) tokens.push((await resp.json()).token);
   });
 }
 
@@ -92,8 +99,15 @@ const problems = [];
 const tokens = [];
 let browser;
 let demo;
+let other;
 try {
   mkdirSync(SHOTS, { recursive: true });
+  const info = await step('GET /api/info', () => api('GET', '/api/info'));
+  const flow = info.tokens ? 'tokens' : info.demo_tokens ? 'demo' : 'none';
+  await step(`the server offers the "${flow}" token flow${EXPECT_FLOW ? ` (expected "${EXPECT_FLOW}")` : ''}`, async () => {
+    if (EXPECT_FLOW && flow !== EXPECT_FLOW) throw new Error(`/api/info says ${JSON.stringify(info)}`);
+    if (flow === 'none') throw new Error('no token flow: the demo could not publish');
+  });
   browser = await step('launch chromium', () =>
     chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'], timeout: TIMEOUT_MS }));
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
@@ -116,6 +130,41 @@ try {
     const text = `hello from the browser ${tag}`;
     await sendChat(demo, text);
     await waitLog(demo, text);
+  });
+
+  // The newcomer's check: a second tab, a line typed and Enter pressed in one, shown in the other.
+  other = await context.newPage();
+  watch(other, problems, tokens);
+  const otherName = `tab2-${tag}`;
+  await step(`open a second /demo as ${otherName}`, async () => {
+    const resp = await other.goto(ADMIN + '/demo?name=' + otherName);
+    if (!resp.ok()) throw new Error(`/demo answered HTTP ${resp.status()}`);
+    await waitState(other, 'open');
+    if ((await textOf(other, '#user')) !== otherName) throw new Error('?name= was not taken');
+  });
+
+  await step('a line typed in the first tab (Enter) appears in the second', async () => {
+    const text = `typed in tab one ${tag}`;
+    await demo.fill('#text', text);
+    await demo.press('#text', 'Enter');
+    await waitLog(other, text);
+    await waitLog(demo, text);
+    const seen = await other.locator('#log').innerText({ timeout: TIMEOUT_MS });
+    if (!seen.includes(`${user} ${text}`)) throw new Error(`the second tab shows ${JSON.stringify(seen)}`);
+  });
+
+  await step('a line typed in the second tab (Enter) appears in the first', async () => {
+    const text = `typed in tab two ${tag}`;
+    await other.fill('#text', text);
+    await other.press('#text', 'Enter');
+    await waitLog(demo, text);
+  });
+
+  await step('neither tab was refused anything', async () => {
+    for (const page of [demo, other]) {
+      const log = await page.locator('#log').innerText({ timeout: TIMEOUT_MS });
+      if (/not sent|error:/.test(log)) throw new Error(`a tab's log says: ${log}`);
+    }
   });
 
   await step('a message published through the admin API arrives', async () => {
@@ -179,15 +228,17 @@ try {
   await step(`screenshots in ${SHOTS}`, async () => {
     await status.screenshot({ path: join(SHOTS, 'status.png'), fullPage: true });
     await demo.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });
+    await other.screenshot({ path: join(SHOTS, 'demo-2.png'), fullPage: true });
   });
   console.log('browser e2e: all steps passed');
 } catch (err) {
   process.exitCode = 1;
-  if (demo) {
+  for (const [name, page] of [['demo', demo], ['demo-2', other]]) {
+    if (!page) continue;
     // What the user would have seen: the log usually tells why.
-    const log = await demo.locator('#log').innerText({ timeout: 2000 }).catch(() => '(unavailable)');
-    console.log(`demo log at failure:\n${log}`);
-    await demo.screenshot({ path: join(SHOTS, 'demo-failure.png') }).catch(() => {});
+    const log = await page.locator('#log').innerText({ timeout: 2000 }).catch(() => '(unavailable)');
+    console.log(`${name} log at failure:\n${log}`);
+    await page.screenshot({ path: join(SHOTS, `${name}-failure.png`) }).catch(() => {});
   }
   if (!String(err.message).startsWith('timed out')) console.log(err.stack);
 } finally {
