@@ -175,48 +175,125 @@ fn invalid_close_from_peer_is_answered_and_tcp_closed_at_once() {
     assert!(wait_until(Duration::from_secs(1), || server.stats().open == 0));
 }
 
+/// What the writer thread of the back-pressure test reports.
+#[derive(Debug, PartialEq)]
+enum Writer {
+    /// A write made no progress for [`WRITE_STALL`]: the socket's send
+    /// buffer is full and stays full, so the server is not reading.
+    Blocked,
+    /// Every frame was written.
+    Finished,
+}
+
+/// How long one write may make no progress before the writer reports
+/// [`Writer::Blocked`]. This only says *when* to look at the server's
+/// counts; the outcome is decided by the counts (see the test).
+const WRITE_STALL: Duration = Duration::from_millis(500);
+
 #[test]
 fn client_that_does_not_read_is_paused_by_back_pressure_and_loses_nothing() {
-    use std::io::Read;
+    use std::io::{ErrorKind, Read};
+    use std::sync::mpsc;
+    const WRITE_BUDGET: usize = 64 * 1024;
+    const FRAMES: usize = 4096; // 64 MiB, far more than the socket buffers hold
+    const PAYLOAD: usize = 16 * 1024;
     let mut cfg = config(1);
-    cfg.conn.write_budget = 64 * 1024;
+    cfg.conn.write_budget = WRITE_BUDGET;
     let server = start(cfg);
     let s = raw_upgraded(server.local_addr());
-    const FRAMES: usize = 4096; // 64 MiB, far more than the socket buffers hold
-    let frame = client_frame(true, 0x2, &[7u8; 16 * 1024]);
+    let frame = client_frame(true, 0x2, &[7u8; PAYLOAD]);
+    let total = (FRAMES * frame.len()) as u64;
+    let before = server.stats();
+
+    // The writer writes every frame, byte-exact across partial writes, and
+    // says so the first time a write makes no progress for WRITE_STALL.
+    // Bounded: it gives up after 60 stalls in a row (30 s with no
+    // progress at all), and stops on any other error.
     let mut writer = s.try_clone().unwrap();
+    writer.set_write_timeout(Some(WRITE_STALL)).unwrap();
+    let (tx, events) = mpsc::channel();
     let wrote = std::thread::spawn(move || {
+        let mut told = false;
         for _ in 0..FRAMES {
-            writer.write_all(&frame).unwrap();
+            let mut off = 0;
+            let mut stalls = 0;
+            while off < frame.len() {
+                match writer.write(&frame[off..]) {
+                    Ok(0) => return Err("write returned 0".to_string()),
+                    Ok(n) => {
+                        off += n;
+                        stalls = 0;
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if !told {
+                            told = true;
+                            let _ = tx.send(Writer::Blocked);
+                        }
+                        stalls += 1;
+                        if stalls >= 60 {
+                            return Err("no write progress for 30 s".to_string());
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("write failed: {e}")),
+                }
+            }
         }
+        let _ = tx.send(Writer::Finished);
+        Ok(())
     });
-    // The client reads nothing: the server must stop reading from it.
-    let mut last = 0;
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = server.stats().bytes_in;
-            let stalled = now == last && now > 0;
-            last = now;
-            stalled
-        }),
-        "reading paused"
+
+    // The client reads nothing. Wait for the writer to block (the server
+    // stopped reading) or finish (the server read everything).
+    let event = events
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the writer neither blocked nor finished");
+    let stats = server.stats();
+    let read = stats.bytes_in - before.bytes_in;
+    // What the server read but could not send yet: it may hold at most its
+    // write budget plus what one read (64 KiB) adds, plus a partial frame.
+    // Without back-pressure it would take in everything and queue it all.
+    let held = stats.bytes_in.saturating_sub(stats.bytes_out);
+    assert_eq!(
+        event,
+        Writer::Blocked,
+        "the server read all {total} bytes from a client that reads nothing ({read} read)"
     );
-    let total = (FRAMES * (16 * 1024 + 8)) as u64;
-    assert!(last < total / 2, "paused at {last} of {total} bytes");
-    // Now read: everything is echoed, in full.
+    assert!(read < total / 2, "paused at {read} of {total} bytes");
+    assert!(
+        held <= (WRITE_BUDGET + 256 * 1024) as u64,
+        "the server holds {held} bytes read but not sent: reading did not pause at the write budget"
+    );
+
+    // Now read: everything is echoed, in full and intact.
     let mut r = s;
     r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let expect = FRAMES * (16 * 1024 + 4);
+    let echo_len = PAYLOAD + 4; // 0x82, 126, 16-bit length, payload
+    let expect = FRAMES * echo_len;
     let mut got = 0usize;
     let mut buf = vec![0u8; 256 * 1024];
     while got < expect {
         let n = r.read(&mut buf).unwrap();
         assert!(n > 0, "connection closed after {got} bytes");
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let want = match (got + i) % echo_len {
+                0 => 0x82,
+                1 => 126,
+                2 => (PAYLOAD >> 8) as u8,
+                3 => PAYLOAD as u8,
+                _ => 7,
+            };
+            assert_eq!(b, want, "byte {} of the echoes", got + i);
+        }
         got += n;
     }
     assert_eq!(got, expect);
-    wrote.join().unwrap();
+    wrote.join().unwrap().unwrap();
+    // Counters are published once per loop turn: wait for the last one.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let stats = server.stats();
+        stats.messages_in == FRAMES as u64 && stats.messages_out == FRAMES as u64
+    }));
 }
 
 #[test]
