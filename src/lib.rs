@@ -7,6 +7,8 @@
 //!   events, bytes out and the next deadline out.
 //! - [`timer`]: the hierarchical timing wheel holding every deadline.
 //! - [`engine`]: the per-core `mio` drivers and the [`Server`] handle.
+//! - [`sharded`]: sixteen locked shards picked by key hash, under the
+//!   state all cores share (hub registry, admission maps).
 //! - [`hub`], [`admission`], [`limits`]: channels and users, who may
 //!   connect, per-client buckets.
 //! - [`admin`]: the HTTP plane — push API, metrics, health, status page.
@@ -27,6 +29,7 @@ pub mod hub;
 pub mod limits;
 pub mod protocol;
 pub mod settings;
+pub mod sharded;
 pub mod timer;
 
 pub use config::{Config, ConnConfig};

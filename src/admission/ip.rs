@@ -5,13 +5,10 @@
 //! not touch: deciding which IP is the client's (see `Admission`).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use rustc_hash::FxBuildHasher;
-
-const SHARDS: usize = 16;
+use crate::sharded::Sharded;
 
 #[derive(Default)]
 struct Shard {
@@ -21,30 +18,18 @@ struct Shard {
 }
 
 /// Shared per-IP state.
+#[derive(Default)]
 pub struct IpLimits {
-    shards: Vec<Mutex<Shard>>,
-}
-
-impl Default for IpLimits {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-        }
-    }
+    shards: Sharded<IpAddr, Mutex<Shard>>,
 }
 
 impl IpLimits {
-    fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, Shard> {
-        let i = FxBuildHasher.hash_one(ip) as usize % SHARDS;
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Counts an attempt at `now` (seconds); `Err(retry_after)` if `ip`
     /// already made `max` attempts in the current `window`-second window.
     pub fn attempt(&self, ip: IpAddr, now: u64, window: u64, max: u32) -> Result<(), u64> {
         let window = window.max(1);
         let start = now - now % window;
-        let mut s = self.shard(ip);
+        let mut s = self.shards.lock(&ip);
         s.sweeps += 1;
         if s.sweeps >= 1024 {
             s.sweeps = 0;

@@ -6,12 +6,9 @@
 //! tokens rather than growing without bound. Must not touch: signatures.
 
 use std::collections::{BTreeSet, HashSet};
-use std::hash::BuildHasher;
 use std::sync::Mutex;
 
-use rustc_hash::FxBuildHasher;
-
-const SHARDS: usize = 16;
+use crate::sharded::{Sharded, SHARDS};
 
 #[derive(Default)]
 struct Shard {
@@ -32,7 +29,7 @@ pub enum Use {
 
 /// The used-token memory.
 pub struct UsedTokens {
-    shards: Vec<Mutex<Shard>>,
+    shards: Sharded<str, Mutex<Shard>>,
     cap_per_shard: usize,
 }
 
@@ -40,15 +37,14 @@ impl UsedTokens {
     /// Remembers at most `capacity` unexpired ids.
     pub fn new(capacity: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: Sharded::default(),
             cap_per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
     /// Records `jti` (valid until `exp`) at time `now` (Unix seconds).
     pub fn use_once(&self, jti: &str, exp: u64, now: u64) -> Use {
-        let i = FxBuildHasher.hash_one(jti) as usize % SHARDS;
-        let mut s = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.shards.lock(jti);
         while let Some((e, _)) = s.by_expiry.first() {
             if *e > now {
                 break;
@@ -69,10 +65,7 @@ impl UsedTokens {
 
     /// Ids remembered now.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).ids.len())
-            .sum()
+        self.shards.lock_each().map(|s| s.ids.len()).sum()
     }
 
     /// True if none is remembered.

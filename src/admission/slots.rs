@@ -5,35 +5,28 @@
 //! which key a connection has (see `Admission`).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::sync::Mutex;
 
-use rustc_hash::FxBuildHasher;
-
-const SHARDS: usize = 16;
+use crate::sharded::Sharded;
 
 /// Open-connection counts per key.
 pub struct SlotCounts<K> {
-    shards: Vec<Mutex<HashMap<K, u32>>>,
+    shards: Sharded<K, Mutex<HashMap<K, u32>>>,
 }
 
 impl<K: Hash + Eq> Default for SlotCounts<K> {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: Sharded::default(),
         }
     }
 }
 
 impl<K: Hash + Eq + Clone> SlotCounts<K> {
-    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, HashMap<K, u32>> {
-        let i = FxBuildHasher.hash_one(key) as usize % SHARDS;
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Takes one of `key`'s `max` slots; false if none is left.
     pub fn take(&self, key: &K, max: u32) -> bool {
-        let mut s = self.shard(key);
+        let mut s = self.shards.lock(key);
         let n = s.entry(key.clone()).or_insert(0);
         if *n >= max {
             return false;
@@ -44,7 +37,7 @@ impl<K: Hash + Eq + Clone> SlotCounts<K> {
 
     /// Returns a slot taken by [`SlotCounts::take`].
     pub fn give_back(&self, key: &K) {
-        let mut s = self.shard(key);
+        let mut s = self.shards.lock(key);
         if let Some(n) = s.get_mut(key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -55,7 +48,7 @@ impl<K: Hash + Eq + Clone> SlotCounts<K> {
 
     /// Open connections of `key`.
     pub fn count(&self, key: &K) -> u32 {
-        self.shard(key).get(key).copied().unwrap_or(0)
+        self.shards.lock(key).get(key).copied().unwrap_or(0)
     }
 }
 

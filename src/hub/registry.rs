@@ -7,13 +7,12 @@
 //! pick the cores to hand the frame to (one read lock on one shard, never
 //! per subscriber). Must not touch: connections, frames.
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
-const SHARDS: usize = 16;
+use crate::sharded::Sharded;
 
 /// Cores as a bit mask (bit i = core i); at most 64 cores.
 pub type CoreMask = u64;
@@ -21,26 +20,21 @@ pub type CoreMask = u64;
 /// Most cores a server may run (one bit each in a [`CoreMask`]).
 pub const MAX_CORES: usize = 64;
 
+/// Name → mask of the cores that have it.
 #[derive(Default)]
-struct Sharded {
-    shards: [RwLock<FxHashMap<Arc<str>, CoreMask>>; SHARDS],
+struct Masks {
+    shards: Sharded<Arc<str>, RwLock<FxHashMap<Arc<str>, CoreMask>>>,
     /// Names with a non-zero mask.
     len: AtomicU64,
 }
 
-impl Sharded {
-    fn shard(&self, name: &str) -> &RwLock<FxHashMap<Arc<str>, CoreMask>> {
-        let h = FxBuildHasher.hash_one(name) as usize;
-        &self.shards[h % SHARDS]
-    }
-
+impl Masks {
     fn get(&self, name: &str) -> CoreMask {
-        let map = self.shard(name).read().unwrap_or_else(|e| e.into_inner());
-        map.get(name).copied().unwrap_or(0)
+        self.shards.read(name).get(name).copied().unwrap_or(0)
     }
 
     fn set(&self, name: &Arc<str>, core: usize, present: bool) {
-        let mut map = self.shard(name).write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shards.write(name);
         let bit = 1u64 << core;
         if present {
             let mask = map.entry(name.clone()).or_insert(0);
@@ -61,8 +55,8 @@ impl Sharded {
 /// Shared, read-mostly hub registry.
 #[derive(Default)]
 pub struct Registry {
-    channels: Sharded,
-    users: Sharded,
+    channels: Masks,
+    users: Masks,
 }
 
 impl Registry {
