@@ -1,0 +1,144 @@
+//! Connection setup for every mode: nonblocking sockets bound to a
+//! 127.0.0.x source address and registered on a mio poll, the upgrade
+//! request and its 101 response, and [`WsConn`], one upgraded (or
+//! upgrading) client connection.
+//!
+//! Owns: sockets, source addresses and the HTTP upgrade. Must not touch:
+//! frame encoding or decoding beyond handing bytes to `frame`, what a mode
+//! sends or measures, or output.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token};
+use wsedge::protocol::{Frame, FrameDecoder};
+
+use crate::frame;
+
+/// The 127.0.0.x source address of the `i`th connection: `per_source`
+/// connections each, from `first` on (past the ephemeral port range, or a
+/// server's per-IP quota, the next address takes over).
+pub fn source_addr(first: u8, i: usize, per_source: usize) -> io::Result<u8> {
+    let src = first as usize + i / per_source.max(1);
+    u8::try_from(src).map_err(|_| io::Error::other("too many source addresses"))
+}
+
+/// Starts a nonblocking connect from 127.0.0.`src` (port chosen by the
+/// kernel) to `addr`.
+pub fn connect_from(src: u8, addr: SocketAddr) -> io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from(([127, 0, 0, src], 0)).into())?;
+    sock.set_nonblocking(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    sock.set_tcp_nodelay(true)?;
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Registers `stream` on `poll` for reading and writing under `token`.
+pub fn register(poll: &Poll, stream: &mut TcpStream, token: usize) -> io::Result<()> {
+    poll.registry().register(
+        stream,
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )
+}
+
+/// Opens `n` connections to `server` (`per_source` per source address
+/// from `first_source`), each registered on `poll` with its index as its
+/// token.
+pub fn open_all(
+    poll: &Poll,
+    server: SocketAddr,
+    n: usize,
+    first_source: u8,
+    per_source: usize,
+) -> io::Result<Vec<TcpStream>> {
+    let mut streams = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut stream = connect_from(source_addr(first_source, i, per_source)?, server)?;
+        register(poll, &mut stream, i)?;
+        streams.push(stream);
+    }
+    Ok(streams)
+}
+
+/// The upgrade request for `path` (a fixed key: the client does not check
+/// the accept value).
+pub fn upgrade_request(path: &str, server: SocketAddr) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Where the HTTP head that starts `buf` ends (after its blank line), once
+/// it is complete.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Consumes the upgrade response from the front of `rx` once its head is
+/// complete: `Ok(false)` while it is not, an error unless it is a 101.
+pub fn take_upgrade_response(rx: &mut BytesMut) -> io::Result<bool> {
+    let Some(end) = head_end(rx) else {
+        return Ok(false);
+    };
+    if !rx.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other("upgrade refused"));
+    }
+    let _ = rx.split_to(end);
+    Ok(true)
+}
+
+/// One client connection driven by a mio poll: what has arrived on it,
+/// whether the 101 has, and the frames after it. Writing is the mode's.
+pub struct WsConn {
+    pub stream: TcpStream,
+    rx: BytesMut,
+    pub upgraded: bool,
+    decoder: FrameDecoder,
+}
+
+impl WsConn {
+    pub fn new(stream: TcpStream) -> WsConn {
+        WsConn {
+            stream,
+            rx: BytesMut::new(),
+            upgraded: false,
+            decoder: frame::client_decoder(),
+        }
+    }
+
+    /// Reads everything the socket has (through `scratch`) into the
+    /// receive buffer; `Ok(false)` if the server closed the connection.
+    pub fn read_available(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Ok(false),
+                Ok(k) => self.rx.extend_from_slice(&scratch[..k]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Before the upgrade: consumes the 101 once it has fully arrived.
+    /// `Ok(true)` when this call completed the upgrade, `Ok(false)` while
+    /// the response is incomplete; an error if it is not a 101.
+    pub fn finish_upgrade(&mut self) -> io::Result<bool> {
+        self.upgraded = take_upgrade_response(&mut self.rx)?;
+        Ok(self.upgraded)
+    }
+
+    /// The next complete frame received, if any.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        frame::next_frame(&mut self.decoder, &mut self.rx)
+    }
+}
