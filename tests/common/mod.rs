@@ -344,8 +344,14 @@ pub fn skip_unless_required(require_var: &str, test: &str, missing: &str) {
     if std::env::var(require_var).as_deref() == Ok("1") {
         panic!("{test}: {missing}, and {require_var}=1 requires it (scripts/test installs it)");
     }
-    let _ = writeln!(
-        std::io::stderr(),
+    // Once per test binary, however many of its tests skip for it.
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let line = format!(
         "skipped: {test}: {missing} (scripts/test installs it; {require_var}=1 makes this a failure)"
     );
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.contains(&line) {
+        let _ = writeln!(std::io::stderr(), "{line}");
+        said.push(line);
+    }
 }
