@@ -6,12 +6,12 @@
 //!
 //! | function | drives | invariants |
 //! |---|---|---|
-//! | [`frame_parser`] | `FrameDecoder` in chunks | consumed ≤ given; incomplete input consumes nothing; a frame re-encodes to its own bytes (exactly, when its length was minimally encoded); streamed pieces are the payload's prefix; unmasking matches a scalar reference |
-//! | [`frame_differential`] | `FrameDecoder` and tungstenite's `FrameHeader::parse` | both accept or both reject, with equal frames (after applying the RFC rules tungstenite checks later) |
-//! | [`handshake`] | `parse_request`, `write_accept`, `write_error` | accepted requests are complete for `httparse` too and incomplete when cut; responses are well-formed HTTP |
-//! | [`utf8_incremental`] | `Utf8Validator` over random cuts | agrees with `std::str::from_utf8` on the whole and on every prefix it has seen (fail fast, never early) |
-//! | [`connection`] | one `Conn` through a random life, driven as a core drives it | see [`connection`]; among them: no frame after a close frame, valid close codes, bounded out queue, every queued message arrives intact, deadlines after `handle_timeout` are in the future |
-//! | [`client_request`] | the hub's JSON request parser and the frames answering it | an accepted request is a JSON object whose fields say the same; `data` is carried byte for byte; every answer frame is one well-formed text frame of valid JSON |
+//! | [`frame_parser`](fn@frame_parser) | `FrameDecoder` in chunks | consumed ≤ given; incomplete input consumes nothing; a frame re-encodes to its own bytes (exactly, when its length was minimally encoded); streamed pieces are the payload's prefix; unmasking matches a scalar reference |
+//! | [`frame_differential`](fn@frame_differential) | `FrameDecoder` and tungstenite's `FrameHeader::parse` | both accept or both reject, with equal frames (after applying the RFC rules tungstenite checks later) |
+//! | [`handshake`](fn@handshake) | `parse_request`, `write_accept`, `write_error` | accepted requests are complete for `httparse` too and incomplete when cut; responses are well-formed HTTP |
+//! | [`utf8_incremental`](fn@utf8_incremental) | `Utf8Validator` over random cuts | agrees with `std::str::from_utf8` on the whole and on every prefix it has seen (fail fast, never early) |
+//! | [`connection`](fn@connection) | one `Conn` through a random life, driven as a core drives it | see [`connection`](fn@connection); among them: no frame after a close frame, valid close codes, bounded out queue, every queued message arrives intact, deadlines after `handle_timeout` are in the future |
+//! | [`client_request`](fn@client_request) | the hub's JSON request parser and the frames answering it | an accepted request is a JSON object whose fields say the same; `data` is carried byte for byte; every answer frame is one well-formed text frame of valid JSON |
 //!
 //! Owns: invariant checks over arbitrary input and the tiny byte decoder the
 //! structure-aware targets use. Must not touch: I/O, the clock (time is
@@ -21,6 +21,10 @@
 //! One file per target, named after it (`fuzzing/<target>.rs`, with the
 //! target's own checks and helpers); the helpers several targets share
 //! (the input decoder, the scalar unmasking reference) are here.
+//!
+//! Compiled only under `cfg(fuzzing)` (which `cargo fuzz` sets) or the
+//! `fuzzing` feature (which the fuzz crate and `cargo test`, through the
+//! self dev-dependency in `Cargo.toml`, turn on), never into the product.
 #![doc(hidden)]
 
 mod client_request;
