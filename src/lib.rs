@@ -14,6 +14,9 @@
 //! - [`admin`]: the HTTP plane — push API, metrics, health, status page.
 //! - [`config`], [`error`]: every setting, every refusal reason;
 //!   [`settings`]: the TOML file, environment and flags that fill them.
+//! - `fuzzing`: the fuzz harnesses, compiled only under `cfg(fuzzing)`
+//!   (`cargo fuzz`) or the `fuzzing` feature (on for `cargo test`), never
+//!   into the product.
 //!
 //! `unsafe` is forbidden in the whole crate.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@ pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod error;
+#[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod hub;
 pub mod limits;
