@@ -2,9 +2,15 @@
 //! publish once, queue the shared frame on N open connections, then write
 //! it out (simulated: the queues are drained as a socket would take them).
 //!
+//! Also the publish path's first step: finding which cores have
+//! subscribers of the channel (`publish_lookup`), alone and while another
+//! thread looks up the same channel (what a second publishing core does).
+//!
 //! Run: `taskset -c 1 cargo bench --bench fanout`.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -12,6 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::value::RawValue;
 use wsedge::conn::{Conn, Ctx, Tally};
 use wsedge::hub::protocol::message_frame;
+use wsedge::hub::Registry;
 use wsedge::protocol::encoder::FrameEncoder;
 use wsedge::ConnConfig;
 
@@ -81,5 +88,33 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout);
+/// The cores mask of a channel with subscribers on two cores, as a
+/// publish reads it: the shared registry's read lock on one shard.
+fn publish_lookup(c: &mut Criterion) {
+    let registry = Arc::new(Registry::default());
+    let news: Arc<str> = "news".into();
+    registry.set_channel_core(&news, 0, true);
+    registry.set_channel_core(&news, 1, true);
+    let mut g = c.benchmark_group("publish_lookup");
+    g.bench_function("alone", |b| {
+        b.iter(|| black_box(registry.channel_cores(black_box("news"))))
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (registry, stop) = (registry.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                black_box(registry.channel_cores(black_box("news")));
+            }
+        })
+    };
+    g.bench_function("with_another_publisher", |b| {
+        b.iter(|| black_box(registry.channel_cores(black_box("news"))))
+    });
+    stop.store(true, Ordering::Relaxed);
+    other.join().expect("other publisher");
+    g.finish();
+}
+
+criterion_group!(benches, fanout, publish_lookup);
 criterion_main!(benches);
