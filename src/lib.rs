@@ -6,12 +6,20 @@
 //! - [`conn`]: one connection's state machine — bytes and `now` in,
 //!   events, bytes out and the next deadline out.
 //! - [`timer`]: the hierarchical timing wheel holding every deadline.
-//! - [`engine`]: the per-core `mio` drivers and the [`Server`] handle.
+//! - [`engine`]: the data plane — the per-core `mio` drivers.
+//! - [`inbox`]: the one way into a core: bounded commands, wake-up,
+//!   shutdown flag, overflow policy.
 //! - [`sharded`]: sixteen locked shards picked by key hash, under the
 //!   state all cores share (hub registry, admission maps).
-//! - [`hub`], [`admission`], [`limits`]: channels and users, who may
+//! - [`hub`], [`admission`], [`limits`]: channels, users and fan-out (a
+//!   per-core `Hub` and the control plane's `HubHandle`), who may
 //!   connect, per-client buckets.
-//! - [`admin`]: the HTTP plane — push API, metrics, health, status page.
+//! - [`stats`]: what the cores publish (counters, latency histograms) and
+//!   the control plane's view of it.
+//! - [`admin`]: the control plane's HTTP side — push API, metrics, health,
+//!   status page; it holds only handles (hub, stats), never the engine.
+//! - [`server`]: the composition — builds both planes, wires them, and is
+//!   the [`Server`] handle that stops them.
 //! - [`config`], [`error`]: every setting, every refusal reason;
 //!   [`settings`]: the TOML file, environment and flags that fill them.
 //! - `fuzzing`: the fuzz harnesses, compiled only under `cfg(fuzzing)`
@@ -30,11 +38,15 @@ pub mod error;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod hub;
+pub mod inbox;
 pub mod limits;
 pub mod protocol;
+pub mod server;
 pub mod settings;
 pub mod sharded;
+pub mod stats;
 pub mod timer;
 
 pub use config::{Config, ConnConfig};
-pub use engine::{Server, Stats};
+pub use server::Server;
+pub use stats::Stats;

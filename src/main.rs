@@ -418,12 +418,12 @@ fn serve(cfg: Config) -> std::io::Result<()> {
                 break;
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                let reg = server.registry();
+                let hub = server.hub();
                 tracing::info!(
                     "stats {} channels={} users_online={}",
                     server.stats(),
-                    reg.channel_count(),
-                    reg.users_online()
+                    hub.channel_count(),
+                    hub.users_online()
                 );
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -432,13 +432,9 @@ fn serve(cfg: Config) -> std::io::Result<()> {
     server.shutdown();
     let stats_at_exit = {
         // Wait for the drain, then report the final counts.
-        let cores = server.cores().to_vec();
+        let stats = server.stats_view().clone();
         server.join()?;
-        let mut total = wsedge::Stats::default();
-        for c in &cores {
-            total.merge(&c.counters().snapshot());
-        }
-        total
+        stats.total()
     };
     tracing::info!("stopped; stats {}", stats_at_exit);
     Ok(())

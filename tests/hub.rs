@@ -177,7 +177,7 @@ fn presence_is_exact_after_disconnects() {
     assert_eq!(next_json(&mut a), json!({"type":"ack","id":5}));
     assert_eq!(presence(), (0, json!([])));
     assert!(wait_until(Duration::from_secs(5), || {
-        server.registry().channel_count() == 0 && server.registry().users_online() == 1
+        server.hub().channel_count() == 0 && server.hub().users_online() == 1
     }));
     assert_eq!(server.stats().subscriptions, 0);
 }

@@ -15,8 +15,8 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::conn::EndReason;
-use crate::engine::{LatencyHistograms, Stats};
 use crate::error::HandshakeError;
+use crate::stats::{LatencyHistograms, Stats};
 
 /// Everything one scrape reports, gathered by the admin plane.
 pub struct Scrape<'a> {
@@ -311,11 +311,12 @@ pub fn render(s: &Scrape<'_>) -> String {
     w.labelled(
         "wsedge_dropped_total",
         "Deliveries not made, by reason (slow_consumer: over the pending-bytes limit; \
-         not_open: the connection was gone).",
+         not_open: the connection was gone; inbox_full: the core's inbox was full).",
         "reason",
         [
             ("slow_consumer", total.dropped_slow_consumer),
             ("not_open", total.dropped_not_open),
+            ("inbox_full", total.dropped_inbox_full),
         ],
     );
     w.single(

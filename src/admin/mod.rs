@@ -2,9 +2,11 @@
 //! calls, on its own threads and its own (loopback by default) address.
 //!
 //! Owns: HTTP parsing and answers (via `tiny_http`: this plane is not the
-//! hot path), bearer-key checks, encoding a pushed message once, and
-//! handing it to the cores that need it through their inboxes.
-//! Must not touch: connections or per-core state (only commands).
+//! hot path), bearer-key checks, and mapping each route to one call on the
+//! handles it was given ([`Parts`]): the hub's [`HubHandle`] for every
+//! channel, user and connection operation, the [`StatsView`] for numbers.
+//! Must not touch: the engine, connections or per-core state (it holds no
+//! core handle; a full core inbox comes back as 503).
 //!
 //! Endpoints (JSON bodies and answers; see README.md for curl examples):
 //! `POST /api/channels/{name}/publish`, `POST /api/users/{id}/send`,
@@ -30,16 +32,33 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, Config};
 use crate::conn::EndReason;
-use crate::engine::{mask_cores, ChannelInfo, Command, ServerView, Stats, Target};
 use crate::error::HandshakeError;
-use crate::hub::{protocol, ConnId};
+use crate::hub::{ConnId, HubError, HubHandle};
+use crate::stats::{Stats, StatsView};
 
 /// Largest request body accepted (413 beyond it).
 pub const MAX_BODY: usize = 1 << 20;
 const WORKERS: usize = 2;
+/// How long `/metrics` waits for the cores' queued-bytes answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the admin plane is given of a running server: handles, never the
+/// engine.
+#[derive(Clone)]
+pub struct Parts {
+    /// Every hub operation (publish, send, disconnect, presence).
+    pub hub: HubHandle,
+    /// Counters and histograms of every core.
+    pub stats: StatsView,
+    /// Set once shutdown began (readiness turns false).
+    pub draining: Arc<AtomicBool>,
+    /// The address the cores listen on.
+    pub ws_addr: SocketAddr,
+    pub config: Arc<Config>,
+    pub started: Instant,
+}
 
 /// A bound admin listener, not yet serving.
 pub struct Admin {
@@ -70,7 +89,7 @@ pub(crate) struct AdminCtx {
     /// API publishes and sends accepted (any thread may count these).
     api_publishes: AtomicU64,
     api_sends: AtomicU64,
-    view: ServerView,
+    view: Parts,
     /// Set when the admin plane stops.
     stopped: AtomicBool,
     /// Status event streams open.
@@ -80,7 +99,7 @@ pub(crate) struct AdminCtx {
 
 impl Admin {
     /// Binds the listener. Refuses a non-loopback address without a key.
-    pub fn bind(cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
+    pub fn bind(cfg: &AdminConfig, view: Parts) -> io::Result<Admin> {
         if cfg.key.is_none() && !cfg.listen.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -264,8 +283,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
-    let cores = &ctx.view.cores;
-    let registry = &ctx.view.registry;
+    let hub = &ctx.view.hub;
     match (method, segs.as_slice()) {
         (Method::Get, ["metrics"]) => metrics_response(ctx),
         (Method::Get, ["api", "status"]) => {
@@ -285,33 +303,27 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                     // The demo's own flow: POST /api/demo/tokens.
                     "demo_tokens": cfg.admission.token_keys.is_empty()
                         && cfg.admission.demo_key.is_some(),
-                    "cores": cores.len(),
+                    "cores": hub.cores(),
                 }),
             )
         }
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
         (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
-            if protocol::validate_channel(name, protocol::MAX_CHANNEL_LEN).is_err() {
-                return error(400, "invalid_channel", "bad channel name");
+            if !hub.is_valid_channel(name) {
+                return hub_error(HubError::InvalidChannel);
             }
             let data = match read_body(req) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
-            ctx.api_publishes.fetch_add(1, Ordering::Relaxed);
-            let at = Instant::now();
-            let frame = protocol::message_frame(Some(name), &data);
-            let channel: Arc<str> = Arc::from(*name);
-            let mask = registry.channel_cores(name);
-            for core in mask_cores(mask) {
-                cores[core].send(Command::Deliver {
-                    target: Target::Channel(channel.clone()),
-                    frame: frame.clone(),
-                    at,
-                });
+            match hub.publish(name, &data) {
+                Ok(cores) => {
+                    ctx.api_publishes.fetch_add(1, Ordering::Relaxed);
+                    json_response(200, json!({"ok": true, "cores": cores}))
+                }
+                Err(e) => hub_error(e),
             }
-            json_response(200, json!({"ok": true, "cores": mask.count_ones()}))
         }
         (Method::Post, ["api", "users", user, "send"]) => {
             let data = match read_body(req) {
@@ -319,87 +331,51 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
-            let at = Instant::now();
-            let frame = protocol::message_frame(None, &data);
-            let target: Arc<str> = Arc::from(*user);
-            let mask = registry.user_cores(user);
-            for core in mask_cores(mask) {
-                cores[core].send(Command::Deliver {
-                    target: Target::User(target.clone()),
-                    frame: frame.clone(),
-                    at,
-                });
-            }
-            json_response(200, json!({"ok": true, "online": mask != 0}))
+            let online = hub.send_to_user(user, &data);
+            json_response(200, json!({"ok": true, "online": online}))
         }
         (Method::Post, ["api", "connections", id, "send"]) => {
-            let Some(id) = parse_conn(id, ctx) else {
-                return error(404, "unknown_connection", "no such connection id");
+            let Some(id) = parse_conn(id, hub) else {
+                return hub_error(HubError::UnknownConnection);
             };
             let data = match read_body(req) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
-            cores[id.core as usize].send(Command::Deliver {
-                target: Target::Conn {
-                    key: id.key,
-                    gen: id.gen,
-                },
-                frame: protocol::message_frame(None, &data),
-                at: Instant::now(),
-            });
-            json_response(200, json!({"ok": true}))
+            match hub.send_to_connection(id, &data) {
+                Ok(()) => json_response(200, json!({"ok": true})),
+                Err(e) => hub_error(e),
+            }
         }
         (Method::Delete, ["api", "connections", id]) => {
-            let Some(id) = parse_conn(id, ctx) else {
-                return error(404, "unknown_connection", "no such connection id");
+            let Some(id) = parse_conn(id, hub) else {
+                return hub_error(HubError::UnknownConnection);
             };
             let code = query_param(query, "code")
                 .and_then(|c| c.parse::<u16>().ok())
                 .unwrap_or(1000);
-            if !crate::protocol::close::is_valid_close_code(code) {
-                return error(400, "invalid_code", "not a close code a server may send");
+            match hub.disconnect(id, code) {
+                Ok(()) => json_response(200, json!({"ok": true})),
+                Err(e) => hub_error(e),
             }
-            cores[id.core as usize].send(Command::Disconnect {
-                key: id.key,
-                gen: id.gen,
-                code,
-            });
-            json_response(200, json!({"ok": true}))
         }
-        (Method::Get, ["api", "channels", name]) => {
-            let mask = registry.channel_cores(name);
-            let mut total = ChannelInfo::default();
-            for info in query_cores(ctx, mask, |reply| Command::QueryChannel {
-                channel: name.to_string(),
-                reply,
-            }) {
-                total.subscribers += info.subscribers;
-                total.users.extend(info.users);
-            }
-            total.users.sort_unstable();
-            total.users.dedup();
-            json_response(
+        (Method::Get, ["api", "channels", name]) => match hub.channel(name) {
+            Ok(info) => json_response(
                 200,
-                json!({"channel": name, "subscribers": total.subscribers, "users": total.users}),
-            )
-        }
-        (Method::Get, ["api", "users", user]) => {
-            let mask = registry.user_cores(user);
-            let mut ids: Vec<String> = query_cores(ctx, mask, |reply| Command::QueryUser {
-                user: user.to_string(),
-                reply,
-            })
-            .into_iter()
-            .flatten()
-            .map(|id| id.to_string())
-            .collect();
-            ids.sort_unstable();
-            json_response(200, json!({"user": user, "connections": ids}))
-        }
+                json!({"channel": name, "subscribers": info.subscribers, "users": info.users}),
+            ),
+            Err(e) => hub_error(e),
+        },
+        (Method::Get, ["api", "users", user]) => match hub.user_connections(user) {
+            Ok(ids) => {
+                let ids: Vec<String> = ids.iter().map(ConnId::to_string).collect();
+                json_response(200, json!({"user": user, "connections": ids}))
+            }
+            Err(e) => hub_error(e),
+        },
         (Method::Get, ["api", "stats"]) => {
-            let per_core: Vec<Stats> = cores.iter().map(|c| c.counters().snapshot()).collect();
+            let per_core = ctx.view.stats.per_core();
             let mut total = Stats::default();
             for s in &per_core {
                 total.merge(s);
@@ -409,8 +385,8 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 json!({
                     "total": stats_json(&total),
                     "cores": per_core.iter().map(stats_json).collect::<Vec<_>>(),
-                    "channels": registry.channel_count(),
-                    "users_online": registry.users_online(),
+                    "channels": hub.channel_count(),
+                    "users_online": hub.users_online(),
                     "api": {
                         "publishes": ctx.api_publishes.load(Ordering::Relaxed),
                         "sends": ctx.api_sends.load(Ordering::Relaxed),
@@ -422,38 +398,36 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
     }
 }
 
-fn parse_conn(id: &str, ctx: &AdminCtx) -> Option<ConnId> {
+fn parse_conn(id: &str, hub: &HubHandle) -> Option<ConnId> {
     let id: ConnId = id.parse().ok()?;
-    ((id.core as usize) < ctx.view.cores.len()).then_some(id)
+    hub.is_known_core(id).then_some(id)
+}
+
+/// The one mapping of a hub refusal to an HTTP answer.
+fn hub_error(e: HubError) -> Response<io::Cursor<Vec<u8>>> {
+    match e {
+        HubError::InvalidChannel => error(400, "invalid_channel", "bad channel name"),
+        HubError::UnknownConnection => error(404, "unknown_connection", "no such connection id"),
+        HubError::InvalidCloseCode => {
+            error(400, "invalid_code", "not a close code a server may send")
+        }
+        HubError::Busy => error(503, "busy", "a core's inbox is full; try again shortly"),
+    }
 }
 
 /// `GET /metrics`: counters read now, histograms as last merged, queued
 /// bytes asked of every core.
 fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
-    let cores = &ctx.view.cores;
-    let stats: Vec<Stats> = cores.iter().map(|c| c.counters().snapshot()).collect();
-    let latency: Vec<_> = cores.iter().map(|c| c.latency()).collect();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    for (i, c) in cores.iter().enumerate() {
-        let tx = tx.clone();
-        let (one_tx, one_rx) = crossbeam_channel::bounded(1);
-        c.send(Command::QueryOutbound { reply: one_tx });
-        let _ = tx.send((i, one_rx));
-    }
-    drop(tx);
-    let mut outbound = vec![None; cores.len()];
-    let deadline = Instant::now() + QUERY_TIMEOUT;
-    for (i, rx) in rx.iter() {
-        outbound[i] = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok();
-    }
+    let view = &ctx.view.stats;
+    let stats = view.per_core();
+    let latency = view.latency();
+    let outbound = view.queued_bytes(QUERY_TIMEOUT);
     let text = metrics::render(&metrics::Scrape {
         cores: &stats,
         latency: &latency,
         outbound_bytes: &outbound,
-        channels: ctx.view.registry.channel_count(),
-        users_online: ctx.view.registry.users_online(),
+        channels: ctx.view.hub.channel_count(),
+        users_online: ctx.view.hub.users_online(),
         api_publishes: ctx.api_publishes.load(Ordering::Relaxed),
         api_sends: ctx.api_sends.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
@@ -565,23 +539,6 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Sends a query to every core in `mask` and gathers the answers.
-pub(crate) fn query_cores<T>(
-    ctx: &AdminCtx,
-    mask: u64,
-    make: impl Fn(crossbeam_channel::Sender<T>) -> Command,
-) -> Vec<T> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut asked = 0;
-    for core in mask_cores(mask) {
-        ctx.view.cores[core].send(make(tx.clone()));
-        asked += 1;
-    }
-    (0..asked)
-        .filter_map(|_| rx.recv_timeout(QUERY_TIMEOUT).ok())
-        .collect()
-}
-
 pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
     let ended: serde_json::Map<String, serde_json::Value> = EndReason::ALL
         .iter()
@@ -607,7 +564,11 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "pings_sent": s.pings_sent,
         "publishes": s.publishes,
         "deliveries": s.deliveries,
-        "dropped": {"slow_consumer": s.dropped_slow_consumer, "not_open": s.dropped_not_open},
+        "dropped": {
+            "slow_consumer": s.dropped_slow_consumer,
+            "not_open": s.dropped_not_open,
+            "inbox_full": s.dropped_inbox_full,
+        },
         "subscriptions": s.subscriptions,
         "request_errors": s.request_errors,
         "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},

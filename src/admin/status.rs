@@ -5,9 +5,8 @@
 //! Owns: the snapshot's shape, a short cache so that many viewers cost
 //! one gathering per interval, and the event-stream threads (bounded in
 //! number and lifetime). Must not touch: counters' cells or cores' state
-//! (it reads snapshots and asks cores through their inboxes).
+//! (it reads snapshots and asks the hub through its handle).
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{query_cores, stats_json, AdminCtx};
-use crate::engine::{Command, Stats};
+use super::{stats_json, AdminCtx};
+use crate::stats::Stats;
 
 /// How often a stream sends a snapshot.
 pub const STREAM_EVERY: Duration = Duration::from_secs(1);
@@ -49,26 +48,13 @@ pub fn snapshot(ctx: &AdminCtx) -> Arc<String> {
 
 fn gather(ctx: &AdminCtx) -> serde_json::Value {
     let view = &ctx.view;
-    let per_core: Vec<Stats> = view.cores.iter().map(|c| c.counters().snapshot()).collect();
+    let per_core = view.stats.per_core();
     let mut total = Stats::default();
     for s in &per_core {
         total.merge(s);
     }
-    // Each core's local top list, summed by name: exact for channels in
-    // every core's top list, a lower bound for the rest.
-    let all = u64::MAX >> (64 - view.cores.len());
-    let mut merged: HashMap<Arc<str>, usize> = HashMap::new();
-    for list in query_cores(ctx, all, |reply| Command::TopChannels {
-        n: TOP_CHANNELS,
-        reply,
-    }) {
-        for (name, n) in list {
-            *merged.entry(name).or_default() += n;
-        }
-    }
-    let mut top: Vec<(Arc<str>, usize)> = merged.into_iter().collect();
-    top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    top.truncate(TOP_CHANNELS);
+    // A core whose inbox is full is left out of this one snapshot.
+    let top = view.hub.top_channels(TOP_CHANNELS).unwrap_or_default();
     let t_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -85,8 +71,8 @@ fn gather(ctx: &AdminCtx) -> serde_json::Value {
             "bytes_out": s.bytes_out,
         })).collect::<Vec<_>>(),
         "total": stats_json(&total),
-        "channels": view.registry.channel_count(),
-        "users_online": view.registry.users_online(),
+        "channels": view.hub.channel_count(),
+        "users_online": view.hub.users_online(),
         "top_channels": top.iter().map(|(c, n)| json!({"channel": &**c, "subscribers": n}))
             .collect::<Vec<_>>(),
         "api": {

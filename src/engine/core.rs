@@ -6,33 +6,32 @@
 //! readiness and timer expiry into calls on the sans-IO [`Conn`], routing
 //! its events, writing its queue, and removing it — from the slab, the
 //! poll registry and the wheel — the moment it is dead.
-//! Must not touch: protocol rules (that is `protocol`/`conn`), other cores'
+//! Must not touch: protocol rules (that is `protocol`/`conn`), what a hub
+//! message means (the core's [`Hub`] decides; this driver hands it the
+//! connection's events and queues the frames it returns), other cores'
 //! state (only their inboxes, through handles).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::command::Command;
-use super::counters::CoreCounters;
-use super::latency::LatencyRecorder;
-use super::CoreHandle;
-use crate::admission::{Admission, TokenGrants};
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
 use crate::error::HandshakeError;
-use crate::hub::{ConnId, LocalHub, Registry};
+use crate::hub::{ConnId, Hub};
+use crate::inbox::{CoreHandle, Inbox};
 use crate::protocol::close::code;
 use crate::protocol::encoder::FrameEncoder;
+use crate::stats::counters::CoreCounters;
+use crate::stats::latency::LatencyRecorder;
 use crate::timer::{TimerKey, TimingWheel};
 
 /// The per-call context of a connection, borrowed field by field from the
@@ -75,43 +74,10 @@ pub(super) struct Slot {
     read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
     dirty: bool,
-    /// Hub state (user, subscriptions, token grants); boxed so that a
-    /// connection without any costs one pointer.
-    pub(super) hub: Option<Box<HubSlot>>,
     /// The peer's IP (the client's, once admission saw a trusted proxy).
     ip: IpAddr,
     /// Admission took quota slots for it (given back on removal).
     admitted: bool,
-}
-
-/// What the hub and admission know of one connection.
-#[derive(Default)]
-pub(super) struct HubSlot {
-    /// The user id, if known.
-    pub(super) user: Option<Arc<str>>,
-    /// Channels this connection subscribes to.
-    pub(super) subs: Vec<Arc<str>>,
-    /// Channel grants from its token, if it came with one.
-    pub(super) grants: Option<TokenGrants>,
-}
-
-impl Slot {
-    pub(super) fn user(&self) -> Option<&Arc<str>> {
-        self.hub.as_ref()?.user.as_ref()
-    }
-
-    pub(super) fn grants(&self) -> Option<&TokenGrants> {
-        self.hub.as_ref()?.grants.as_ref()
-    }
-
-    pub(super) fn subs(&self) -> &[Arc<str>] {
-        self.hub.as_ref().map_or(&[], |h| &h.subs)
-    }
-
-    /// The hub state, created on first use.
-    pub(super) fn hub_mut(&mut self) -> &mut HubSlot {
-        self.hub.get_or_insert_with(Default::default)
-    }
 }
 
 /// A shutdown in progress: connections get their 1001 close spread
@@ -175,17 +141,13 @@ pub(crate) struct Core {
     pub(super) cfg: Arc<Config>,
     poll: Poll,
     listener: Option<TcpListener>,
-    inbox: Receiver<Command>,
-    /// Set by senders when they wake us; cleared before draining.
-    notified: Arc<AtomicBool>,
-    pub(super) peers: Arc<[CoreHandle]>,
-    pub(super) hub: LocalHub,
+    inbox: Inbox,
+    /// This core's hub: what its connections are to channels and users.
+    pub(super) hub: Hub,
     admission: Arc<Admission>,
     pub(super) conns: Slab<Slot>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
-    /// Reusable list of keys for fan-out.
-    pub(super) scratch: Vec<u32>,
     wheel: TimingWheel<(u32, u32)>,
     start: Instant,
     next_gen: u32,
@@ -206,36 +168,33 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Core `id`: `me` is its own handle (its counters and histograms
+    /// live there), `inbox` the other end of it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: usize,
         cfg: Arc<Config>,
         poll: Poll,
         mut listener: TcpListener,
-        inbox: Receiver<Command>,
-        peers: Arc<[CoreHandle]>,
-        registry: Arc<Registry>,
+        me: &CoreHandle,
+        inbox: Inbox,
+        hub: Hub,
         admission: Arc<Admission>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let me = &peers[id];
-        let notified = me.notified.clone();
-        let counters = me.counters.clone();
-        let latency = LatencyRecorder::new(me.latency.clone(), Instant::now());
+        let counters = me.counters_arc();
+        let latency = LatencyRecorder::new(me.latency_arc(), Instant::now());
         Ok(Self {
             id,
             cfg,
             poll,
             listener: Some(listener),
             inbox,
-            notified,
-            hub: LocalHub::new(id, registry),
+            hub,
             admission,
-            peers,
             conns: Slab::new(),
             dirty: Vec::new(),
-            scratch: Vec::new(),
             wheel: TimingWheel::new(),
             start: Instant::now(),
             next_gen: 0,
@@ -418,7 +377,6 @@ impl Core {
                         timer: None,
                         read_paused: false,
                         dirty: false,
-                        hub: None,
                         ip: peer.ip(),
                         admitted: false,
                     });
@@ -445,12 +403,12 @@ impl Core {
 
     fn drain_inbox(&mut self, now: Instant) {
         // Clear first: a command sent after this point wakes us again.
-        self.notified.store(false, Ordering::Release);
-        while let Ok(cmd) = self.inbox.try_recv() {
-            match cmd {
-                Command::Shutdown => self.begin_shutdown(now),
-                other => self.handle_command(other, now),
-            }
+        self.inbox.woken();
+        if self.inbox.shutdown_requested() {
+            self.begin_shutdown(now);
+        }
+        while let Some(cmd) = self.inbox.next() {
+            self.handle_command(cmd, now);
         }
     }
 
@@ -597,12 +555,13 @@ impl Core {
                 Event::Opened { route } => {
                     self.counters.upgraded.add(1);
                     if route == Route::Hub {
-                        self.hub_opened(key);
+                        let query = self.conns[key].conn.request().and_then(|r| r.query());
+                        self.hub.opened(key, query);
                     }
                     tracing::debug!(
                         conn = %self.conn_id(key),
                         ?route,
-                        user = self.conns[key].user().map(|u| &**u),
+                        user = self.hub.user(key).map(|u| &**u),
                         "opened"
                     );
                     // Nothing reads the request after this point: freeing
@@ -614,7 +573,7 @@ impl Core {
                     self.counters.ended[reason.index()].add(1);
                     tracing::debug!(conn = %self.conn_id(key), reason = reason.name(), "ended");
                     // Out of every index the moment it stops being open.
-                    self.detach(key);
+                    self.hub.leave_all(key);
                 }
                 Event::Refused(err) => {
                     self.counters.handshake_failures[err.index()].add(1);
@@ -627,7 +586,10 @@ impl Core {
                             let mut ctx = ctx!(self, now);
                             slot.conn.send_message(text, payload, &mut ctx);
                         }
-                        Some(Route::Hub) => self.hub_request(key, text, &payload, now),
+                        Some(Route::Hub) => {
+                            let out = self.hub.request(key, text, &payload, now);
+                            self.push_output(key, out, now);
+                        }
                         None => {}
                     }
                 }
@@ -672,11 +634,7 @@ impl Core {
             Ok(a) => {
                 slot.admitted = true;
                 slot.ip = a.ip;
-                if a.user.is_some() || a.grants.is_some() {
-                    let hub = slot.hub_mut();
-                    hub.user = a.user;
-                    hub.grants = a.grants.map(|g| *g);
-                }
+                self.hub.admitted(key, a.user, a.grants.map(|g| *g));
                 slot.conn.accept_upgrade(&mut ctx);
                 self.route_events(key, now);
                 // Frames the client sent right after its request.
@@ -766,13 +724,12 @@ impl Core {
 
     fn remove(&mut self, key: usize) {
         // `finally`: whatever path led here, no index keeps it.
-        // Only token users were counted against the per-user quota.
-        let slot = &self.conns[key];
-        let user = slot.grants().and(slot.user()).cloned();
-        self.detach(key);
+        let member = self.hub.remove(key);
         let mut slot = self.conns.remove(key);
         if slot.admitted {
-            self.admission.release(slot.ip, user.as_ref());
+            // Only token users were counted against the per-user quota.
+            let user = member.as_ref().and_then(|m| m.token_user());
+            self.admission.release(slot.ip, user);
         }
         if let Some((tk, _)) = slot.timer.take() {
             self.wheel.cancel(tk);

@@ -1,95 +1,52 @@
-//! The thread-per-core engine: starts one [`core`] thread per configured
-//! core, each with its own SO_REUSEPORT listener, and hands out a
-//! [`Server`] to stop them and read their counters.
+//! The data plane: one [`core`] thread per configured core, each with its
+//! own SO_REUSEPORT listener, `mio::Poll`, inbox and hub.
 //!
-//! Owns: thread start-up and shutdown, the per-core handles (inbox sender
-//! and `mio::Waker`). Must not touch: connections (each core owns its own).
+//! Owns: binding the listeners, making each core's poll, waker and
+//! bounded inbox ([`Cores::bind`]), and starting the threads
+//! ([`Cores::start`]). Must not touch: connections (each core owns its
+//! own), the control plane (the server composes the two; the cores only
+//! hand out [`CoreHandle`]s), or building the hubs (the server gives each
+//! core its [`Hub`]).
 
-pub mod command;
 pub mod core;
-pub mod counters;
 mod fanout;
-pub mod latency;
 pub mod listener;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use crossbeam_channel::Sender;
+use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use self::core::{Core, WAKER};
+use crate::admission::Admission;
+use crate::config::Config;
 use crate::hub::registry::MAX_CORES;
-use crate::hub::Registry;
-pub use command::{ChannelInfo, Command, Target};
-pub use counters::{CoreCounters, Stats};
-pub(crate) use fanout::mask_cores;
-pub use latency::LatencyHistograms;
+use crate::hub::Hub;
+use crate::inbox::{self, CoreHandle, Inbox};
 
-/// A `Send` handle to one core: its inbox and the waker that rouses it.
-#[derive(Clone)]
-pub struct CoreHandle {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
-    /// True while a wake-up is pending: senders skip the syscall then.
-    notified: Arc<AtomicBool>,
-    counters: Arc<CoreCounters>,
-    latency: Arc<Mutex<LatencyHistograms>>,
+/// One core, bound and reachable, not yet running.
+struct Seat {
+    poll: Poll,
+    listener: TcpListener,
+    inbox: Inbox,
 }
 
-impl CoreHandle {
-    /// Puts a command in the core's inbox, waking the core only if no
-    /// wake-up is already pending (coalesced wake-ups).
-    pub fn send(&self, cmd: Command) {
-        if self.tx.send(cmd).is_ok() && !self.notified.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// This core's counters.
-    pub fn counters(&self) -> &CoreCounters {
-        &self.counters
-    }
-
-    /// A copy of this core's latency histograms (merged once a second).
-    pub fn latency(&self) -> LatencyHistograms {
-        self.latency.lock().map(|h| h.clone()).unwrap_or_default()
-    }
-}
-
-/// What the admin plane sees of a running server.
-#[derive(Clone)]
-pub struct ServerView {
-    pub cores: Arc<[CoreHandle]>,
-    pub registry: Arc<Registry>,
-    /// Set once shutdown began (readiness turns false).
-    pub draining: Arc<AtomicBool>,
-    /// The address the cores listen on.
-    pub ws_addr: SocketAddr,
-    pub config: Arc<crate::Config>,
-    pub started: Instant,
-}
-
-/// A running server.
-pub struct Server {
+/// The cores of a server between binding and starting: every handle
+/// exists before any core runs, so cores (and the control plane) can reach
+/// each other from their first event on.
+pub struct Cores {
     local_addr: SocketAddr,
-    admin_addr: Option<SocketAddr>,
-    admin: Option<crate::admin::AdminHandle>,
-    cores: Arc<[CoreHandle]>,
-    registry: Arc<Registry>,
-    draining: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    handles: Arc<[CoreHandle]>,
+    seats: Vec<Seat>,
 }
 
-impl Server {
-    /// Binds every core's listener (and the admin plane, if configured)
-    /// and starts the threads.
-    pub fn start(config: crate::Config) -> io::Result<Server> {
-        let cfg = Arc::new(config);
+impl Cores {
+    /// Binds `cfg.cores` listeners (clamped to 1..=64) on one address and
+    /// makes each core's poll, waker and inbox of `cfg.inbox_capacity`.
+    pub fn bind(cfg: &Config) -> io::Result<Cores> {
         let n = cfg.cores.clamp(1, MAX_CORES);
         let first = listener::bind_reuseport(cfg.listen)?;
         // With port 0 the first bind picks the port all cores then share.
@@ -98,53 +55,55 @@ impl Server {
         for _ in 1..n {
             listeners.push(listener::bind_reuseport(local_addr)?);
         }
-        // Every handle exists before any core starts, so cores can reach
-        // each other from their first event on.
-        let mut polls = Vec::with_capacity(n);
-        let mut inboxes = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
-        for _ in 0..n {
+        let mut seats = Vec::with_capacity(n);
+        for listener in listeners {
             let poll = Poll::new()?;
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            let (tx, rx) = crossbeam_channel::unbounded();
-            handles.push(CoreHandle {
-                tx,
-                waker,
-                notified: Arc::new(AtomicBool::new(false)),
-                counters: Arc::new(CoreCounters::default()),
-                latency: Arc::default(),
+            let waker = Waker::new(poll.registry(), WAKER)?;
+            let (handle, inbox) = inbox::inbox(cfg.inbox_capacity, waker);
+            handles.push(handle);
+            seats.push(Seat {
+                poll,
+                listener,
+                inbox,
             });
-            polls.push(poll);
-            inboxes.push(rx);
         }
-        let cores: Arc<[CoreHandle]> = handles.into();
-        let registry = Arc::new(Registry::default());
-        let admission = Arc::new(crate::admission::Admission::new(cfg.admission.clone()));
-        let draining = Arc::new(AtomicBool::new(false));
-        let view = ServerView {
-            cores: cores.clone(),
-            registry: registry.clone(),
-            draining: draining.clone(),
-            ws_addr: local_addr,
-            config: cfg.clone(),
-            started: Instant::now(),
-        };
-        let admin = match &cfg.admin {
-            Some(admin_cfg) => Some(crate::admin::Admin::bind(admin_cfg, view)?),
-            None => None,
-        };
-        let admin_addr = admin.as_ref().map(|a| a.local_addr());
-        let mut threads = Vec::with_capacity(n + 1);
-        let parts = polls.into_iter().zip(inboxes).zip(listeners).enumerate();
-        for (i, ((poll, inbox), l)) in parts {
+        Ok(Cores {
+            local_addr,
+            handles: handles.into(),
+            seats,
+        })
+    }
+
+    /// The address every core listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The cores' handles, in core order.
+    pub fn handles(&self) -> &Arc<[CoreHandle]> {
+        &self.handles
+    }
+
+    /// Starts one thread per core, core `i` with `hubs[i]`. Each thread
+    /// returns once its core drained after a shutdown.
+    pub fn start(
+        self,
+        cfg: Arc<Config>,
+        hubs: Vec<Hub>,
+        admission: Arc<Admission>,
+    ) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
+        assert_eq!(hubs.len(), self.seats.len(), "one hub per core");
+        let mut threads = Vec::with_capacity(self.seats.len());
+        for (i, (seat, hub)) in self.seats.into_iter().zip(hubs).enumerate() {
             let core = Core::new(
                 i,
                 cfg.clone(),
-                poll,
-                l,
-                inbox,
-                cores.clone(),
-                registry.clone(),
+                seat.poll,
+                seat.listener,
+                &self.handles[i],
+                seat.inbox,
+                hub,
                 admission.clone(),
             )?;
             let thread = std::thread::Builder::new()
@@ -158,82 +117,6 @@ impl Server {
                 })?;
             threads.push(thread);
         }
-        let admin = admin.map(|a| a.spawn()).transpose()?;
-        Ok(Server {
-            local_addr,
-            admin_addr,
-            admin,
-            cores,
-            registry,
-            draining,
-            threads,
-        })
-    }
-
-    /// True once shutdown began.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// The admin plane's address, if it runs.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
-    }
-
-    /// The shared hub registry.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
-
-    /// The address the cores listen on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Handles to the cores.
-    pub fn cores(&self) -> &[CoreHandle] {
-        &self.cores
-    }
-
-    /// Counters of each core.
-    pub fn core_stats(&self) -> Vec<Stats> {
-        self.cores.iter().map(|c| c.counters.snapshot()).collect()
-    }
-
-    /// Counters summed over all cores.
-    pub fn stats(&self) -> Stats {
-        let mut total = Stats::default();
-        for s in self.core_stats() {
-            total.merge(&s);
-        }
-        total
-    }
-
-    /// Starts a graceful shutdown: every core stops accepting, sends 1001
-    /// to its connections spread over the drain window, and exits once
-    /// they are gone or the drain timeout passed after the last close.
-    /// The admin plane keeps answering (`/readyz` says 503) until
-    /// [`Server::join`] returns. Returns at once; [`Server::join`] waits.
-    pub fn shutdown(&self) {
-        self.draining.store(true, Ordering::Release);
-        for c in self.cores.iter() {
-            c.send(Command::Shutdown);
-        }
-    }
-
-    /// Waits for every core thread to exit, then stops the admin plane.
-    pub fn join(self) -> io::Result<()> {
-        let mut result = Ok(());
-        for t in self.threads {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(_) => result = Err(io::Error::other("core thread panicked")),
-            }
-        }
-        if let Some(admin) = &self.admin {
-            admin.stop();
-        }
-        result
+        Ok(threads)
     }
 }

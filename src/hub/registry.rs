@@ -1,18 +1,55 @@
 //! The few facts shared by all cores: which cores have subscribers of a
-//! channel and which cores hold connections of a user.
+//! channel and which cores hold connections of a user — read by every
+//! publish without taking a lock.
 //!
-//! Owns: channel → core mask and user → core mask, sharded behind
-//! read-write locks. Written only when a core gains its first or loses its
-//! last local subscriber/connection for a name; read once per publish to
-//! pick the cores to hand the frame to (one read lock on one shard, never
-//! per subscriber). Must not touch: connections, frames.
+//! Owns: the interned [`Entry`] of each name (its core mask), the sharded
+//! map that interns them, and [`MaskCache`], a core's own name → entry
+//! cache. Must not touch: connections, frames, a core's local index (it
+//! is only told a core's first and last member of a name).
+//!
+//! # Design: interned entries, cached per core
+//!
+//! Each name with members somewhere is one `Arc<Entry { mask: AtomicU64,
+//! retired: AtomicBool }>` in a 16-shard map (`Sharded`, an `RwLock` per
+//! shard). A core's first member of a name sets its bit ([`Names::join`])
+//! and its last member clears it ([`Names::leave`]) — both under the
+//! shard's write lock, always on the map's *current* entry; the leave that
+//! empties a mask marks that entry retired and removes it, so a later join
+//! interns a new one. Those are rare events (once per core per name, not
+//! per message).
+//!
+//! A publishing core looks the name up in its own [`MaskCache`] (a plain
+//! hash map, no lock), then reads the entry's mask with one `Acquire`
+//! load. A retired entry is looked up again in the shared map (a read
+//! lock, once); a name that was absent is cached as absent together with
+//! its shard's *epoch*, a counter bumped under the write lock whenever a
+//! name is added to that shard, and stays absent while the epoch is
+//! unchanged. So a publish touches no lock word and writes no shared
+//! memory: the entry's cache line is only read, and stays shared by all
+//! the cores that publish to it. The cache is bounded ([`CACHE_CAP`]):
+//! retired and stale entries go first, then half of the rest.
+//!
+//! Why this keeps "a publish after a subscription was acked reaches the
+//! subscriber": the subscriber's core sets its bit (or interns the entry,
+//! bumping the epoch) before it sends the ack. Anything that happens after
+//! the ack — a publish on any core, or through the control plane — reads
+//! either the same entry (and sees the bit: the `fetch_or` happened
+//! before), or a retired one (the retire happened before the new entry was
+//! interned, under the same lock, so the flag is seen and the name looked
+//! up again), or an absent mark whose epoch has moved on (looked up
+//! again). No path returns the old mask. Rejected alternatives: a
+//! per-core snapshot updated by messages would need every core to
+//! acknowledge an update before the subscriber's ack (a round trip across
+//! all cores per first subscription); `arc-swap` RCU of the whole map
+//! copies the map on every first/last change (quadratic for many
+//! channels), or per entry is what this is, without the extra crate.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 
-use crate::sharded::Sharded;
+use crate::sharded::{Sharded, SHARDS};
 
 /// Cores as a bit mask (bit i = core i); at most 64 cores.
 pub type CoreMask = u64;
@@ -20,99 +57,400 @@ pub type CoreMask = u64;
 /// Most cores a server may run (one bit each in a [`CoreMask`]).
 pub const MAX_CORES: usize = 64;
 
-/// Name → mask of the cores that have it.
+/// Most names one core's [`MaskCache`] holds (≈ 100 B each with the name):
+/// a core publishing to more distinct channels than this looks some up
+/// again (one read lock each), and never holds more than ≈ 1 MiB for it.
+pub const CACHE_CAP: usize = 8_192;
+
+/// The interned, shared state of one name.
+#[derive(Debug, Default)]
+pub struct Entry {
+    /// Cores with at least one member of the name.
+    mask: AtomicU64,
+    /// Set (under the shard lock) when the mask became empty and the entry
+    /// left the map: holders must look the name up again.
+    retired: AtomicBool,
+}
+
+impl Entry {
+    /// The cores with members now.
+    #[inline]
+    pub fn mask(&self) -> CoreMask {
+        self.mask.load(Ordering::Acquire)
+    }
+
+    /// True once this entry no longer stands for its name.
+    #[inline]
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+}
+
+/// A shard's epoch, on its own cache line (bumped only when a name is
+/// added to the shard; read by publishers holding an "absent" mark).
 #[derive(Default)]
-struct Masks {
-    shards: Sharded<Arc<str>, RwLock<FxHashMap<Arc<str>, CoreMask>>>,
-    /// Names with a non-zero mask.
+#[repr(align(128))]
+struct Epoch(AtomicU64);
+
+/// What the shared map says about a name right now.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Interned, with this name (the map's key) and entry.
+    Present(Arc<str>, Arc<Entry>),
+    /// Not there; stays so while shard `shard`'s epoch is `epoch`.
+    Absent { shard: usize, epoch: u64 },
+}
+
+/// One shard's names.
+type Shard = FxHashMap<Arc<str>, Arc<Entry>>;
+
+/// Name → interned entry, for channels or for users.
+#[derive(Default)]
+pub struct Names {
+    shards: Sharded<Arc<str>, RwLock<Shard>>,
+    epochs: [Epoch; SHARDS],
+    /// Names with a non-empty mask.
     len: AtomicU64,
 }
 
-impl Masks {
-    fn get(&self, name: &str) -> CoreMask {
-        self.shards.read(name).get(name).copied().unwrap_or(0)
+impl Names {
+    /// Core `core` has its first member of `name`: sets its bit on the
+    /// current entry (interning one if there is none) and returns that
+    /// entry. Its bit stays set, so the entry stays current, until the
+    /// matching [`Names::leave`].
+    pub fn join(&self, name: &Arc<str>, core: usize) -> Arc<Entry> {
+        debug_assert!(core < MAX_CORES);
+        let mut map = self.shards.write(&**name);
+        let entry = match map.get(&**name) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(Entry::default());
+                map.insert(name.clone(), e.clone());
+                self.len.fetch_add(1, Ordering::Relaxed);
+                // Release: a holder of an "absent" mark that sees the new
+                // epoch also sees the entry in the map.
+                self.epochs[self.shards.index(&**name)]
+                    .0
+                    .fetch_add(1, Ordering::Release);
+                e
+            }
+        };
+        entry.mask.fetch_or(1 << core, Ordering::Release);
+        entry
     }
 
-    fn set(&self, name: &Arc<str>, core: usize, present: bool) {
+    /// Core `core` lost its last member of `name`: clears its bit; the
+    /// entry is retired and dropped from the map if no core is left.
+    pub fn leave(&self, name: &str, core: usize) {
         let mut map = self.shards.write(name);
-        let bit = 1u64 << core;
-        if present {
-            let mask = map.entry(name.clone()).or_insert(0);
-            if *mask == 0 {
-                self.len.fetch_add(1, Ordering::Relaxed);
-            }
-            *mask |= bit;
-        } else if let Some(mask) = map.get_mut(name) {
-            *mask &= !bit;
-            if *mask == 0 {
-                map.remove(name);
-                self.len.fetch_sub(1, Ordering::Relaxed);
+        let Some(entry) = map.get(name) else {
+            return;
+        };
+        let left = entry.mask.fetch_and(!(1 << core), Ordering::Release) & !(1 << core);
+        if left == 0 {
+            entry.retired.store(true, Ordering::Release);
+            map.remove(name);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The name's entry now (one read lock), or an "absent" mark.
+    pub fn lookup(&self, name: &str) -> Lookup {
+        let map = self.shards.read(name);
+        match map.get_key_value(name) {
+            Some((n, e)) => Lookup::Present(n.clone(), e.clone()),
+            None => {
+                let shard = self.shards.index(name);
+                // Read under the lock: no join can add the name meanwhile.
+                let epoch = self.epochs[shard].0.load(Ordering::Acquire);
+                Lookup::Absent { shard, epoch }
             }
         }
     }
+
+    /// The cores with members of `name` now, and the interned name (one
+    /// read lock: for the control plane, not the per-message path).
+    pub fn mask(&self, name: &str) -> Option<(Arc<str>, CoreMask)> {
+        let map = self.shards.read(name);
+        let (n, e) = map.get_key_value(name)?;
+        Some((n.clone(), e.mask()))
+    }
+
+    /// True while an "absent" mark taken at `epoch` still holds.
+    #[inline]
+    fn still_absent(&self, shard: usize, epoch: u64) -> bool {
+        self.epochs[shard].0.load(Ordering::Acquire) == epoch
+    }
+
+    /// Names with a member anywhere.
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True if no name has a member.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
-/// Shared, read-mostly hub registry.
+/// The shared hub registry: channels and users.
 #[derive(Default)]
 pub struct Registry {
-    channels: Masks,
-    users: Masks,
+    pub channels: Names,
+    pub users: Names,
 }
 
 impl Registry {
-    /// Cores with at least one subscriber of `channel`.
-    pub fn channel_cores(&self, channel: &str) -> CoreMask {
-        self.channels.get(channel)
-    }
-
-    /// Cores with at least one connection of `user`.
-    pub fn user_cores(&self, user: &str) -> CoreMask {
-        self.users.get(user)
-    }
-
-    /// A core gained its first (`true`) or lost its last (`false`) local
-    /// subscriber of `channel`.
-    pub fn set_channel_core(&self, channel: &Arc<str>, core: usize, present: bool) {
-        self.channels.set(channel, core, present);
-    }
-
-    /// A core gained its first or lost its last connection of `user`.
-    pub fn set_user_core(&self, user: &Arc<str>, core: usize, present: bool) {
-        self.users.set(user, core, present);
-    }
-
     /// Channels with at least one subscriber anywhere.
     pub fn channel_count(&self) -> u64 {
-        self.channels.len.load(Ordering::Relaxed)
+        self.channels.len()
     }
 
     /// Users with at least one connection anywhere.
     pub fn users_online(&self) -> u64 {
-        self.users.len.load(Ordering::Relaxed)
+        self.users.len()
+    }
+}
+
+/// What a core remembers of a name it looked up.
+enum Cached {
+    Present(Arc<Entry>),
+    Absent { shard: usize, epoch: u64 },
+}
+
+/// One core's name → entry cache over a [`Names`]: a publish's lookup is a
+/// local hash lookup and one atomic load. `!Sync` in spirit: one core's.
+pub struct MaskCache {
+    map: FxHashMap<Arc<str>, Cached>,
+    cap: usize,
+}
+
+impl Default for MaskCache {
+    fn default() -> Self {
+        Self::with_capacity(CACHE_CAP)
+    }
+}
+
+impl MaskCache {
+    /// A cache of at most `cap` names (at least 1).
+    pub fn with_capacity(cap: usize) -> Self {
+        Self {
+            map: FxHashMap::default(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// The cores with members of `name` and the cached name, or `None`
+    /// if no core has any. No lock unless the cached answer went stale (or
+    /// there is none yet).
+    pub fn lookup(&mut self, names: &Names, name: &str) -> Option<(&Arc<str>, CoreMask)> {
+        let fresh = match self.map.get(name) {
+            Some(Cached::Present(e)) => !e.is_retired(),
+            Some(Cached::Absent { shard, epoch }) => names.still_absent(*shard, *epoch),
+            None => false,
+        };
+        if !fresh {
+            self.refill(names, name);
+        }
+        match self.map.get_key_value(name) {
+            Some((n, Cached::Present(e))) => Some((n, e.mask())),
+            _ => None,
+        }
+    }
+
+    /// Looks `name` up in the shared map and caches the answer.
+    #[cold]
+    fn refill(&mut self, names: &Names, name: &str) {
+        let now = match names.lookup(name) {
+            Lookup::Present(_, e) => Cached::Present(e),
+            Lookup::Absent { shard, epoch } => Cached::Absent { shard, epoch },
+        };
+        if let Some(slot) = self.map.get_mut(name) {
+            *slot = now;
+            return;
+        }
+        if self.map.len() >= self.cap {
+            self.make_room(names);
+        }
+        self.map.insert(name.into(), now);
+    }
+
+    /// Drops retired entries and stale absent marks; if that freed too
+    /// little, half of the rest (whichever the map lists first).
+    fn make_room(&mut self, names: &Names) {
+        self.map.retain(|_, c| match c {
+            Cached::Present(e) => !e.is_retired(),
+            Cached::Absent { shard, epoch } => names.still_absent(*shard, *epoch),
+        });
+        if self.map.len() >= self.cap {
+            let mut drop = self.map.len() - self.cap / 2;
+            self.map.retain(|_, _| {
+                let keep = drop == 0;
+                drop = drop.saturating_sub(1);
+                keep
+            });
+        }
+    }
+
+    /// Names cached.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn name(s: &str) -> Arc<str> {
+        s.into()
+    }
 
     #[test]
     fn masks_follow_first_and_last() {
         let r = Registry::default();
-        let news: Arc<str> = "news".into();
-        r.set_channel_core(&news, 0, true);
-        r.set_channel_core(&news, 3, true);
-        assert_eq!(r.channel_cores("news"), 0b1001);
+        let news = name("news");
+        let e = r.channels.join(&news, 0);
+        assert!(Arc::ptr_eq(&e, &r.channels.join(&news, 3)), "one entry");
+        assert_eq!(e.mask(), 0b1001);
         assert_eq!(r.channel_count(), 1);
-        r.set_channel_core(&news, 0, false);
-        assert_eq!(r.channel_cores("news"), 0b1000);
-        r.set_channel_core(&news, 3, false);
-        assert_eq!(r.channel_cores("news"), 0);
+        r.channels.leave("news", 0);
+        assert_eq!(r.channels.mask("news").unwrap().1, 0b1000);
+        assert!(!e.is_retired());
+        r.channels.leave("news", 3);
+        assert!(e.is_retired(), "empty: retired and gone");
+        assert!(r.channels.mask("news").is_none());
         assert_eq!(r.channel_count(), 0);
-        let alice: Arc<str> = "alice".into();
-        r.set_user_core(&alice, 1, true);
+        let again = r.channels.join(&news, 1);
+        assert!(!Arc::ptr_eq(&e, &again), "a new entry after a retire");
+        r.users.join(&name("alice"), 1);
         assert_eq!(r.users_online(), 1);
-        assert_eq!(r.user_cores("alice"), 0b10);
-        assert_eq!(r.user_cores("bob"), 0);
+        assert_eq!(r.users.mask("alice").unwrap().1, 0b10);
+        assert!(r.users.mask("bob").is_none());
+        r.channels.leave("never", 0);
+        assert_eq!(r.channel_count(), 1);
+    }
+
+    #[test]
+    fn the_cache_sees_joins_retires_and_new_names() {
+        let names = Names::default();
+        let mut cache = MaskCache::default();
+        assert!(cache.lookup(&names, "news").is_none(), "absent, cached");
+        let news = name("news");
+        names.join(&news, 2);
+        assert_eq!(
+            cache.lookup(&names, "news").unwrap().1,
+            0b100,
+            "epoch moved"
+        );
+        names.join(&news, 0);
+        assert_eq!(cache.lookup(&names, "news").unwrap().1, 0b101, "same entry");
+        names.leave("news", 0);
+        names.leave("news", 2);
+        assert!(cache.lookup(&names, "news").is_none(), "retired");
+        names.join(&news, 1);
+        assert_eq!(cache.lookup(&names, "news").unwrap().1, 0b10, "new entry");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_cap() {
+        let names = Names::default();
+        let mut cache = MaskCache::with_capacity(64);
+        let live: Vec<Arc<str>> = (0..40).map(|i| format!("live-{i}").into()).collect();
+        for n in &live {
+            names.join(n, 0);
+        }
+        for round in 0..10 {
+            for i in 0..100 {
+                cache.lookup(&names, &format!("gone-{round}-{i}"));
+                assert!(cache.len() <= 64);
+            }
+            for n in &live {
+                assert_eq!(cache.lookup(&names, n).unwrap().1, 1);
+            }
+        }
+    }
+
+    /// Cores join and leave a few channels over and over (retiring and
+    /// re-interning entries, moving epochs), each telling "acked" after
+    /// its join; publishers with their own caches must see every acked
+    /// subscriber until it leaves. Bounded: a fixed number of rounds.
+    #[test]
+    fn a_publish_after_an_ack_sees_the_subscriber_under_churn() {
+        const SUBSCRIBERS: usize = 3;
+        const PUBLISHERS: usize = 2;
+        const ROUNDS: usize = 2_000;
+        const CHANNELS: [&str; 3] = ["a", "b", "c"];
+        let names = Arc::new(Names::default());
+        // acked[s] = round << 2 | channel + 1 while subscriber s is joined
+        // and acked; 0 while it is not.
+        let acked: Arc<Vec<AtomicU64>> =
+            Arc::new((0..SUBSCRIBERS).map(|_| AtomicU64::new(0)).collect());
+        let checks = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let mut subscribers = Vec::new();
+            for s in 0..SUBSCRIBERS {
+                let (names, acked) = (names.clone(), acked.clone());
+                subscribers.push(scope.spawn(move || {
+                    let core = s + PUBLISHERS;
+                    for round in 0..ROUNDS {
+                        let ch = (round + s) % CHANNELS.len();
+                        let n: Arc<str> = CHANNELS[ch].into();
+                        names.join(&n, core);
+                        // The ack: after the join, published with Release.
+                        acked[s].store(((round as u64) << 2) | (ch as u64 + 1), Ordering::Release);
+                        std::thread::yield_now();
+                        // Unacked before the leave.
+                        acked[s].store(0, Ordering::Release);
+                        names.leave(&n, core);
+                    }
+                }));
+            }
+            for p in 0..PUBLISHERS {
+                let (names, acked, checks, done) =
+                    (names.clone(), acked.clone(), checks.clone(), done.clone());
+                scope.spawn(move || {
+                    let mut cache = MaskCache::with_capacity(2);
+                    while !done.load(Ordering::Acquire) {
+                        for (s, a) in acked.iter().enumerate() {
+                            let seen = a.load(Ordering::Acquire);
+                            if seen == 0 {
+                                continue;
+                            }
+                            let ch = ((seen & 3) - 1) as usize;
+                            let mask = cache.lookup(&names, CHANNELS[ch]).map_or(0, |(_, m)| m);
+                            // The subscriber may have left since (then its
+                            // ack was withdrawn first): only an ack still
+                            // standing after the read must be in the mask.
+                            let bit = 1 << (s + PUBLISHERS);
+                            if mask & bit == 0 {
+                                assert_ne!(
+                                    a.load(Ordering::Acquire),
+                                    seen,
+                                    "publisher {p} missed acked subscriber {s} on {}",
+                                    CHANNELS[ch]
+                                );
+                            }
+                            checks.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            // Stop the publishers once the subscribers are done.
+            for s in subscribers {
+                s.join().expect("subscriber");
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert_eq!(names.len(), 0, "every entry retired");
+        assert!(checks.load(Ordering::Relaxed) > 0);
     }
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Core threads; 0 = one per available CPU.
     pub cores: usize,
+    /// Commands each core's inbox holds.
+    pub inbox_capacity: usize,
     pub connection: ConnectionSettings,
     pub rate_limit: RateLimitSettings,
     pub hub: HubSettings,
@@ -158,6 +160,7 @@ impl Default for Settings {
         Self {
             listen: c.listen,
             cores: 0,
+            inbox_capacity: c.inbox_capacity,
             connection: ConnectionSettings {
                 ping_interval: c.conn.ping_interval,
                 pong_timeout: c.conn.pong_timeout,
@@ -277,6 +280,10 @@ impl Settings {
         if self.cores > 0 {
             cfg.cores = self.cores;
         }
+        if self.inbox_capacity == 0 {
+            return Err(invalid("inbox_capacity", "must be more than 0"));
+        }
+        cfg.inbox_capacity = self.inbox_capacity;
         let s = &self.connection;
         let c = &mut cfg.conn;
         c.ping_interval = non_zero("connection.ping_interval", s.ping_interval)?;

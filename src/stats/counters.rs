@@ -1,14 +1,16 @@
 //! Per-core counters, written without locks and read from any thread.
 //!
 //! Owns: the counter cells of one core and plain snapshots of them.
-//! Must not touch: deciding what to count (the core does) or formatting
-//! beyond a one-line summary.
+//! Must not touch: deciding what to count (the core's engine and hub do)
+//! or formatting beyond a one-line summary.
 //!
-//! Each core is the only writer of its own `CoreCounters`, so an increment
-//! is a relaxed load plus store (no locked read-modify-write on the hot
-//! path); readers (stats log, admin plane) see relaxed, eventually
-//! consistent values. The struct is cache-line aligned so cores do not
-//! share lines.
+//! Each core is the only writer of its own `CoreCounters` (a [`Counter`]),
+//! so an increment is a relaxed load plus store (no locked
+//! read-modify-write on the hot path); readers (stats log, admin plane)
+//! see relaxed, eventually consistent values. The one exception is a
+//! [`SharedCounter`], which other threads add to (drops at a full inbox,
+//! counted by the sender). The struct is cache-line aligned so cores do
+//! not share lines.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,24 @@ impl Counter {
     pub fn sub(&self, n: u64) {
         let v = self.0.load(Ordering::Relaxed);
         self.0.store(v.wrapping_sub(n), Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A counter any thread may add to (a locked add: for rare events only).
+#[derive(Debug, Default)]
+pub struct SharedCounter(AtomicU64);
+
+impl SharedCounter {
+    /// Adds `n`, from any thread.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Current value.
@@ -79,6 +99,9 @@ pub struct CoreCounters {
     pub dropped_slow_consumer: Counter,
     /// Hub: deliveries to connections that were no longer open.
     pub dropped_not_open: Counter,
+    /// Hub: deliveries for this core dropped because its inbox was full
+    /// (counted by the sender).
+    pub dropped_inbox_full: SharedCounter,
     /// Hub: subscriptions held (gauge).
     pub subscriptions: Counter,
     /// Hub: client requests answered with an error frame.
@@ -109,6 +132,7 @@ pub struct Stats {
     pub deliveries: u64,
     pub dropped_slow_consumer: u64,
     pub dropped_not_open: u64,
+    pub dropped_inbox_full: u64,
     pub subscriptions: u64,
     pub request_errors: u64,
     pub throttled_msgs: u64,
@@ -136,6 +160,7 @@ impl CoreCounters {
             deliveries: self.deliveries.get(),
             dropped_slow_consumer: self.dropped_slow_consumer.get(),
             dropped_not_open: self.dropped_not_open.get(),
+            dropped_inbox_full: self.dropped_inbox_full.get(),
             subscriptions: self.subscriptions.get(),
             request_errors: self.request_errors.get(),
             throttled_msgs: self.throttled_msgs.get(),
@@ -178,6 +203,7 @@ impl Stats {
         self.deliveries += o.deliveries;
         self.dropped_slow_consumer += o.dropped_slow_consumer;
         self.dropped_not_open += o.dropped_not_open;
+        self.dropped_inbox_full += o.dropped_inbox_full;
         self.subscriptions += o.subscriptions;
         self.request_errors += o.request_errors;
         self.throttled_msgs += o.throttled_msgs;
@@ -207,11 +233,12 @@ impl fmt::Display for Stats {
         write!(
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
-             subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={}",
+             dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
             self.dropped_not_open,
+            self.dropped_inbox_full,
             self.subscriptions,
             self.request_errors,
             self.throttled_msgs,

@@ -1,0 +1,286 @@
+//! The hub as the control plane sees it: one `Send + Clone` handle to
+//! publish, send, disconnect and ask who is where — the only way the admin
+//! plane (and, next, backend callbacks and the broker link) reaches
+//! channels, users and connections.
+//!
+//! Owns: the control plane's side of every hub operation — validating its
+//! input, encoding a message once and routing it (the same
+//! [`route`] functions a core's own publish takes), and gathering the
+//! cores' answers to presence queries with a deadline. Must not touch:
+//! any core's state (only inboxes, never blocking on one: a full inbox is
+//! [`HubError::Busy`] for a command the caller waits on, a counted drop
+//! for a delivery), HTTP (the admin plane maps [`HubError`] to statuses).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
+
+use super::id::ConnId;
+use super::protocol;
+use super::registry::{CoreMask, Registry};
+use super::route;
+use crate::config::HubConfig;
+use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Target};
+
+/// How long a presence query waits for the cores' answers; a core that
+/// has not answered by then is left out.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a hub operation from the control plane was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubError {
+    /// Channel name empty, too long or with control characters.
+    InvalidChannel,
+    /// The connection id names no core of this server.
+    UnknownConnection,
+    /// Not a close code a server may send.
+    InvalidCloseCode,
+    /// A core's inbox is full: try again later.
+    Busy,
+}
+
+/// A `Send + Clone` handle to the hub of every core.
+#[derive(Clone)]
+pub struct HubHandle {
+    registry: Arc<Registry>,
+    cores: Arc<[CoreHandle]>,
+    max_channel_len: usize,
+}
+
+impl HubHandle {
+    /// The hub of `cores`, sharing `registry` with their [`super::Hub`]s.
+    pub fn new(registry: Arc<Registry>, cores: Arc<[CoreHandle]>, cfg: &HubConfig) -> Self {
+        Self {
+            registry,
+            cores,
+            max_channel_len: cfg.max_channel_len,
+        }
+    }
+
+    /// True if `channel` is a name clients may use (so a publish to it
+    /// can reach anyone).
+    pub fn is_valid_channel(&self, channel: &str) -> bool {
+        protocol::validate_channel(channel, self.max_channel_len).is_ok()
+    }
+
+    /// Publishes `data` on `channel` to every subscriber on every core,
+    /// encoded once. Returns how many cores it was handed to (a core whose
+    /// inbox is full misses it, counted there).
+    pub fn publish(&self, channel: &str, data: &RawValue) -> Result<u32, HubError> {
+        if !self.is_valid_channel(channel) {
+            return Err(HubError::InvalidChannel);
+        }
+        let at = Instant::now();
+        let frame = route::publish_frame(channel, data);
+        let Some((name, mask)) = self.registry.channels.mask(channel) else {
+            return Ok(0);
+        };
+        Ok(route::to_cores(
+            &self.cores,
+            mask,
+            &Target::Channel(name),
+            &frame,
+            at,
+        ))
+    }
+
+    /// Sends `data` to every connection of `user`; false if it has none.
+    pub fn send_to_user(&self, user: &str, data: &RawValue) -> bool {
+        let at = Instant::now();
+        let frame = route::direct_frame(data);
+        let Some((name, mask)) = self.registry.users.mask(user) else {
+            return false;
+        };
+        route::to_cores(&self.cores, mask, &Target::User(name), &frame, at);
+        true
+    }
+
+    /// The core of `id`, if it names one of this server's.
+    fn core_of(&self, id: ConnId) -> Result<&CoreHandle, HubError> {
+        self.cores
+            .get(id.core as usize)
+            .ok_or(HubError::UnknownConnection)
+    }
+
+    /// True if `id` could name a connection of this server (its core
+    /// exists; the connection itself may be gone).
+    pub fn is_known_core(&self, id: ConnId) -> bool {
+        self.core_of(id).is_ok()
+    }
+
+    /// Sends `data` to one connection (if it is still open there).
+    pub fn send_to_connection(&self, id: ConnId, data: &RawValue) -> Result<(), HubError> {
+        let core = self.core_of(id)?;
+        let target = Target::Conn {
+            key: id.key,
+            gen: id.gen,
+        };
+        if core.deliver(target, route::direct_frame(data), Instant::now()) {
+            Ok(())
+        } else {
+            Err(HubError::Busy)
+        }
+    }
+
+    /// Closes one connection with `code`.
+    pub fn disconnect(&self, id: ConnId, code: u16) -> Result<(), HubError> {
+        if !crate::protocol::close::is_valid_close_code(code) {
+            return Err(HubError::InvalidCloseCode);
+        }
+        let cmd = Command::Disconnect {
+            key: id.key,
+            gen: id.gen,
+            code,
+        };
+        self.core_of(id)?.try_send(cmd).map_err(|_| HubError::Busy)
+    }
+
+    /// Subscribers of `channel` on every core, with their distinct users.
+    pub fn channel(&self, channel: &str) -> Result<ChannelInfo, HubError> {
+        let mask = self.registry.channels.mask(channel).map_or(0, |(_, m)| m);
+        let mut total = ChannelInfo::default();
+        for info in self.ask(mask, |reply| HubCommand::QueryChannel {
+            channel: channel.into(),
+            reply,
+        })? {
+            total.subscribers += info.subscribers;
+            total.users.extend(info.users);
+        }
+        total.users.sort_unstable();
+        total.users.dedup();
+        Ok(total)
+    }
+
+    /// The connections of `user`, on every core, sorted by their text.
+    pub fn user_connections(&self, user: &str) -> Result<Vec<ConnId>, HubError> {
+        let mask = self.registry.users.mask(user).map_or(0, |(_, m)| m);
+        let mut ids: Vec<ConnId> = self
+            .ask(mask, |reply| HubCommand::QueryUser {
+                user: user.into(),
+                reply,
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+        ids.sort_unstable_by_key(|id| id.to_string());
+        Ok(ids)
+    }
+
+    /// Each core's `n` largest channels, summed by name, largest first:
+    /// exact for channels in every core's list, a lower bound for the rest.
+    pub fn top_channels(&self, n: usize) -> Result<Vec<(Arc<str>, usize)>, HubError> {
+        let all = CoreMask::MAX >> (64 - self.cores.len().clamp(1, 64));
+        let mut merged: rustc_hash::FxHashMap<Arc<str>, usize> = Default::default();
+        for list in self.ask(all, |reply| HubCommand::TopChannels { n, reply })? {
+            for (name, k) in list {
+                *merged.entry(name).or_default() += k;
+            }
+        }
+        let mut top: Vec<(Arc<str>, usize)> = merged.into_iter().collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(n);
+        Ok(top)
+    }
+
+    /// Channels with at least one subscriber anywhere.
+    pub fn channel_count(&self) -> u64 {
+        self.registry.channel_count()
+    }
+
+    /// Users with at least one connection anywhere.
+    pub fn users_online(&self) -> u64 {
+        self.registry.users_online()
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Sends a query to every core in `mask` and gathers the answers that
+    /// come within [`QUERY_TIMEOUT`]. The reply channel has room for every
+    /// answer, so a core never waits to give one.
+    fn ask<T>(
+        &self,
+        mask: CoreMask,
+        make: impl Fn(Sender<T>) -> HubCommand,
+    ) -> Result<Vec<T>, HubError> {
+        let asked = mask.count_ones() as usize;
+        let (tx, rx) = crossbeam_channel::bounded(asked.max(1));
+        for core in route::mask_cores(mask) {
+            let handle = self.cores.get(core).ok_or(HubError::UnknownConnection)?;
+            handle
+                .try_send(Command::Hub(make(tx.clone())))
+                .map_err(|_| HubError::Busy)?;
+        }
+        drop(tx);
+        let deadline = Instant::now() + QUERY_TIMEOUT;
+        Ok((0..asked)
+            .map_while(|_| rx.recv_deadline(deadline).ok())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::{inbox, Inbox};
+    use mio::{Poll, Token, Waker};
+
+    /// One core nobody drains, with an inbox of `capacity`.
+    fn stalled_core(capacity: usize) -> (HubHandle, Arc<Registry>, Inbox, Poll) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), Token(1)).unwrap();
+        let (core, inbox) = inbox(capacity, waker);
+        let registry = Arc::new(Registry::default());
+        let hub = HubHandle::new(registry.clone(), vec![core].into(), &HubConfig::default());
+        (hub, registry, inbox, poll)
+    }
+
+    #[test]
+    fn a_full_inbox_makes_control_commands_busy_and_drops_deliveries_counted() {
+        let (hub, registry, inbox, _poll) = stalled_core(2);
+        registry.channels.join(&"news".into(), 0);
+        let data = RawValue::from_string("1".into()).unwrap();
+        assert_eq!(hub.publish("news", &data), Ok(1));
+        assert_eq!(
+            hub.publish("nobody", &data),
+            Ok(0),
+            "no subscriber: nothing sent"
+        );
+        assert_eq!(hub.publish("", &data), Err(HubError::InvalidChannel));
+        let id = ConnId {
+            core: 0,
+            key: 1,
+            gen: 1,
+        };
+        assert_eq!(hub.send_to_connection(id, &data), Ok(()));
+        // Full now.
+        assert_eq!(hub.publish("news", &data), Ok(0), "dropped");
+        assert_eq!(hub.send_to_connection(id, &data), Err(HubError::Busy));
+        assert_eq!(hub.disconnect(id, 1000), Err(HubError::Busy));
+        assert_eq!(hub.channel("news").unwrap_err(), HubError::Busy);
+        assert_eq!(hub.disconnect(id, 1005), Err(HubError::InvalidCloseCode));
+        let elsewhere = ConnId { core: 1, ..id };
+        assert_eq!(
+            hub.send_to_connection(elsewhere, &data),
+            Err(HubError::UnknownConnection)
+        );
+        let mut queued = 0;
+        inbox.drain(|_| queued += 1);
+        assert_eq!(queued, 2);
+        assert_eq!(
+            hub.cores
+                .first()
+                .unwrap()
+                .counters()
+                .dropped_inbox_full
+                .get(),
+            2
+        );
+        // Nobody subscribed to "ghost": presence needs no core at all.
+        assert_eq!(hub.channel("ghost"), Ok(ChannelInfo::default()));
+    }
+}
