@@ -30,7 +30,6 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use crate::hub::id::ConnId;
 use crate::stats::counters::CoreCounters;
 use crate::stats::latency::LatencyHistograms;
 
@@ -69,10 +68,10 @@ pub enum HubCommand {
         channel: Box<str>,
         reply: Sender<ChannelInfo>,
     },
-    /// Report local connections of a user.
+    /// Report local connections of a user, as (slab key, generation).
     QueryUser {
         user: Box<str>,
-        reply: Sender<Vec<ConnId>>,
+        reply: Sender<Vec<(u32, u32)>>,
     },
     /// Report the `n` local channels with the most subscribers.
     TopChannels {

@@ -23,10 +23,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::id::ConnId;
 use super::local::LocalHub;
 use super::protocol::{self, ClientRequest, RequestError};
-use super::registry::Registry;
+use super::registry::{Registry, Stale};
 use super::route;
 use crate::admission::TokenGrants;
 use crate::config::HubConfig;
@@ -89,7 +88,6 @@ impl Output {
 
 /// The hub of one core. `!Send` in spirit: only its core uses it.
 pub struct Hub {
-    core: usize,
     cfg: HubConfig,
     index: LocalHub,
     /// By slab key; `None` for connections the hub knows nothing of (an
@@ -111,7 +109,6 @@ impl Hub {
     ) -> Self {
         let counters = cores[core].counters_arc();
         Self {
-            core,
             cfg,
             index: LocalHub::new(core, registry),
             members: Vec::new(),
@@ -288,9 +285,16 @@ impl Hub {
     pub fn publish(&mut self, channel: &str, data: &RawValue, at: Instant) -> Option<Fanout> {
         self.counters.publishes.add(1);
         let frame = route::publish_frame(channel, data);
-        let (others, name) = self.index.other_cores(channel);
-        if let Some(name) = name {
-            route::to_cores(&self.cores, others, &Target::Channel(name), &frame, at);
+        let others = match self.index.other_cores(channel) {
+            Ok(others) => others,
+            Err(Stale) => {
+                self.index.refresh(channel);
+                self.index.other_cores(channel).unwrap_or((0, None))
+            }
+        };
+        if let (mask, Some(name)) = others {
+            let target = Target::Channel(name.clone());
+            route::to_cores(&self.cores, mask, target, &frame, at);
         }
         let mut keys = self.take_scratch();
         if let Some(set) = self.index.subscribers(channel) {
@@ -334,18 +338,12 @@ impl Hub {
                 let _ = reply.send(self.channel_info(&channel));
             }
             HubCommand::QueryUser { user, reply } => {
-                let ids = self.index.user_conns(&user).map_or_else(Vec::new, |set| {
+                let conns = self.index.user_conns(&user).map_or_else(Vec::new, |set| {
                     set.iter()
-                        .filter_map(|&key| {
-                            Some(ConnId {
-                                core: self.core as u16,
-                                key,
-                                gen: gen_of(key)?,
-                            })
-                        })
+                        .filter_map(|&key| Some((key, gen_of(key)?)))
                         .collect()
                 });
-                let _ = reply.send(ids);
+                let _ = reply.send(conns);
             }
             HubCommand::TopChannels { n, reply } => {
                 let _ = reply.send(self.index.top_channels(n));
@@ -593,9 +591,9 @@ mod tests {
             },
             |k| Some(k + 100),
         );
-        let mut ids: Vec<String> = rx.recv().unwrap().iter().map(|i| i.to_string()).collect();
-        ids.sort();
-        assert_eq!(ids, vec!["0-5-105", "0-6-106"]);
+        let mut conns = rx.recv().unwrap();
+        conns.sort();
+        assert_eq!(conns, vec![(5, 105), (6, 106)]);
         let frame = Bytes::from_static(b"\x81\x00");
         let deliver = |target| HubCommand::Deliver {
             target,

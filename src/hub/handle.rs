@@ -80,7 +80,7 @@ impl HubHandle {
         Ok(route::to_cores(
             &self.cores,
             mask,
-            &Target::Channel(name),
+            Target::Channel(name),
             &frame,
             at,
         ))
@@ -93,7 +93,7 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.users.mask(user) else {
             return false;
         };
-        route::to_cores(&self.cores, mask, &Target::User(name), &frame, at);
+        route::to_cores(&self.cores, mask, Target::User(name), &frame, at);
         true
     }
 
@@ -141,7 +141,7 @@ impl HubHandle {
     pub fn channel(&self, channel: &str) -> Result<ChannelInfo, HubError> {
         let mask = self.registry.channels.mask(channel).map_or(0, |(_, m)| m);
         let mut total = ChannelInfo::default();
-        for info in self.ask(mask, |reply| HubCommand::QueryChannel {
+        for (_, info) in self.ask(mask, |reply| HubCommand::QueryChannel {
             channel: channel.into(),
             reply,
         })? {
@@ -162,7 +162,13 @@ impl HubHandle {
                 reply,
             })?
             .into_iter()
-            .flatten()
+            .flat_map(|(core, conns)| {
+                conns.into_iter().map(move |(key, gen)| ConnId {
+                    core: core as u16,
+                    key,
+                    gen,
+                })
+            })
             .collect();
         ids.sort_unstable_by_key(|id| id.to_string());
         Ok(ids)
@@ -173,7 +179,7 @@ impl HubHandle {
     pub fn top_channels(&self, n: usize) -> Result<Vec<(Arc<str>, usize)>, HubError> {
         let all = CoreMask::MAX >> (64 - self.cores.len().clamp(1, 64));
         let mut merged: rustc_hash::FxHashMap<Arc<str>, usize> = Default::default();
-        for list in self.ask(all, |reply| HubCommand::TopChannels { n, reply })? {
+        for (_, list) in self.ask(all, |reply| HubCommand::TopChannels { n, reply })? {
             for (name, k) in list {
                 *merged.entry(name).or_default() += k;
             }
@@ -200,25 +206,27 @@ impl HubHandle {
     }
 
     /// Sends a query to every core in `mask` and gathers the answers that
-    /// come within [`QUERY_TIMEOUT`]. The reply channel has room for every
-    /// answer, so a core never waits to give one.
+    /// come within [`QUERY_TIMEOUT`], each with the core that gave it. Each
+    /// core answers on a channel of its own with room for the answer, so a
+    /// core never waits to give one.
     fn ask<T>(
         &self,
         mask: CoreMask,
         make: impl Fn(Sender<T>) -> HubCommand,
-    ) -> Result<Vec<T>, HubError> {
-        let asked = mask.count_ones() as usize;
-        let (tx, rx) = crossbeam_channel::bounded(asked.max(1));
+    ) -> Result<Vec<(usize, T)>, HubError> {
+        let mut asked = Vec::with_capacity(mask.count_ones() as usize);
         for core in route::mask_cores(mask) {
             let handle = self.cores.get(core).ok_or(HubError::UnknownConnection)?;
+            let (tx, rx) = crossbeam_channel::bounded(1);
             handle
-                .try_send(Command::Hub(make(tx.clone())))
+                .try_send(Command::Hub(make(tx)))
                 .map_err(|_| HubError::Busy)?;
+            asked.push((core, rx));
         }
-        drop(tx);
         let deadline = Instant::now() + QUERY_TIMEOUT;
-        Ok((0..asked)
-            .map_while(|_| rx.recv_deadline(deadline).ok())
+        Ok(asked
+            .into_iter()
+            .filter_map(|(core, rx)| Some((core, rx.recv_deadline(deadline).ok()?)))
             .collect())
     }
 }

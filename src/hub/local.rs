@@ -3,11 +3,12 @@
 //!
 //! Owns: the per-core indexes (channel → local connection keys, user →
 //! local connection keys), keeping the shared [`Registry`] in step on a
-//! core's first and last member of a name, and the core's
-//! [`MaskCache`] of channels it publishes to without subscribing. Must not
-//! touch: connections, sockets, other cores' indexes; what a connection
-//! is (its user, grants and subscriptions are the [`Hub`]'s). `!Send` in
-//! spirit: only its core uses it.
+//! core's first and last member of a name, and — in the same map, so a
+//! publish is one hash lookup — the core's cached answers for channels it
+//! publishes to without subscribers of its own (bounded by
+//! [`CACHE_CAP`]). Must not touch: connections, sockets, other cores'
+//! indexes; what a connection is (its user, grants and subscriptions are
+//! the [`Hub`]'s). `!Send` in spirit: only its core uses it.
 //!
 //! [`Hub`]: super::Hub
 
@@ -15,36 +16,55 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::registry::{CoreMask, Entry, MaskCache, Names, Registry};
+use super::registry::{Cached, CoreMask, Names, Registry, Stale, CACHE_CAP};
 
-/// The local members of one name, and the shared entry this core's bit is
-/// set in (current as long as that bit is: see [`Names::join`]).
+/// One name as this core sees it.
 struct Local {
+    /// Local members; empty for a channel this core only publishes to.
     keys: FxHashSet<u32>,
-    entry: Arc<Entry>,
+    /// With members: the shared entry this core's bit is set in (current
+    /// as long as that bit is: see [`Names::join`]). Without: what this
+    /// core last looked up.
+    shared: Cached,
 }
 
-/// Name → local members, over one of the registry's [`Names`].
-#[derive(Default)]
+/// Name → local members and shared entry, over one of the registry's
+/// [`Names`].
 struct Index {
     names: FxHashMap<Arc<str>, Local>,
+    /// Names with no local member (cached answers only).
+    cached_only: usize,
+    cap: usize,
 }
 
 impl Index {
+    fn new(cap: usize) -> Self {
+        Self {
+            names: FxHashMap::default(),
+            cached_only: 0,
+            cap: cap.max(1),
+        }
+    }
+
     /// Adds `key`; the interned name if it was not there yet.
     fn add(&mut self, shared: &Names, core: usize, name: &str, key: u32) -> Option<Arc<str>> {
-        if let Some(local) = self.names.get_mut(name) {
-            if !local.keys.insert(key) {
-                return None;
-            }
-            return self.names.get_key_value(name).map(|(n, _)| n.clone());
+        let Some((n, _)) = self.names.get_key_value(name) else {
+            let n: Arc<str> = name.into();
+            let local = Local {
+                keys: std::iter::once(key).collect(),
+                shared: Cached::Present(shared.join(&n, core)),
+            };
+            self.names.insert(n.clone(), local);
+            return Some(n);
+        };
+        let n = n.clone();
+        let local = self.names.get_mut(name).expect("just found");
+        if local.keys.is_empty() {
+            // Cached only until now: this core joins.
+            local.shared = Cached::Present(shared.join(&n, core));
+            self.cached_only -= 1;
         }
-        let n: Arc<str> = name.into();
-        let entry = shared.join(&n, core);
-        let mut keys = FxHashSet::default();
-        keys.insert(key);
-        self.names.insert(n.clone(), Local { keys, entry });
-        Some(n)
+        local.keys.insert(key).then_some(n)
     }
 
     /// Removes `key`; true if it was there.
@@ -52,17 +72,72 @@ impl Index {
         let Some(local) = self.names.get_mut(name) else {
             return false;
         };
-        let removed = local.keys.remove(&key);
+        if !local.keys.remove(&key) {
+            return false;
+        }
         if local.keys.is_empty() {
             if let Some((n, _)) = self.names.remove_entry(name) {
                 shared.leave(&n, core);
             }
         }
-        removed
+        true
     }
 
+    /// Local members of `name`, if it has any.
     fn keys(&self, name: &str) -> Option<&FxHashSet<u32>> {
-        self.names.get(name).map(|l| &l.keys)
+        self.names
+            .get(name)
+            .map(|l| &l.keys)
+            .filter(|k| !k.is_empty())
+    }
+
+    /// Names with local members.
+    fn with_members(&self) -> impl Iterator<Item = (&Arc<str>, &FxHashSet<u32>)> {
+        self.names
+            .iter()
+            .filter(|(_, l)| !l.keys.is_empty())
+            .map(|(n, l)| (n, &l.keys))
+    }
+
+    /// Caches what the shared map says of `name` now (one read lock).
+    fn refresh(&mut self, shared: &Names, name: &str) {
+        let now = Cached::look_up(shared, name);
+        if let Some(local) = self.names.get_mut(name) {
+            if local.keys.is_empty() {
+                local.shared = now;
+            }
+            return;
+        }
+        if self.cached_only >= self.cap {
+            self.make_room(shared);
+        }
+        self.names.insert(
+            name.into(),
+            Local {
+                keys: FxHashSet::default(),
+                shared: now,
+            },
+        );
+        self.cached_only += 1;
+    }
+
+    /// Drops cached answers that went stale; if that freed too little,
+    /// half of the rest (whichever the map lists first). Names with local
+    /// members stay.
+    fn make_room(&mut self, shared: &Names) {
+        self.names
+            .retain(|_, l| !l.keys.is_empty() || l.shared.mask(shared).is_ok());
+        let mut cached = self.names.values().filter(|l| l.keys.is_empty()).count();
+        if cached >= self.cap {
+            let mut drop = cached - self.cap / 2;
+            self.names.retain(|_, l| {
+                let go = drop > 0 && l.keys.is_empty();
+                drop -= usize::from(go);
+                !go
+            });
+            cached = self.names.values().filter(|l| l.keys.is_empty()).count();
+        }
+        self.cached_only = cached;
     }
 }
 
@@ -72,19 +147,22 @@ pub struct LocalHub {
     registry: Arc<Registry>,
     channels: Index,
     users: Index,
-    /// Channels this core publishes to without local subscribers.
-    cache: MaskCache,
 }
 
 impl LocalHub {
     /// An empty index for core `core`.
     pub fn new(core: usize, registry: Arc<Registry>) -> Self {
+        Self::with_cache_cap(core, registry, CACHE_CAP)
+    }
+
+    /// An empty index caching at most `cap` channels it has no
+    /// subscribers of.
+    pub fn with_cache_cap(core: usize, registry: Arc<Registry>, cap: usize) -> Self {
         Self {
             core,
             registry,
-            channels: Index::default(),
-            users: Index::default(),
-            cache: MaskCache::default(),
+            channels: Index::new(cap),
+            users: Index::new(cap),
         }
     }
 
@@ -114,18 +192,21 @@ impl LocalHub {
 
     /// The other cores with subscribers of `channel`, and its interned
     /// name when there are any: what a publish from this core hands on.
-    /// A local hash lookup and one atomic load; no lock (see
-    /// [`super::registry`]).
-    pub fn other_cores(&mut self, channel: &str) -> (CoreMask, Option<Arc<str>>) {
-        let me = !(1u64 << self.core);
-        let (name, mask) = match self.channels.names.get_key_value(channel) {
-            Some((n, local)) => (n, local.entry.mask() & me),
-            None => match self.cache.lookup(&self.registry.channels, channel) {
-                Some((n, mask)) => (n, mask & me),
-                None => return (0, None),
-            },
-        };
-        (mask, (mask != 0).then(|| name.clone()))
+    /// One local hash lookup and atomic loads; no lock, no shared write
+    /// (see [`super::registry`]). `Err(Stale)` when this core has to look
+    /// the channel up again: [`LocalHub::refresh`], then ask again.
+    #[inline]
+    pub fn other_cores(&self, channel: &str) -> Result<(CoreMask, Option<&Arc<str>>), Stale> {
+        let (name, local) = self.channels.names.get_key_value(channel).ok_or(Stale)?;
+        let mask = local.shared.mask(&self.registry.channels)? & !(1u64 << self.core);
+        Ok((mask, (mask != 0).then_some(name)))
+    }
+
+    /// Looks `channel` up again in the shared registry (one read lock),
+    /// after [`LocalHub::other_cores`] said `Stale`.
+    #[cold]
+    pub fn refresh(&mut self, channel: &str) {
+        self.channels.refresh(&self.registry.channels, channel);
     }
 
     /// Adds connection `key` to `user`'s set; returns the interned name.
@@ -156,9 +237,8 @@ impl LocalHub {
     pub fn top_channels(&self, n: usize) -> Vec<(Arc<str>, usize)> {
         let mut all: Vec<(Arc<str>, usize)> = self
             .channels
-            .names
-            .iter()
-            .map(|(name, l)| (name.clone(), l.keys.len()))
+            .with_members()
+            .map(|(name, keys)| (name.clone(), keys.len()))
             .collect();
         let by_size =
             |a: &(Arc<str>, usize), b: &(Arc<str>, usize)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
@@ -172,12 +252,17 @@ impl LocalHub {
 
     /// Channels with local subscribers.
     pub fn channel_count(&self) -> usize {
-        self.channels.names.len()
+        self.channels.with_members().count()
     }
 
     /// Subscriptions held by local connections.
     pub fn subscription_count(&self) -> usize {
-        self.channels.names.values().map(|l| l.keys.len()).sum()
+        self.channels.with_members().map(|(_, k)| k.len()).sum()
+    }
+
+    /// Channels cached for publishing without local subscribers.
+    pub fn cached_channels(&self) -> usize {
+        self.channels.cached_only
     }
 }
 
@@ -214,19 +299,114 @@ mod tests {
         assert_eq!(reg.users_online(), 0);
     }
 
+    /// `other_cores` as a publish asks it (see `Hub::publish`): refreshed
+    /// once when stale, with the name copied out.
+    fn others(hub: &mut LocalHub, ch: &str) -> (CoreMask, Option<String>) {
+        if hub.other_cores(ch).is_err() {
+            hub.refresh(ch);
+        }
+        let (mask, name) = hub.other_cores(ch).unwrap_or((0, None));
+        (mask, name.map(|n| n.to_string()))
+    }
+
     #[test]
     fn a_publish_hands_on_to_the_other_cores_only() {
         let reg = Arc::new(Registry::default());
         let mut a = LocalHub::new(0, reg.clone());
         let mut b = LocalHub::new(1, reg.clone());
-        assert_eq!(a.other_cores("news"), (0, None));
+        assert_eq!(a.other_cores("news"), Err(Stale), "never looked up");
+        assert_eq!(others(&mut a, "news"), (0, None));
+        assert_eq!(a.other_cores("news"), Ok((0, None)), "absent, cached");
         b.subscribe("news", 7);
-        let (mask, name) = a.other_cores("news");
-        assert_eq!((mask, name.as_deref()), (0b10, Some("news")));
+        assert_eq!(a.other_cores("news"), Err(Stale), "a name was added");
+        assert_eq!(others(&mut a, "news"), (0b10, Some("news".into())));
         a.subscribe("news", 3);
-        assert_eq!(a.other_cores("news").0, 0b10, "not itself");
-        assert_eq!(b.other_cores("news").0, 0b01);
+        assert_eq!(others(&mut a, "news").0, 0b10, "not itself");
+        assert_eq!(others(&mut b, "news").0, 0b01);
         b.unsubscribe("news", 7);
-        assert_eq!(a.other_cores("news"), (0, None));
+        assert_eq!(others(&mut a, "news"), (0, None));
+    }
+
+    #[test]
+    fn cached_channels_stay_within_the_cap_and_become_joined_on_subscribe() {
+        let reg = Arc::new(Registry::default());
+        let mut far = LocalHub::new(1, reg.clone());
+        let mut hub = LocalHub::with_cache_cap(0, reg.clone(), 8);
+        for i in 0..5 {
+            far.subscribe(&format!("live-{i}"), 1);
+        }
+        for round in 0..20 {
+            for i in 0..10 {
+                others(&mut hub, &format!("gone-{round}-{i}"));
+                assert!(hub.cached_channels() <= 8);
+            }
+            for i in 0..5 {
+                assert_eq!(others(&mut hub, &format!("live-{i}")).0, 0b10);
+            }
+        }
+        // A channel it only published to, then subscribes to: joined.
+        assert_eq!(others(&mut hub, "live-0").0, 0b10);
+        hub.subscribe("live-0", 9);
+        assert_eq!(cores(&reg, "live-0"), 0b11);
+        assert_eq!(hub.subscribers("live-0").map(|s| s.len()), Some(1));
+        assert_eq!(hub.channel_count(), 1, "cached ones are not counted");
+        assert_eq!(hub.top_channels(10).len(), 1);
+        hub.unsubscribe("live-0", 9);
+        assert_eq!(cores(&reg, "live-0"), 0b10);
+        assert!(hub.subscribers("never").is_none());
+    }
+
+    /// Two cores subscribe and unsubscribe over and over, publishing that
+    /// they are subscribed only after `subscribe` returned (the ack); two
+    /// publishing cores, each with its own index, must count every such
+    /// subscriber. Bounded: a fixed number of rounds.
+    #[test]
+    fn publishers_see_every_acked_subscriber_through_their_own_index() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        const ROUNDS: u64 = 1_000;
+        let reg = Arc::new(Registry::default());
+        let acked: Arc<[AtomicU64; 2]> = Arc::new(Default::default());
+        let done = Arc::new(AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let subs: Vec<_> = (0..2)
+                .map(|s| {
+                    let (reg, acked) = (reg.clone(), acked.clone());
+                    scope.spawn(move || {
+                        let mut hub = LocalHub::new(2 + s, reg);
+                        for round in 1..=ROUNDS {
+                            hub.subscribe("room", 1);
+                            acked[s].store(round, Ordering::Release);
+                            std::thread::yield_now();
+                            acked[s].store(0, Ordering::Release);
+                            hub.unsubscribe("room", 1);
+                        }
+                    })
+                })
+                .collect();
+            for p in 0..2 {
+                let (reg, acked, done) = (reg.clone(), acked.clone(), done.clone());
+                scope.spawn(move || {
+                    let mut hub = LocalHub::with_cache_cap(p, reg, 2);
+                    while !done.load(Ordering::Acquire) {
+                        for (s, a) in acked.iter().enumerate() {
+                            let seen = a.load(Ordering::Acquire);
+                            if seen == 0 {
+                                continue;
+                            }
+                            if others(&mut hub, "room").0 & (1 << (2 + s)) == 0 {
+                                assert_ne!(a.load(Ordering::Acquire), seen, "missed {s}");
+                            }
+                        }
+                        // Another name beside it in the cache.
+                        others(&mut hub, "elsewhere");
+                    }
+                });
+            }
+            for s in subs {
+                s.join().expect("subscriber");
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert_eq!(reg.channel_count(), 0);
     }
 }

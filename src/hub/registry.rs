@@ -3,9 +3,10 @@
 //! publish without taking a lock.
 //!
 //! Owns: the interned [`Entry`] of each name (its core mask), the sharded
-//! map that interns them, and [`MaskCache`], a core's own name → entry
-//! cache. Must not touch: connections, frames, a core's local index (it
-//! is only told a core's first and last member of a name).
+//! map that interns them, and [`Cached`], what a core remembers of a name
+//! and when that stops holding. Must not touch: connections, frames, a
+//! core's local index (it is only told a core's first and last member of
+//! a name; the core keeps its `Cached` answers there, in its own map).
 //!
 //! # Design: interned entries, cached per core
 //!
@@ -18,16 +19,17 @@
 //! interns a new one. Those are rare events (once per core per name, not
 //! per message).
 //!
-//! A publishing core looks the name up in its own [`MaskCache`] (a plain
-//! hash map, no lock), then reads the entry's mask with one `Acquire`
+//! A publishing core looks the name up in its own index (a plain hash
+//! map, no lock: [`super::local`]), where it finds the entry it joined or
+//! a [`Cached`] answer, then reads the entry's mask with one `Acquire`
 //! load. A retired entry is looked up again in the shared map (a read
 //! lock, once); a name that was absent is cached as absent together with
 //! its shard's *epoch*, a counter bumped under the write lock whenever a
 //! name is added to that shard, and stays absent while the epoch is
 //! unchanged. So a publish touches no lock word and writes no shared
 //! memory: the entry's cache line is only read, and stays shared by all
-//! the cores that publish to it. The cache is bounded ([`CACHE_CAP`]):
-//! retired and stale entries go first, then half of the rest.
+//! the cores that publish to it. A core's cached answers are bounded
+//! ([`CACHE_CAP`]): retired and stale ones go first, then half of the rest.
 //!
 //! Why this keeps "a publish after a subscription was acked reaches the
 //! subscriber": the subscriber's core sets its bit (or interns the entry,
@@ -57,7 +59,8 @@ pub type CoreMask = u64;
 /// Most cores a server may run (one bit each in a [`CoreMask`]).
 pub const MAX_CORES: usize = 64;
 
-/// Most names one core's [`MaskCache`] holds (≈ 100 B each with the name):
+/// Most names a core caches without members of its own (≈ 100 B each
+/// with the name):
 /// a core publishing to more distinct channels than this looks some up
 /// again (one read lock each), and never holds more than ≈ 1 MiB for it.
 pub const CACHE_CAP: usize = 8_192;
@@ -212,94 +215,38 @@ impl Registry {
     }
 }
 
-/// What a core remembers of a name it looked up.
-enum Cached {
+/// A cached answer that no longer holds (or none was cached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale;
+
+/// What a core remembers of a name it looked up (or joined).
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// The entry, good while it is not retired (always, while this core's
+    /// own bit is set in it).
     Present(Arc<Entry>),
+    /// No core had it; good while shard `shard`'s epoch is `epoch`.
     Absent { shard: usize, epoch: u64 },
 }
 
-/// One core's name → entry cache over a [`Names`]: a publish's lookup is a
-/// local hash lookup and one atomic load. `!Sync` in spirit: one core's.
-pub struct MaskCache {
-    map: FxHashMap<Arc<str>, Cached>,
-    cap: usize,
-}
-
-impl Default for MaskCache {
-    fn default() -> Self {
-        Self::with_capacity(CACHE_CAP)
-    }
-}
-
-impl MaskCache {
-    /// A cache of at most `cap` names (at least 1).
-    pub fn with_capacity(cap: usize) -> Self {
-        Self {
-            map: FxHashMap::default(),
-            cap: cap.max(1),
-        }
-    }
-
-    /// The cores with members of `name` and the cached name, or `None`
-    /// if no core has any. No lock unless the cached answer went stale (or
-    /// there is none yet).
-    pub fn lookup(&mut self, names: &Names, name: &str) -> Option<(&Arc<str>, CoreMask)> {
-        let fresh = match self.map.get(name) {
-            Some(Cached::Present(e)) => !e.is_retired(),
-            Some(Cached::Absent { shard, epoch }) => names.still_absent(*shard, *epoch),
-            None => false,
-        };
-        if !fresh {
-            self.refill(names, name);
-        }
-        match self.map.get_key_value(name) {
-            Some((n, Cached::Present(e))) => Some((n, e.mask())),
-            _ => None,
-        }
-    }
-
-    /// Looks `name` up in the shared map and caches the answer.
-    #[cold]
-    fn refill(&mut self, names: &Names, name: &str) {
-        let now = match names.lookup(name) {
+impl Cached {
+    /// What the shared map says now (one read lock).
+    pub fn look_up(names: &Names, name: &str) -> Cached {
+        match names.lookup(name) {
             Lookup::Present(_, e) => Cached::Present(e),
             Lookup::Absent { shard, epoch } => Cached::Absent { shard, epoch },
-        };
-        if let Some(slot) = self.map.get_mut(name) {
-            *slot = now;
-            return;
-        }
-        if self.map.len() >= self.cap {
-            self.make_room(names);
-        }
-        self.map.insert(name.into(), now);
-    }
-
-    /// Drops retired entries and stale absent marks; if that freed too
-    /// little, half of the rest (whichever the map lists first).
-    fn make_room(&mut self, names: &Names) {
-        self.map.retain(|_, c| match c {
-            Cached::Present(e) => !e.is_retired(),
-            Cached::Absent { shard, epoch } => names.still_absent(*shard, *epoch),
-        });
-        if self.map.len() >= self.cap {
-            let mut drop = self.map.len() - self.cap / 2;
-            self.map.retain(|_, _| {
-                let keep = drop == 0;
-                drop = drop.saturating_sub(1);
-                keep
-            });
         }
     }
 
-    /// Names cached.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// True if nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// The cores with members, if this answer still holds: atomic loads,
+    /// no lock. `Err(Stale)`: look the name up again.
+    #[inline]
+    pub fn mask(&self, names: &Names) -> Result<CoreMask, Stale> {
+        match self {
+            Cached::Present(e) if !e.is_retired() => Ok(e.mask()),
+            Cached::Absent { shard, epoch } if names.still_absent(*shard, *epoch) => Ok(0),
+            _ => Err(Stale),
+        }
     }
 }
 
@@ -338,44 +285,23 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_sees_joins_retires_and_new_names() {
+    fn a_cached_answer_goes_stale_on_a_retire_or_a_new_name_in_its_shard() {
         let names = Names::default();
-        let mut cache = MaskCache::default();
-        assert!(cache.lookup(&names, "news").is_none(), "absent, cached");
+        let absent = Cached::look_up(&names, "news");
+        assert_eq!(absent.mask(&names), Ok(0));
         let news = name("news");
         names.join(&news, 2);
-        assert_eq!(
-            cache.lookup(&names, "news").unwrap().1,
-            0b100,
-            "epoch moved"
-        );
+        assert_eq!(absent.mask(&names), Err(Stale), "the shard's epoch moved");
+        let present = Cached::look_up(&names, "news");
+        assert_eq!(present.mask(&names), Ok(0b100));
         names.join(&news, 0);
-        assert_eq!(cache.lookup(&names, "news").unwrap().1, 0b101, "same entry");
+        assert_eq!(present.mask(&names), Ok(0b101), "the same entry");
         names.leave("news", 0);
         names.leave("news", 2);
-        assert!(cache.lookup(&names, "news").is_none(), "retired");
+        assert_eq!(present.mask(&names), Err(Stale), "retired");
+        assert_eq!(Cached::look_up(&names, "news").mask(&names), Ok(0));
         names.join(&news, 1);
-        assert_eq!(cache.lookup(&names, "news").unwrap().1, 0b10, "new entry");
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[test]
-    fn the_cache_stays_within_its_cap() {
-        let names = Names::default();
-        let mut cache = MaskCache::with_capacity(64);
-        let live: Vec<Arc<str>> = (0..40).map(|i| format!("live-{i}").into()).collect();
-        for n in &live {
-            names.join(n, 0);
-        }
-        for round in 0..10 {
-            for i in 0..100 {
-                cache.lookup(&names, &format!("gone-{round}-{i}"));
-                assert!(cache.len() <= 64);
-            }
-            for n in &live {
-                assert_eq!(cache.lookup(&names, n).unwrap().1, 1);
-            }
-        }
+        assert_eq!(Cached::look_up(&names, "news").mask(&names), Ok(0b10));
     }
 
     /// Cores join and leave a few channels over and over (retiring and
@@ -386,7 +312,7 @@ mod tests {
     fn a_publish_after_an_ack_sees_the_subscriber_under_churn() {
         const SUBSCRIBERS: usize = 3;
         const PUBLISHERS: usize = 2;
-        const ROUNDS: usize = 2_000;
+        const ROUNDS: usize = 1_000;
         const CHANNELS: [&str; 3] = ["a", "b", "c"];
         let names = Arc::new(Names::default());
         // acked[s] = round << 2 | channel + 1 while subscriber s is joined
@@ -418,7 +344,8 @@ mod tests {
                 let (names, acked, checks, done) =
                     (names.clone(), acked.clone(), checks.clone(), done.clone());
                 scope.spawn(move || {
-                    let mut cache = MaskCache::with_capacity(2);
+                    // This publisher's own answers, as a core keeps them.
+                    let mut cache: FxHashMap<&str, Cached> = FxHashMap::default();
                     while !done.load(Ordering::Acquire) {
                         for (s, a) in acked.iter().enumerate() {
                             let seen = a.load(Ordering::Acquire);
@@ -426,7 +353,17 @@ mod tests {
                                 continue;
                             }
                             let ch = ((seen & 3) - 1) as usize;
-                            let mask = cache.lookup(&names, CHANNELS[ch]).map_or(0, |(_, m)| m);
+                            let name = CHANNELS[ch];
+                            let cached = cache
+                                .entry(name)
+                                .or_insert_with(|| Cached::look_up(&names, name));
+                            // Stale again at once only if the name changed
+                            // meanwhile; an acked member keeps its entry
+                            // current, so 0 is right then.
+                            let mask = cached.mask(&names).unwrap_or_else(|Stale| {
+                                *cached = Cached::look_up(&names, name);
+                                cached.mask(&names).unwrap_or(0)
+                            });
                             // The subscriber may have left since (then its
                             // ack was withdrawn first): only an ack still
                             // standing after the read must be in the mask.

@@ -54,16 +54,21 @@ pub fn mask_cores(mut mask: CoreMask) -> impl Iterator<Item = usize> {
 /// publish order.
 pub fn to_cores(
     cores: &[CoreHandle],
-    mask: CoreMask,
-    target: &Target,
+    mut mask: CoreMask,
+    target: Target,
     frame: &Bytes,
     at: Instant,
 ) -> u32 {
+    mask &= CoreMask::MAX >> (64 - cores.len().clamp(1, 64));
     let mut queued = 0;
-    for core in mask_cores(mask) {
-        if let Some(handle) = cores.get(core) {
-            queued += u32::from(handle.deliver(target.clone(), frame.clone(), at));
-        }
+    let mut cores_left = mask_cores(mask).peekable();
+    while let Some(core) = cores_left.next() {
+        // The last one takes the target itself: one name clone fewer.
+        let target = match cores_left.peek() {
+            Some(_) => target.clone(),
+            None => return queued + u32::from(cores[core].deliver(target, frame.clone(), at)),
+        };
+        queued += u32::from(cores[core].deliver(target, frame.clone(), at));
     }
     queued
 }
