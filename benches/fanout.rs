@@ -2,24 +2,29 @@
 //! publish once, queue the shared frame on N open connections, then write
 //! it out (simulated: the queues are drained as a socket would take them).
 //!
-//! Also the publish path's first step: finding which cores have
+//! Also the publish path's first step: finding which other cores have
 //! subscribers of the channel (`publish_lookup`), alone and while another
-//! thread looks up the same channel (what a second publishing core does).
+//! thread looks up the same channel (what a second publishing core does):
+//! `cached_entry` is the hub's way (a core-local hash lookup and one
+//! atomic load), `rwlock_registry_before` the read-locked shared map it
+//! replaced.
 //!
 //! Run: `taskset -c 1 cargo bench --bench fanout`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use wsedge::conn::{Conn, Ctx, Tally};
 use wsedge::hub::protocol::message_frame;
-use wsedge::hub::Registry;
+use wsedge::hub::{LocalHub, Registry};
 use wsedge::protocol::encoder::FrameEncoder;
+use wsedge::sharded::Sharded;
 use wsedge::ConnConfig;
 
 const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
@@ -88,31 +93,92 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-/// The cores mask of a channel with subscribers on two cores, as a
-/// publish reads it: the shared registry's read lock on one shard.
-fn publish_lookup(c: &mut Criterion) {
-    let registry = Arc::new(Registry::default());
-    let news: Arc<str> = "news".into();
-    registry.set_channel_core(&news, 0, true);
-    registry.set_channel_core(&news, 1, true);
-    let mut g = c.benchmark_group("publish_lookup");
-    g.bench_function("alone", |b| {
-        b.iter(|| black_box(registry.channel_cores(black_box("news"))))
-    });
+/// The registry as it was before the interned entries: one RwLock per
+/// shard, read-locked by every publish (kept here as the baseline).
+#[derive(Default)]
+struct RwLockRegistry {
+    shards: Sharded<Arc<str>, RwLock<FxHashMap<Arc<str>, u64>>>,
+}
+
+impl RwLockRegistry {
+    fn set(&self, name: &Arc<str>, core: usize) {
+        *self.shards.write(&**name).entry(name.clone()).or_default() |= 1 << core;
+    }
+
+    fn cores(&self, name: &str) -> u64 {
+        self.shards.read(name).get(name).copied().unwrap_or(0)
+    }
+}
+
+/// What a publish does: the other cores from the core's own view,
+/// looked up again (once) when that view went stale.
+fn cores_of(hub: &mut LocalHub, channel: &str) -> u64 {
+    match hub.other_cores(channel) {
+        Ok((mask, _)) => mask,
+        Err(_) => {
+            hub.refresh(channel);
+            hub.other_cores(channel).map_or(0, |(mask, _)| mask)
+        }
+    }
+}
+
+/// Runs `lookup` alone, then while another thread runs `other` (what a
+/// second core publishing to the same channel does).
+fn alone_and_contended(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut lookup: impl FnMut() -> u64,
+    mut other: impl FnMut() -> u64 + Send + 'static,
+) {
+    g.bench_function(format!("{name}/alone"), |b| b.iter(|| black_box(lookup())));
     let stop = Arc::new(AtomicBool::new(false));
-    let other = {
-        let (registry, stop) = (registry.clone(), stop.clone());
+    let spinner = {
+        let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                black_box(registry.channel_cores(black_box("news")));
+                black_box(other());
             }
         })
     };
-    g.bench_function("with_another_publisher", |b| {
-        b.iter(|| black_box(registry.channel_cores(black_box("news"))))
+    g.bench_function(format!("{name}/with_another_publisher"), |b| {
+        b.iter(|| black_box(lookup()))
     });
     stop.store(true, Ordering::Relaxed);
-    other.join().expect("other publisher");
+    spinner.join().expect("other publisher");
+}
+
+/// The first step of a publish: which other cores have subscribers of the
+/// channel (here on cores 1 and 2; the publisher has none itself).
+fn publish_lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("publish_lookup");
+    let news: Arc<str> = "news".into();
+
+    let before = Arc::new(RwLockRegistry::default());
+    before.set(&news, 1);
+    before.set(&news, 2);
+    let other = before.clone();
+    alone_and_contended(
+        &mut g,
+        "rwlock_registry_before",
+        || before.cores(black_box("news")),
+        move || other.cores(black_box("news")),
+    );
+
+    let registry = Arc::new(Registry::default());
+    let mut subscribers: Vec<LocalHub> = (1..=2)
+        .map(|core| LocalHub::new(core, registry.clone()))
+        .collect();
+    for s in &mut subscribers {
+        s.subscribe("news", 1);
+    }
+    let mut publisher = LocalHub::new(0, registry.clone());
+    let mut other = LocalHub::new(3, registry.clone());
+    alone_and_contended(
+        &mut g,
+        "cached_entry",
+        move || cores_of(&mut publisher, black_box("news")),
+        move || cores_of(&mut other, black_box("news")),
+    );
     g.finish();
 }
 
