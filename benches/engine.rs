@@ -58,7 +58,7 @@ fn handshake(c: &mut Criterion) {
         b.iter(|| {
             let parsed = parse_request(black_box(req), &cfg).unwrap().unwrap();
             out.clear();
-            write_accept(&mut out, &parsed, &cfg);
+            write_accept(&mut out, &parsed, &cfg, None);
             black_box(out.len())
         })
     });

@@ -57,7 +57,8 @@ pub struct ConnConfig {
     /// Per-connection rate limits on what a client sends. Default off.
     pub rate_limit: Option<RateLimit>,
     /// Time allowed from accept to a complete upgrade request (slowloris
-    /// guard, answered 408). Default 10 s.
+    /// guard, answered 408) and to the decision on it (answered 504 when
+    /// admission left it pending). Default 10 s.
     pub handshake_timeout: Duration,
     /// The server pings every open connection this often. Default 25 s.
     pub ping_interval: Duration,
@@ -149,8 +150,8 @@ pub struct AdmissionConfig {
     pub attempt_window: Duration,
     /// Peers whose client-IP header is believed. Default none.
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// The client-IP header a trusted proxy sets (first entry used).
-    /// Default `x-forwarded-for`.
+    /// The client-IP header a trusted proxy sets (first entry used; lower
+    /// case). Default `x-forwarded-for`.
     pub client_ip_header: String,
     /// Open connections in total (`503` beyond). Default 500 000.
     pub max_connections: u32,
@@ -158,6 +159,11 @@ pub struct AdmissionConfig {
     pub max_connections_per_ip: u32,
     /// Open connections per user (`429` beyond). Default 100.
     pub max_connections_per_user: u32,
+    /// Test seam (feature `testing`, never in the product): may leave an
+    /// admitted upgrade pending, to be answered through the core's inbox.
+    /// Default none.
+    #[cfg(any(test, feature = "testing"))]
+    pub defer: Option<crate::admission::DeferHook>,
 }
 
 impl Default for AdmissionConfig {
@@ -175,6 +181,8 @@ impl Default for AdmissionConfig {
             max_connections: 500_000,
             max_connections_per_ip: 10_000,
             max_connections_per_user: 100,
+            #[cfg(any(test, feature = "testing"))]
+            defer: None,
         }
     }
 }

@@ -14,9 +14,10 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
+use crate::admission::Refusal;
 use crate::conn::EndReason;
 use crate::engine::{LatencyHistograms, Stats};
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 
 /// Everything one scrape reports, gathered by the admin plane.
 pub struct Scrape<'a> {
@@ -209,21 +210,21 @@ pub fn render(s: &Scrape<'_>) -> String {
         "wsedge_handshake_refusals_total",
         "Upgrade requests refused, by reason (the HTTP status follows from it).",
         "reason",
-        HandshakeError::ALL
+        Rejection::ALL
             .iter()
             .map(|&e| (e.name(), total.handshake_failures(e))),
     );
-    let refused = |e: HandshakeError| total.handshake_failures(e);
+    let refused = |r: Refusal| total.handshake_failures(r);
     w.labelled(
         "wsedge_token_failures_total",
         "Connection tokens refused, by kind.",
         "kind",
         [
-            ("missing", refused(HandshakeError::TokenMissing)),
-            ("malformed", refused(HandshakeError::TokenMalformed)),
-            ("bad_signature", refused(HandshakeError::TokenBadSignature)),
-            ("expired", refused(HandshakeError::TokenExpired)),
-            ("replayed", refused(HandshakeError::TokenReplayed)),
+            ("missing", refused(Refusal::TokenMissing)),
+            ("malformed", refused(Refusal::TokenMalformed)),
+            ("bad_signature", refused(Refusal::TokenBadSignature)),
+            ("expired", refused(Refusal::TokenExpired)),
+            ("replayed", refused(Refusal::TokenReplayed)),
         ],
     );
     w.labelled(
@@ -231,10 +232,13 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Connection attempts and clients stopped by a limit or quota, by kind.",
         "kind",
         [
-            ("attempts_per_ip", refused(HandshakeError::TooManyAttempts)),
-            ("connections_per_ip", refused(HandshakeError::IpQuota)),
-            ("connections_per_user", refused(HandshakeError::UserQuota)),
-            ("connections_total", refused(HandshakeError::ServerFull)),
+            (
+                "attempts_per_ip",
+                refused(Refusal::TooManyAttempts { retry_after: 0 }),
+            ),
+            ("connections_per_ip", refused(Refusal::IpQuota)),
+            ("connections_per_user", refused(Refusal::UserQuota)),
+            ("connections_total", refused(Refusal::ServerFull)),
             ("rate_messages", total.throttled_msgs),
             ("rate_bytes", total.throttled_bytes),
         ],
@@ -465,7 +469,7 @@ mod tests {
             ..Stats::default()
         };
         b.ended[EndReason::PingTimeout.index()] = 2;
-        b.handshake_failures[HandshakeError::TokenExpired.index()] = 4;
+        b.handshake_failures[Rejection::from(Refusal::TokenExpired).index()] = 4;
         let lat = [LatencyHistograms::default(), LatencyHistograms::default()];
         let text = render(&Scrape {
             cores: &[a, b],

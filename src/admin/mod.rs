@@ -33,7 +33,7 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::config::AdminConfig;
 use crate::conn::EndReason;
 use crate::engine::{mask_cores, ChannelInfo, Command, ServerView, Stats, Target};
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 use crate::hub::{protocol, ConnId};
 
 /// Largest request body accepted (413 beyond it).
@@ -587,7 +587,7 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         .iter()
         .map(|r| (r.name().to_string(), s.ended(*r).into()))
         .collect();
-    let refused: serde_json::Map<String, serde_json::Value> = HandshakeError::ALL
+    let refused: serde_json::Map<String, serde_json::Value> = Rejection::ALL
         .iter()
         .map(|e| (e.name().to_string(), s.handshake_failures(*e).into()))
         .collect();

@@ -3,7 +3,7 @@
 //! Owns: the list of end reasons and their stable names. Must not touch:
 //! the decision (that is `Conn`'s) or the counting (the core's).
 
-use crate::error::{HandshakeError, ProtocolErrorKind};
+use crate::error::{ProtocolErrorKind, Rejection};
 
 /// The reason a connection ended, recorded once, when it stops being open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,8 @@ pub enum EndReason {
     Shutdown,
     /// The upgrade request was refused (see the handshake counters).
     HandshakeFailed,
-    /// The upgrade request did not arrive in time (408).
+    /// The upgrade request did not arrive in time (408), or the decision
+    /// on it did not (504).
     HandshakeTimeout,
     /// Framing violation (1002).
     ProtocolError,
@@ -105,10 +106,10 @@ impl From<ProtocolErrorKind> for EndReason {
     }
 }
 
-impl From<HandshakeError> for EndReason {
-    fn from(e: HandshakeError) -> Self {
-        match e {
-            HandshakeError::Timeout => Self::HandshakeTimeout,
+impl From<Rejection> for EndReason {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Timeout | Rejection::DecisionTimeout => Self::HandshakeTimeout,
             _ => Self::HandshakeFailed,
         }
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
+use crate::admission::Verdict;
 use crate::hub::ConnId;
 
 /// Who receives a delivered frame on the target core.
@@ -45,6 +46,15 @@ pub enum Command {
     },
     /// Close one connection with `code`.
     Disconnect { key: u32, gen: u32, code: u16 },
+    /// The decision on an upgrade admission left pending (its
+    /// [`Ticket`](crate::admission::Ticket)): write the `101` or the
+    /// refusal. Dropped if that connection is gone or no longer waiting
+    /// (its handshake deadline answered `504` first).
+    AdmissionDecision {
+        key: u32,
+        gen: u32,
+        verdict: Verdict,
+    },
     /// Report local subscribers of a channel.
     QueryChannel {
         channel: String,

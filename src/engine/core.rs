@@ -3,11 +3,15 @@
 //! receive block shared by all its connections, and an inbox.
 //!
 //! Owns: every socket call and every clock read of the data plane, turning
-//! readiness and timer expiry into calls on the sans-IO [`Conn`], routing
-//! its events, writing its queue, and removing it — from the slab, the
-//! poll registry and the wheel — the moment it is dead.
-//! Must not touch: protocol rules (that is `protocol`/`conn`), other cores'
-//! state (only their inboxes, through handles).
+//! readiness and timer expiry into calls on the sans-IO [`Conn`] (in the
+//! call order of its module doc), routing its events — an upgrade through
+//! the route table and admission (answered at once, or later by a
+//! `Command::AdmissionDecision`), a message to its route — writing its
+//! queue, and removing it — from the slab, the poll registry and the wheel
+//! — the moment it is dead.
+//! Must not touch: protocol rules (that is `protocol`/`conn`), admission
+//! policy (`admission`), other cores' state (only their inboxes, through
+//! handles).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
@@ -24,12 +28,13 @@ use slab::Slab;
 use super::command::Command;
 use super::counters::CoreCounters;
 use super::latency::LatencyRecorder;
+use super::routes::{Route, Routes};
 use super::CoreHandle;
-use crate::admission::{Admission, TokenGrants};
+use crate::admission::{self, Admission, Admitted, Decision, Ticket, TokenGrants, Verdict};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
-use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
-use crate::error::HandshakeError;
+use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Tally};
+use crate::error::Rejection;
 use crate::hub::{ConnId, LocalHub, Registry};
 use crate::protocol::close::code;
 use crate::protocol::encoder::FrameEncoder;
@@ -44,7 +49,6 @@ macro_rules! ctx {
             now: $now,
             cfg: &$core.cfg.conn,
             enc: &mut $core.enc,
-            events: &mut $core.events,
             tally: &mut $core.tally,
         }
     };
@@ -82,6 +86,8 @@ pub(super) struct Slot {
     ip: IpAddr,
     /// Admission took quota slots for it (given back on removal).
     admitted: bool,
+    /// What it serves, from the route table at its upgrade.
+    route: Option<Route>,
 }
 
 /// What the hub and admission know of one connection.
@@ -143,13 +149,13 @@ impl Drain {
 #[derive(Default)]
 struct RefusalLog {
     last: Option<Instant>,
-    counts: [u32; HandshakeError::ALL.len()],
+    counts: [u32; Rejection::ALL.len()],
 }
 
 impl RefusalLog {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn note(&mut self, err: HandshakeError, now: Instant) {
+    fn note(&mut self, err: Rejection, now: Instant) {
         let c = &mut self.counts[err.index()];
         *c = c.saturating_add(1);
         if self
@@ -160,7 +166,7 @@ impl RefusalLog {
         }
         self.last = Some(now);
         let mut line = String::new();
-        for (e, n) in HandshakeError::ALL.iter().zip(&mut self.counts) {
+        for (e, n) in Rejection::ALL.iter().zip(&mut self.counts) {
             if *n > 0 {
                 line.push_str(&format!(" {}={n}", e.name()));
                 *n = 0;
@@ -181,6 +187,8 @@ pub(crate) struct Core {
     pub(super) peers: Arc<[CoreHandle]>,
     pub(super) hub: LocalHub,
     admission: Arc<Admission>,
+    /// Which paths are served, and how.
+    routes: Routes,
     pub(super) conns: Slab<Slot>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
@@ -191,7 +199,6 @@ pub(crate) struct Core {
     next_gen: u32,
     rx: BytesMut,
     pub(super) enc: FrameEncoder,
-    pub(super) events: Vec<Event>,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
     /// Set once shutdown began.
@@ -232,6 +239,7 @@ impl Core {
             notified,
             hub: LocalHub::new(id, registry),
             admission,
+            routes: Routes::default(),
             peers,
             conns: Slab::new(),
             dirty: Vec::new(),
@@ -241,7 +249,6 @@ impl Core {
             next_gen: 0,
             rx: BytesMut::new(),
             enc: FrameEncoder::new(),
-            events: Vec::new(),
             tally: Tally::default(),
             counters,
             drain: None,
@@ -317,7 +324,7 @@ impl Core {
             let woke = now;
             let now = Instant::now();
             self.fire_timers(now);
-            self.flush_dirty();
+            self.flush_dirty(now);
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
                 self.accept(now);
@@ -356,7 +363,7 @@ impl Core {
             d.deadline = Some(now + self.cfg.drain_timeout);
         }
         self.drain = Some(d);
-        self.flush_dirty();
+        self.flush_dirty(now);
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -421,6 +428,7 @@ impl Core {
                         hub: None,
                         ip: peer.ip(),
                         admitted: false,
+                        route: None,
                     });
                     self.counters.open.add(1);
                     self.schedule(key);
@@ -496,13 +504,17 @@ impl Core {
         }
     }
 
-    /// Reads (if `readable`) and writes one connection, then settles it.
+    /// Reads (if `readable`), takes the events, writes, and reads again
+    /// while a pause (back-pressure, rate limit, pending upgrade) has just
+    /// ended; then settles the connection.
     fn service(&mut self, key: usize, readable: bool, now: Instant) {
         let mut read = readable;
         loop {
             if read {
                 self.read(key, now);
             }
+            // Events of a non-I/O input, or input buffered while parsing
+            // was paused (it is parsed before anything read after it).
             self.route_events(key, now);
             self.flush(key);
             let Some(slot) = self.conns.get_mut(key) else {
@@ -515,23 +527,13 @@ impl Core {
             }
             break;
         }
-        self.settle(key);
+        self.settle(key, now);
     }
 
-    /// Routes events, flushes, and settles after a non-I/O input.
+    /// After a non-I/O input (a timer, a command, a shutdown close):
+    /// events, writes, a read that may resume, settle.
     pub(super) fn after(&mut self, key: usize, now: Instant) {
-        self.route_events(key, now);
-        self.flush(key);
-        if let Some(slot) = self.conns.get_mut(key) {
-            // A rate-limit pause may have ended: input buffered during the
-            // pause first, then the socket.
-            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
-                slot.read_paused = false;
-                self.drain_input(key, now);
-                return self.service(key, true, now);
-            }
-        }
-        self.settle(key);
+        self.service(key, false, now);
     }
 
     fn read(&mut self, key: usize, now: Instant) {
@@ -546,30 +548,17 @@ impl Core {
                 // is one memset per 64 KiB received.
                 self.rx = BytesMut::zeroed(RX_BLOCK);
             }
-            let mut ctx = ctx!(self, now);
             let want = self.rx.len();
             match slot.stream.read(&mut self.rx[..]) {
                 Ok(0) => {
-                    slot.conn.handle_eof(&mut ctx);
+                    slot.conn.handle_eof();
                     return;
                 }
                 Ok(n) => {
                     self.counters.bytes_in.add(n as u64);
                     let mut chunk = self.rx.split_to(n);
-                    let mut more = slot.conn.handle_read(&mut chunk, &mut ctx);
+                    slot.conn.handle_read(&mut chunk);
                     self.route_events(key, now);
-                    while more {
-                        let slot = &mut self.conns[key];
-                        let mut ctx = ctx!(self, now);
-                        more = slot.conn.process(&mut ctx);
-                        self.route_events(key, now);
-                    }
-                    let slot = &mut self.conns[key];
-                    if !slot.conn.wants_read(&self.cfg.conn) {
-                        // Back-pressure or a rate-limit pause: resume later.
-                        slot.read_paused = !slot.conn.is_dead();
-                        return;
-                    }
                     if n < want {
                         // A short read drained the socket; the next byte to
                         // arrive raises a new edge.
@@ -579,24 +568,32 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    slot.conn.handle_io_error(&mut ctx);
+                    slot.conn.handle_io_error();
                     return;
                 }
             }
         }
     }
 
+    /// Takes the connection's events until it has none, acting on each
+    /// before the next is parsed. If parsing then waits (back-pressure, a
+    /// rate-limit pause, a pending upgrade), reading is marked paused so it
+    /// resumes, buffered input first, when the connection wants to read.
     pub(super) fn route_events(&mut self, key: usize, now: Instant) {
-        if self.events.is_empty() {
-            return;
-        }
-        let mut events = std::mem::take(&mut self.events);
-        for ev in events.drain(..) {
+        while let Some(slot) = self.conns.get_mut(key) {
+            let mut ctx = ctx!(self, now);
+            let Some(ev) = slot.conn.poll_event(&mut ctx) else {
+                if !slot.conn.wants_read(&self.cfg.conn) && !slot.conn.is_dead() {
+                    slot.read_paused = true;
+                }
+                return;
+            };
             match ev {
-                Event::Upgrade { route } => self.admit(key, route, now),
-                Event::Opened { route } => {
+                Event::Upgrade => self.admit(key, now),
+                Event::Opened => {
                     self.counters.upgraded.add(1);
-                    if route == Route::Hub {
+                    let route = self.conns[key].route;
+                    if route == Some(Route::Hub) {
                         self.hub_opened(key);
                     }
                     tracing::debug!(
@@ -605,10 +602,6 @@ impl Core {
                         user = self.conns[key].user().map(|u| &**u),
                         "opened"
                     );
-                    // Nothing reads the request after this point: freeing
-                    // it (target, origin and their boxes) saves ≈130 bytes
-                    // per open connection.
-                    drop(self.conns[key].conn.take_request());
                 }
                 Event::Ended(reason) => {
                     self.counters.ended[reason.index()].add(1);
@@ -616,13 +609,13 @@ impl Core {
                     // Out of every index the moment it stops being open.
                     self.detach(key);
                 }
-                Event::Refused(err) => {
-                    self.counters.handshake_failures[err.index()].add(1);
-                    self.refusal_log.note(err, now);
+                Event::Refused(rejection) => {
+                    self.counters.handshake_failures[rejection.index()].add(1);
+                    self.refusal_log.note(rejection, now);
                 }
                 Event::Message { text, payload } => {
                     let slot = &mut self.conns[key];
-                    match slot.conn.route() {
+                    match slot.route {
                         Some(Route::Echo) => {
                             let mut ctx = ctx!(self, now);
                             slot.conn.send_message(text, payload, &mut ctx);
@@ -633,68 +626,113 @@ impl Core {
                 }
             }
         }
-        // Handlers may have produced events of this connection (a reply
-        // that tripped the slow-consumer close): route them too.
-        let more = std::mem::replace(&mut self.events, events);
-        if !more.is_empty() {
-            self.events.extend(more);
-            self.route_events(key, now);
-        }
     }
 
-    /// Parses input the connection has buffered, routing each message
-    /// before the next is parsed.
-    fn drain_input(&mut self, key: usize, now: Instant) {
-        loop {
-            let Some(slot) = self.conns.get_mut(key) else {
-                return;
-            };
-            let mut ctx = ctx!(self, now);
-            let more = slot.conn.process(&mut ctx);
-            self.route_events(key, now);
-            if !more {
-                return;
-            }
-        }
-    }
-
-    /// Decides an upgrade request with the shared admission state.
-    fn admit(&mut self, key: usize, route: Route, now: Instant) {
+    /// An upgrade request arrived: its route from the table (`404` for an
+    /// unknown path), then admission's decision — answered now, or left
+    /// pending (its handshake deadline still armed, its socket not read)
+    /// until a [`Command::AdmissionDecision`] comes.
+    fn admit(&mut self, key: usize, now: Instant) {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let slot = &mut self.conns[key];
-        let mut ctx = ctx!(self, now);
-        let Some(req) = slot.conn.upgrade_request_mut() else {
+        let Some(req) = slot.conn.request() else {
             return;
         };
-        match self.admission.admit(req, route, slot.ip, unix) {
-            Ok(a) => {
-                slot.admitted = true;
-                slot.ip = a.ip;
-                if a.user.is_some() || a.grants.is_some() {
-                    let hub = slot.hub_mut();
-                    hub.user = a.user;
-                    hub.grants = a.grants.map(|g| *g);
-                }
-                slot.conn.accept_upgrade(&mut ctx);
-                self.route_events(key, now);
-                // Frames the client sent right after its request.
-                self.drain_input(key, now);
+        let Some(route) = self.routes.get(req.path()) else {
+            let mut ctx = ctx!(self, now);
+            return slot.conn.refuse(Rejection::NotFound, &mut ctx);
+        };
+        slot.route = Some(route);
+        let ticket = Ticket {
+            core: self.id,
+            key: key as u32,
+            gen: slot.gen,
+        };
+        match self.admission.decide(req, route, slot.ip, unix, ticket) {
+            Decision::Accept(a) => {
+                self.hold(key, a);
+                self.open(key, now);
             }
-            Err(r) => slot.conn.refuse_upgrade(r.error, r.retry_after, &mut ctx),
+            Decision::Pending(a) => self.hold(key, a),
+            Decision::Refuse(r) => {
+                let mut ctx = ctx!(self, now);
+                slot.conn.refuse(r.into(), &mut ctx);
+            }
         }
     }
 
-    /// Flushes and settles every connection that got output this turn.
-    pub(super) fn flush_dirty(&mut self) {
+    /// Keeps what admission granted (and took: quota slots, given back on
+    /// removal) on the slot.
+    fn hold(&mut self, key: usize, a: Admitted) {
+        let slot = &mut self.conns[key];
+        slot.admitted = true;
+        slot.ip = a.ip;
+        if a.user.is_some() || a.grants.is_some() {
+            let hub = slot.hub_mut();
+            hub.user = a.user;
+            hub.grants = a.grants.map(|g| *g);
+        }
+    }
+
+    /// Answers an admitted upgrade `101`, with the subprotocol admission
+    /// answers for a token; in dev mode a hub connection without a token
+    /// user takes its user from the query first (the request goes with
+    /// the answer).
+    fn open(&mut self, key: usize, now: Instant) {
+        let dev_param = self.cfg.hub.dev_user_param.as_deref();
+        let slot = &mut self.conns[key];
+        let Some(req) = slot.conn.request() else {
+            return;
+        };
+        let protocol = admission::request::answer_protocol(req);
+        let dev_user = match (slot.route, dev_param) {
+            (Some(Route::Hub), Some(param)) if slot.user().is_none() => dev_user(req, param),
+            _ => None,
+        };
+        if let Some(user) = dev_user {
+            slot.hub_mut().user = Some(user);
+        }
+        let mut ctx = ctx!(self, now);
+        slot.conn.accept(protocol, &mut ctx);
+    }
+
+    /// The decision on an upgrade left pending, from the inbox. Nothing
+    /// happens if the connection is gone or no longer waits (its deadline
+    /// answered first).
+    pub(super) fn decided(&mut self, key: usize, gen: u32, verdict: Verdict, now: Instant) {
+        let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) else {
+            return;
+        };
+        if slot.conn.phase() != Phase::Deciding {
+            return;
+        }
+        match verdict {
+            Verdict::Accept => self.open(key, now),
+            Verdict::Refuse(r) => {
+                let mut ctx = ctx!(self, now);
+                slot.conn.refuse(r.into(), &mut ctx);
+            }
+        }
+        self.after(key, now);
+    }
+
+    /// Flushes and settles every connection that got output this turn
+    /// (resuming its reading if the flush ended a back-pressure pause).
+    pub(super) fn flush_dirty(&mut self, now: Instant) {
         while let Some((key, gen)) = self.dirty.pop() {
             match self.conns.get_mut(key) {
                 Some(slot) if slot.gen == gen => slot.dirty = false,
                 _ => continue,
             }
             self.flush(key);
-            self.settle(key);
+            let slot = &self.conns[key];
+            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
+                self.service(key, false, now);
+            } else {
+                self.settle(key, now);
+            }
         }
     }
 
@@ -713,50 +751,39 @@ impl Core {
             return;
         };
         loop {
-            let out = slot.conn.out();
-            if out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = slot.conn.poll_transmit(&mut slices);
+            if n == 0 {
                 break;
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = out.io_slices(&mut slices);
             let res = if n == 1 {
                 slot.stream.write(&slices[0])
             } else {
                 slot.stream.write_vectored(&slices[..n])
             };
             match res {
-                Ok(0) => {
-                    out.clear();
-                    break;
-                }
-                Ok(w) => {
+                Ok(w) if w > 0 => {
                     self.counters.bytes_out.add(w as u64);
-                    out.advance(w);
+                    slot.conn.handle_written(w);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    out.clear();
-                    let mut ctx = ctx!(self, Instant::now());
-                    slot.conn.handle_io_error(&mut ctx);
+                // A socket that takes nothing of a non-empty write is gone.
+                Ok(_) | Err(_) => {
+                    slot.conn.handle_io_error();
                     break;
                 }
             }
         }
     }
 
-    /// After any input: remove the dead, schedule the living.
-    pub(super) fn settle(&mut self, key: usize) {
-        // Count an end that the flush itself caused (write error).
-        if !self.events.is_empty() {
-            self.route_events(key, Instant::now());
-        }
-        let Some(slot) = self.conns.get_mut(key) else {
+    /// After any input: count an end the flush itself caused (a write
+    /// error), remove the dead, schedule the living.
+    pub(super) fn settle(&mut self, key: usize, now: Instant) {
+        self.route_events(key, now);
+        let Some(slot) = self.conns.get(key) else {
             return;
         };
-        if slot.conn.out().is_empty() {
-            slot.conn.handle_drained();
-        }
         if slot.conn.is_dead() {
             self.remove(key);
         } else {
@@ -812,4 +839,13 @@ impl Core {
             }
         }
     }
+}
+
+/// In dev mode (`hub.dev_user_param`), the user named by that query
+/// parameter of the request, if any.
+fn dev_user(req: &crate::protocol::handshake::UpgradeRequest, param: &str) -> Option<Arc<str>> {
+    req.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == param && !v.is_empty()).then(|| Arc::from(v))
+    })
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conn::EndReason;
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 
 /// One single-writer counter.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ impl Counter {
 }
 
 const N_END: usize = EndReason::ALL.len();
-const N_HS: usize = HandshakeError::ALL.len();
+const N_HS: usize = Rejection::ALL.len();
 
 /// The counters of one core.
 #[derive(Debug, Default)]
@@ -150,9 +150,10 @@ impl Stats {
         self.ended[reason.index()]
     }
 
-    /// Upgrades refused for `err`.
-    pub fn handshake_failures(&self, err: HandshakeError) -> u64 {
-        self.handshake_failures[err.index()]
+    /// Upgrades refused for `rejection` (a [`Rejection`], or what converts
+    /// into one: a `HandshakeError`, an admission `Refusal`).
+    pub fn handshake_failures(&self, rejection: impl Into<Rejection>) -> u64 {
+        self.handshake_failures[rejection.into().index()]
     }
 
     /// Adds another snapshot into this one.
@@ -223,7 +224,7 @@ impl fmt::Display for Stats {
                 write!(f, " ended.{}={n}", r.name())?;
             }
         }
-        for e in HandshakeError::ALL {
+        for e in Rejection::ALL {
             let n = self.handshake_failures(e);
             if n > 0 {
                 write!(f, " refused.{}={n}", e.name())?;

@@ -19,27 +19,9 @@ use crate::hub::ConnId;
 
 impl Core {
     /// A `/ws` connection opened: index its user — from its token, or in
-    /// dev mode from the query.
+    /// dev mode from the query (both set on the slot at the upgrade).
     pub(super) fn hub_opened(&mut self, key: usize) {
         if let Some(user) = self.conns[key].user().cloned() {
-            let name = self.hub.add_user(&user, key as u32);
-            self.conns[key].hub_mut().user = Some(name);
-            return;
-        }
-        let Some(param) = self.cfg.hub.dev_user_param.as_deref() else {
-            return;
-        };
-        let user = self.conns[key]
-            .conn
-            .request()
-            .and_then(|r| r.query())
-            .and_then(|q| {
-                q.split('&').find_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == param && !v.is_empty()).then(|| v.to_string())
-                })
-            });
-        if let Some(user) = user {
             let name = self.hub.add_user(&user, key as u32);
             self.conns[key].hub_mut().user = Some(name);
         }
@@ -235,6 +217,9 @@ impl Core {
                         .close(code, "disconnected", EndReason::Kicked, &mut ctx);
                     self.after(key, now);
                 }
+            }
+            Command::AdmissionDecision { key, gen, verdict } => {
+                self.decided(key as usize, gen, verdict, now);
             }
             Command::QueryChannel { channel, reply } => {
                 let mut info = ChannelInfo::default();

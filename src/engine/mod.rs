@@ -11,6 +11,7 @@ pub mod counters;
 mod fanout;
 pub mod latency;
 pub mod listener;
+pub mod routes;
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub use command::{ChannelInfo, Command, Target};
 pub use counters::{CoreCounters, Stats};
 pub(crate) use fanout::mask_cores;
 pub use latency::LatencyHistograms;
+pub use routes::{Route, Routes};
 
 /// A `Send` handle to one core: its inbox and the waker that rouses it.
 #[derive(Clone)]

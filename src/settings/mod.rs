@@ -312,9 +312,6 @@ impl Settings {
         c.handshake.max_request_bytes = s.max_request_bytes;
         c.handshake.max_headers = s.max_headers;
         c.handshake.subprotocols = s.subprotocols.clone();
-        let a = &self.admission;
-        c.handshake.client_ip_header =
-            (!a.trusted_proxies.is_empty()).then(|| a.client_ip_header.to_ascii_lowercase());
 
         let r = &self.rate_limit;
         for (key, v) in [
@@ -367,6 +364,7 @@ impl Settings {
                 "set only during a rotation, beside token.key",
             ));
         }
+        let a = &self.admission;
         let adm = &mut cfg.admission;
         adm.token_keys = [&t.key, &t.key_previous]
             .into_iter()
