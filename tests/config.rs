@@ -158,3 +158,44 @@ fn the_example_file_is_valid() {
     let out = wsedge(&["check-config", example], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn every_key_has_a_variable_and_set_reaches_keys_without_a_flag() {
+    let out = wsedge(
+        &[
+            "serve",
+            "--dry-run",
+            "--set",
+            "token.max_used=5",
+            "--set",
+            "shutdown.drain_timeout=750ms",
+        ],
+        &[("WSEDGE_HUB_MAX_CHANNEL_LEN", "64")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "max_used = 5  # flag --set token.max_used",
+        "drain_timeout = \"750ms\"  # flag --set shutdown.drain_timeout",
+        "max_channel_len = 64  # env WSEDGE_HUB_MAX_CHANNEL_LEN",
+        "max_subscriptions = 100\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let out = wsedge(&["serve", "--dry-run", "--set", "token.max_usde=3"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("token.max_usde"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_example_prints_the_committed_example() {
+    let out = wsedge(&["check-config", "--example"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wsedge.example.toml"))
+            .unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "wsedge.example.toml is stale: cargo run -- check-config --example > wsedge.example.toml"
+    );
+}

@@ -357,7 +357,7 @@ fn drop_policy_skips_messages_for_a_slow_consumer_and_keeps_it() {
 #[test]
 fn admin_api_checks_its_key_and_its_input() {
     let mut cfg = hub_config(1);
-    cfg.admin.as_mut().unwrap().key = Some("s3cret".into());
+    cfg.admin.key = Some("s3cret".into());
     let server = start(cfg);
     let a = admin(&server);
     assert_eq!(http(a, "GET", "/api/stats", None).0, 401);
@@ -382,7 +382,7 @@ fn admin_api_checks_its_key_and_its_input() {
 #[test]
 fn admin_refuses_to_listen_off_loopback_without_a_key() {
     let mut cfg = hub_config(1);
-    cfg.admin.as_mut().unwrap().listen = "0.0.0.0:0".parse().unwrap();
+    cfg.admin.listen = Some("0.0.0.0:0".parse().unwrap());
     let err = wsedge::Server::start(cfg).err().expect("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }

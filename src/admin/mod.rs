@@ -79,15 +79,16 @@ pub(crate) struct AdminCtx {
 }
 
 impl Admin {
-    /// Binds the listener. Refuses a non-loopback address without a key.
-    pub fn bind(cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
-        if cfg.key.is_none() && !cfg.listen.ip().is_loopback() {
+    /// Binds the listener on `listen`. Refuses a non-loopback address
+    /// without a key.
+    pub fn bind(listen: SocketAddr, cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
+        if cfg.key.is_none() && !listen.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the admin API needs a key (--admin-key or WSEDGE_ADMIN_KEY) on a non-loopback address",
             ));
         }
-        let http = tiny_http::Server::http(cfg.listen).map_err(io::Error::other)?;
+        let http = tiny_http::Server::http(listen).map_err(io::Error::other)?;
         Ok(Admin {
             http: Arc::new(http),
             ctx: Arc::new(AdminCtx {
@@ -281,10 +282,9 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "ws_url": format!("ws://{}/ws", ctx.view.ws_addr),
-                    "tokens": !cfg.admission.token_keys.is_empty(),
+                    "tokens": cfg.token.key.is_some(),
                     // The demo's own flow: POST /api/demo/tokens.
-                    "demo_tokens": cfg.admission.token_keys.is_empty()
-                        && cfg.admission.demo_key.is_some(),
+                    "demo_tokens": cfg.token.key.is_none() && ctx.view.demo_key.is_some(),
                     "cores": cores.len(),
                 }),
             )
@@ -482,7 +482,7 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
     fn default_ttl() -> u64 {
         60
     }
-    let Some(key) = ctx.view.config.admission.token_keys.first() else {
+    let Some(key) = &ctx.view.config.token.key else {
         return error(
             409,
             "no_token_key",
@@ -520,15 +520,14 @@ fn mint_demo_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec
     struct Ask {
         user: String,
     }
-    let adm = &ctx.view.config.admission;
-    if !adm.token_keys.is_empty() {
+    if ctx.view.config.token.key.is_some() {
         return error(
             409,
             "token_key_configured",
             "a token key is configured: mint tokens with POST /api/tokens",
         );
     }
-    let Some(key) = &adm.demo_key else {
+    let Some(key) = &ctx.view.demo_key else {
         return error(404, "not_found", "no such endpoint (admin.demo is off)");
     };
     let body = match read_body(req) {
