@@ -166,7 +166,8 @@ section! {
     pub struct HubConfig {
         /// Most channels one connection may subscribe to.
         pub max_subscriptions: usize = 100, flag = "max-subscriptions";
-        /// Longest channel name a client may use, in bytes.
+        /// Longest channel name, in bytes, from clients and the admin API
+        /// alike.
         pub max_channel_len: usize = crate::hub::protocol::MAX_CHANNEL_LEN,
             flag = "max-channel-len";
         /// INSECURE, development only: take the user id from this query
@@ -249,6 +250,20 @@ section! {
         /// tokens from POST /api/tokens) or the admin listener is off.
         /// false = no demo key (the demo can then only read).
         pub demo: bool = true, flag = "no-demo";
+        /// Largest request body, in bytes (413 beyond): the largest message
+        /// the API can push. 1 MiB: far above a typical pushed message,
+        /// small enough that a few concurrent requests cannot hurt.
+        pub max_body_bytes: usize = 1 << 20;
+        /// Threads answering admin requests. Two: requests are short, and a
+        /// second thread keeps the API answering while one waits on a slow
+        /// client or a query; status streams have threads of their own.
+        pub workers: usize = 2;
+        /// How long a request that asks the cores (channel and user lookups,
+        /// /metrics) waits for their answers; a core that has not answered by
+        /// then is left out. 2 s: a core answers within one loop turn, so
+        /// only a stuck core takes this long.
+        #[serde(with = "humantime_serde")]
+        pub query_timeout: Duration = Duration::from_secs(2);
     }
 }
 
@@ -380,6 +395,7 @@ impl Config {
             ("connection.handshake_timeout", c.handshake_timeout),
             ("connection.close_timeout", c.close_timeout),
             ("admission.attempt_window", self.admission.attempt_window),
+            ("admin.query_timeout", a.query_timeout),
             ("log.stats_interval", self.log.stats_interval),
         ] {
             if d.is_zero() {
@@ -393,6 +409,8 @@ impl Config {
             ("connection.max_pending_bytes", c.max_pending_bytes),
             ("connection.max_request_bytes", c.max_request_bytes),
             ("hub.max_channel_len", self.hub.max_channel_len),
+            ("admin.max_body_bytes", a.max_body_bytes),
+            ("admin.workers", a.workers),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be more than 0"));
@@ -447,6 +465,9 @@ mod tests {
         let mut c = Config::default();
         c.conn.ping_interval = Duration::ZERO;
         assert_eq!(key(&c), "connection.ping_interval");
+        let mut c = Config::default();
+        c.admin.workers = 0;
+        assert_eq!(key(&c), "admin.workers");
         let mut c = Config::default();
         c.token.key_previous = Some("old".into());
         assert_eq!(key(&c), "token.key_previous");
@@ -518,6 +539,6 @@ mod tests {
         }
         let sections = table.values().filter(|v| v.is_table()).count();
         assert_eq!(sections + 1, Config::SECTIONS.len());
-        assert!(declared >= 44, "{declared}");
+        assert!(declared >= 47, "{declared}");
     }
 }

@@ -410,13 +410,13 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        let e = load(None, &env(&[("WSEDGE_HUB_MAX_CHANNEL_LEN", "0")]), &[])
+        let e = load(None, &env(&[("WSEDGE_ADMIN_WORKERS", "0")]), &[])
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "invalid setting hub.max_channel_len: must be more than 0 \
-             (from env WSEDGE_HUB_MAX_CHANNEL_LEN)"
+            "invalid setting admin.workers: must be more than 0 \
+             (from env WSEDGE_ADMIN_WORKERS)"
         );
     }
 
