@@ -625,6 +625,7 @@ fn conn_config(inp: &mut Input<'_>) -> ConnConfig {
         max_message_size: inp.pick(&[200_000, 1024, 125, 0]),
         write_budget: inp.pick(&[1 << 20, 4096, 64, 0]),
         max_pending_bytes: inp.pick(&[1 << 20, 4096, 100, 0]),
+        buffer_growth_step: if flags & 16 == 0 { 256 * 1024 } else { 64 },
         handshake_timeout: inp.pick(&[ms(10_000), ms(1), ms(500)]),
         ping_interval: inp.pick(&[ms(25_000), ms(1), ms(300)]),
         pong_timeout: inp.pick(&[ms(10_000), ms(1), ms(300)]),

@@ -166,25 +166,25 @@ fn every_key_has_a_variable_and_set_reaches_keys_without_a_flag() {
             "serve",
             "--dry-run",
             "--set",
-            "token.max_used=5",
+            "admin.workers=3",
             "--set",
-            "shutdown.drain_timeout=750ms",
+            "admin.query_timeout=750ms",
         ],
-        &[("WSEDGE_HUB_MAX_CHANNEL_LEN", "64")],
+        &[("WSEDGE_CONNECTION_BUFFER_GROWTH_STEP", "65536")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for want in [
-        "max_used = 5  # flag --set token.max_used",
-        "drain_timeout = \"750ms\"  # flag --set shutdown.drain_timeout",
-        "max_channel_len = 64  # env WSEDGE_HUB_MAX_CHANNEL_LEN",
-        "max_subscriptions = 100\n",
+        "workers = 3  # flag --set admin.workers",
+        "query_timeout = \"750ms\"  # flag --set admin.query_timeout",
+        "buffer_growth_step = 65536  # env WSEDGE_CONNECTION_BUFFER_GROWTH_STEP",
+        "max_body_bytes = 1048576\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    let out = wsedge(&["serve", "--dry-run", "--set", "token.max_usde=3"], &[]);
+    let out = wsedge(&["serve", "--dry-run", "--set", "admin.wrokers=3"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("token.max_usde"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("admin.wrokers"), "{}", stderr(&out));
 }
 
 #[test]

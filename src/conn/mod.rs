@@ -544,7 +544,7 @@ impl Conn {
                 self.rx = buf;
                 self.rx_borrowed = borrowed;
             } else {
-                self.keep_partial(buf, !borrowed);
+                self.keep_partial(buf, !borrowed, ctx.cfg.conn.buffer_growth_step);
             }
         }
         delivered
@@ -553,7 +553,7 @@ impl Conn {
     /// Keeps the unconsumed tail. A tail of the core's receive block is
     /// copied into a buffer of the connection's own, so an idle connection
     /// never pins a shared block; a buffer already ours is kept as it is.
-    fn keep_partial(&mut self, buf: BytesMut, ours: bool) {
+    fn keep_partial(&mut self, buf: BytesMut, ours: bool, growth_step: usize) {
         self.rx = if ours {
             buf
         } else {
@@ -563,9 +563,10 @@ impl Conn {
         };
         if let Some(total) = self.decoder.pending_frame_len() {
             // Grow toward the announced frame size in steps of at most
-            // 256 KiB, so a header that lies costs little memory.
+            // `connection.buffer_growth_step`, so a header that lies costs
+            // little memory.
             let missing = total.saturating_sub(self.rx.len());
-            self.rx.reserve(missing.min(256 * 1024));
+            self.rx.reserve(missing.min(growth_step));
         }
     }
 
