@@ -13,7 +13,7 @@ use wsedge::conn::{Conn, Ctx, Event, Tally};
 use wsedge::protocol::encoder::FrameEncoder;
 use wsedge::protocol::frame::encode_masked_frame;
 use wsedge::protocol::OpCode;
-use wsedge::ConnConfig;
+use wsedge::Config;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -26,7 +26,7 @@ const UPGRADE: &[u8] = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n
 /// the messages echoed.
 fn run(
     conn: &mut Conn,
-    cfg: &ConnConfig,
+    cfg: &Config,
     enc: &mut FrameEncoder,
     rx: &mut BytesMut,
     wire: &[u8],
@@ -77,7 +77,7 @@ fn run(
 
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    let cfg = ConnConfig::default();
+    let cfg = Config::default();
     let mut enc = FrameEncoder::new();
     for size in [32usize, 1024, 16 * 1024] {
         let mut conn = Conn::new(Instant::now(), &cfg);

@@ -13,13 +13,13 @@ use serde_json::value::RawValue;
 use wsedge::conn::{Conn, Ctx, Tally};
 use wsedge::hub::protocol::message_frame;
 use wsedge::protocol::encoder::FrameEncoder;
-use wsedge::ConnConfig;
+use wsedge::Config;
 
 const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
-fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
+fn open_conns(n: usize, cfg: &Config, enc: &mut FrameEncoder) -> Vec<Conn> {
     let now = Instant::now();
     let mut events = Vec::new();
     let mut tally = Tally::default();
@@ -44,7 +44,7 @@ fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
 }
 
 fn fanout(c: &mut Criterion) {
-    let cfg = ConnConfig::default();
+    let cfg = Config::default();
     let mut enc = FrameEncoder::new();
     let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
     let mut g = c.benchmark_group("fanout");

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::config::AdmissionConfig;
+use crate::config::{AdmissionConfig, Config};
 use crate::conn::Route;
 use crate::error::HandshakeError;
 use crate::protocol::handshake::UpgradeRequest;
@@ -81,6 +81,13 @@ fn token_refusal(e: token::TokenError) -> HandshakeError {
 /// The shared admission state.
 pub struct Admission {
     cfg: AdmissionConfig,
+    /// Token keys, the current one first (`token.key`, `token.key_previous`).
+    token_keys: Vec<String>,
+    /// `!token.optional`.
+    require_token_on_ws: bool,
+    /// The chat demo's ephemeral key (see [`demo`]): without token keys,
+    /// `/ws` checks a presented token against it. Never printed.
+    demo_key: Option<demo::DemoKey>,
     origins: origin::OriginPolicy,
     used: replay::UsedTokens,
     attempts: ip::IpLimits,
@@ -90,29 +97,33 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Admission with `cfg`.
-    pub fn new(cfg: AdmissionConfig) -> Self {
+    /// Admission by `cfg`'s `[admission]` and `[token]`, with the demo's
+    /// key if the server made one.
+    pub fn new(cfg: &Config, demo_key: Option<demo::DemoKey>) -> Self {
         Self {
-            origins: origin::OriginPolicy::new(cfg.origins.clone()),
-            used: replay::UsedTokens::new(cfg.max_used_tokens),
+            origins: origin::OriginPolicy::new(cfg.admission.origins.clone()),
+            used: replay::UsedTokens::new(cfg.token.max_used),
+            token_keys: cfg.token.keys().map(String::from).collect(),
+            require_token_on_ws: !cfg.token.optional,
+            demo_key,
             attempts: ip::IpLimits::default(),
             per_ip: slots::SlotCounts::default(),
             per_user: slots::SlotCounts::default(),
             total: AtomicU32::new(0),
-            cfg,
+            cfg: cfg.admission.clone(),
         }
     }
 
     /// Whether `route` needs a token.
     pub fn requires_token(&self, route: Route) -> bool {
-        route == Route::Hub && self.cfg.require_token_on_ws && !self.cfg.token_keys.is_empty()
+        route == Route::Hub && self.require_token_on_ws && !self.token_keys.is_empty()
     }
 
     /// The demo key, if a token on `route` is checked against it: only on
     /// the hub, and only while no token key is configured.
     fn demo_key(&self, route: Route) -> Option<&demo::DemoKey> {
-        let demo = route == Route::Hub && self.cfg.token_keys.is_empty();
-        self.cfg.demo_key.as_ref().filter(|_| demo)
+        let demo = route == Route::Hub && self.token_keys.is_empty();
+        self.demo_key.as_ref().filter(|_| demo)
     }
 
     /// Spends a verified token's id (one-time use, across all cores).
@@ -165,7 +176,7 @@ impl Admission {
         let mut grants = None;
         if self.requires_token(route) {
             let token = token.ok_or(HandshakeError::TokenMissing)?;
-            let keys: Vec<&[u8]> = self.cfg.token_keys.iter().map(|k| k.as_bytes()).collect();
+            let keys: Vec<&[u8]> = self.token_keys.iter().map(|k| k.as_bytes()).collect();
             let claims = token::verify(&keys, &token, now).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));

@@ -16,7 +16,7 @@ const UPGRADE: &[u8] = b"GET /echo?a=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket
 /// A connection plus everything a core would hand it.
 struct Harness {
     conn: Conn,
-    cfg: ConnConfig,
+    cfg: Config,
     enc: FrameEncoder,
     events: Vec<Event>,
     tally: Tally,
@@ -24,8 +24,12 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(cfg: ConnConfig) -> Self {
+    fn new(conn: ConnConfig) -> Self {
         let now = Instant::now();
+        let cfg = Config {
+            conn,
+            ..Config::default()
+        };
         Self {
             conn: Conn::new(now, &cfg),
             cfg,
@@ -214,19 +218,19 @@ fn liveness_deadlines_in_virtual_time() {
     let mut h = Harness::open(cfg);
     let opened = h.now;
     assert_eq!(
-        h.conn.poll_timeout(&h.cfg),
+        h.conn.poll_timeout(&h.cfg.conn),
         Some(opened + Duration::from_secs(25))
     );
     h.advance(Duration::from_secs(25));
     assert_eq!(h.take_out(), vec![0x89, 0x00], "ping");
     assert_eq!(
-        h.conn.poll_timeout(&h.cfg),
+        h.conn.poll_timeout(&h.cfg.conn),
         Some(opened + Duration::from_secs(35))
     );
     // A pong (or anything) clears the pong deadline.
     h.feed(&frame(true, OpCode::Pong, b""));
     assert_eq!(
-        h.conn.poll_timeout(&h.cfg),
+        h.conn.poll_timeout(&h.cfg.conn),
         Some(opened + Duration::from_secs(50))
     );
     h.advance(Duration::from_secs(25));
@@ -271,12 +275,12 @@ fn back_pressure_stops_reading_over_the_write_budget() {
         ..ConnConfig::default()
     };
     let mut h = Harness::open(cfg);
-    assert!(h.conn.wants_read(&h.cfg));
+    assert!(h.conn.wants_read(&h.cfg.conn));
     let payload = Bytes::from(vec![0u8; 1500]);
     h.with(|c, ctx| c.send_message(false, payload, ctx));
-    assert!(!h.conn.wants_read(&h.cfg));
+    assert!(!h.conn.wants_read(&h.cfg.conn));
     h.take_out();
-    assert!(h.conn.wants_read(&h.cfg));
+    assert!(h.conn.wants_read(&h.cfg.conn));
 }
 
 #[test]

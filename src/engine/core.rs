@@ -42,7 +42,7 @@ macro_rules! ctx {
     ($core:expr, $now:expr) => {
         Ctx {
             now: $now,
-            cfg: &$core.cfg.conn,
+            cfg: &$core.cfg,
             enc: &mut $core.enc,
             events: &mut $core.events,
             tally: &mut $core.tally,
@@ -353,7 +353,7 @@ impl Core {
             }
         }
         if d.next == d.order.len() && d.deadline.is_none() {
-            d.deadline = Some(now + self.cfg.drain_timeout);
+            d.deadline = Some(now + self.cfg.shutdown.drain_timeout);
         }
         self.drain = Some(d);
         self.flush_dirty();
@@ -413,7 +413,7 @@ impl Core {
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
-                        conn: Conn::new(now, &self.cfg.conn),
+                        conn: Conn::new(now, &self.cfg),
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
@@ -463,7 +463,7 @@ impl Core {
         }
         self.drain = Some(Drain {
             began: now,
-            window: self.cfg.drain_window,
+            window: self.cfg.shutdown.drain_window,
             order: self.conns.iter().map(|(k, s)| (k, s.gen)).collect(),
             next: 0,
             deadline: None,

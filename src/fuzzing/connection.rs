@@ -22,14 +22,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{unmask_scalar, Input};
-use crate::config::ConnConfig;
+use crate::config::{Config, ConnConfig};
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Push, Route, SlowConsumerPolicy, Tally};
 use crate::error::HandshakeError;
 use crate::protocol::close::is_valid_close_code;
 use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::frame::encode_frame;
-use crate::protocol::handshake::HandshakeConfig;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
 /// Upgrade requests the connection target can send (it also sends raw
@@ -63,15 +62,12 @@ fn conn_config(inp: &mut Input<'_>) -> ConnConfig {
     let ms = Duration::from_millis;
     let flags = inp.byte();
     ConnConfig {
-        handshake: HandshakeConfig {
-            max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
-            max_headers: if flags & 2 == 0 { 32 } else { 4 },
-            subprotocols: if flags & 4 == 0 {
-                Vec::new()
-            } else {
-                vec!["chat".into()]
-            },
-            ..HandshakeConfig::default()
+        max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
+        max_headers: if flags & 2 == 0 { 32 } else { 4 },
+        subprotocols: if flags & 4 == 0 {
+            Vec::new()
+        } else {
+            vec!["chat".into()]
         },
         slow_consumer: if flags & 8 == 0 {
             SlowConsumerPolicy::Close
@@ -82,7 +78,7 @@ fn conn_config(inp: &mut Input<'_>) -> ConnConfig {
         max_message_size: inp.pick(&[200_000, 1024, 125, 0]),
         write_budget: inp.pick(&[1 << 20, 4096, 64, 0]),
         max_pending_bytes: inp.pick(&[1 << 20, 4096, 100, 0]),
-        rate_limit: None,
+        buffer_growth_step: if flags & 16 == 0 { 256 * 1024 } else { 64 },
         handshake_timeout: inp.pick(&[ms(10_000), ms(1), ms(500)]),
         ping_interval: inp.pick(&[ms(25_000), ms(1), ms(300)]),
         pong_timeout: inp.pick(&[ms(10_000), ms(1), ms(300)]),
@@ -282,7 +278,7 @@ impl Peer {
 
 /// One connection and everything a core would hand it, plus the peer.
 struct Sim {
-    cfg: ConnConfig,
+    cfg: Config,
     conn: Conn,
     enc: FrameEncoder,
     events: Vec<Event>,
@@ -308,11 +304,15 @@ struct Sim {
 
 impl Sim {
     fn new(
-        cfg: ConnConfig,
+        conn: ConnConfig,
         read_chunk: usize,
         refusal: Option<(HandshakeError, Option<u64>)>,
     ) -> Self {
         let now = Instant::now();
+        let cfg = Config {
+            conn,
+            ..Config::default()
+        };
         Self {
             conn: Conn::new(now, &cfg),
             cfg,
@@ -351,7 +351,11 @@ impl Sim {
     /// frames, one echo of an up-to-max message, a handshake answer or
     /// close frame), plus what the application queued on its own.
     fn out_bound(&self) -> usize {
-        self.cfg.write_budget + self.read_chunk + self.cfg.max_message_size + 1024 + self.app_bytes
+        self.cfg.conn.write_budget
+            + self.read_chunk
+            + self.cfg.conn.max_message_size
+            + 1024
+            + self.app_bytes
     }
 
     /// What the core does with events: count, echo on `/echo`, a small
@@ -401,7 +405,7 @@ impl Sim {
                             "a message outside the open phase"
                         );
                         assert!(
-                            payload.len() <= self.cfg.max_message_size,
+                            payload.len() <= self.cfg.conn.max_message_size,
                             "oversize message"
                         );
                         if text {
@@ -456,7 +460,7 @@ impl Sim {
     /// The driver's read loop: reads while the connection wants to, in
     /// chunks of `read_chunk`; the end of the stream comes after its bytes.
     fn pump(&mut self) {
-        while !self.conn.is_dead() && self.conn.wants_read(&self.cfg) {
+        while !self.conn.is_dead() && self.conn.wants_read(&self.cfg.conn) {
             if self.socket_in.is_empty() {
                 if std::mem::take(&mut self.eof_sent) {
                     self.with(|c, ctx| c.handle_eof(ctx));
@@ -521,7 +525,7 @@ impl Sim {
             _ => assert!(self.ended.is_some(), "{phase:?} without an Ended event"),
         }
         assert_eq!(
-            self.conn.poll_timeout(&self.cfg).is_none(),
+            self.conn.poll_timeout(&self.cfg.conn).is_none(),
             self.conn.is_dead()
         );
         let len = self.conn.out().len();
@@ -533,7 +537,7 @@ impl Sim {
         self.now = self.now.max(to);
         self.with(|c, ctx| c.handle_timeout(ctx));
         self.route_events();
-        if let Some(next) = self.conn.poll_timeout(&self.cfg) {
+        if let Some(next) = self.conn.poll_timeout(&self.cfg.conn) {
             assert!(
                 next > self.now,
                 "poll_timeout {:?} not after now in {:?}",
@@ -596,7 +600,7 @@ impl Sim {
             }
             6 => {
                 // Exactly at the next deadline, or just before it.
-                if let Some(at) = self.conn.poll_timeout(&self.cfg) {
+                if let Some(at) = self.conn.poll_timeout(&self.cfg.conn) {
                     let early = Duration::from_nanos(u64::from(inp.byte() & 1));
                     self.elapse(at.checked_sub(early).unwrap_or(at));
                 }
@@ -638,16 +642,19 @@ impl Sim {
                 match res {
                     Push::Queued => {
                         assert_eq!(after, before + flen);
-                        assert!(after <= self.cfg.max_pending_bytes, "pushed over the limit");
+                        assert!(
+                            after <= self.cfg.conn.max_pending_bytes,
+                            "pushed over the limit"
+                        );
                         self.app_bytes += flen;
                         self.peer.expected.push_back((OpCode::Binary, payload));
                     }
                     Push::Dropped => {
-                        assert_eq!(self.cfg.slow_consumer, SlowConsumerPolicy::Drop);
+                        assert_eq!(self.cfg.conn.slow_consumer, SlowConsumerPolicy::Drop);
                         assert_eq!(after, before);
                     }
                     Push::Closed => {
-                        assert_eq!(self.cfg.slow_consumer, SlowConsumerPolicy::Close);
+                        assert_eq!(self.cfg.conn.slow_consumer, SlowConsumerPolicy::Close);
                         assert_eq!(self.conn.phase(), Phase::Closing);
                         assert_eq!(self.conn.end_reason(), Some(EndReason::SlowConsumer));
                         self.app_bytes += after - before;

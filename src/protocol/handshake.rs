@@ -13,29 +13,19 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::HandshakeError;
 
-/// Limits and choices for the upgrade.
-#[derive(Debug, Clone)]
-pub struct HandshakeConfig {
+/// Limits and choices for the upgrade, borrowed from the configuration
+/// (`Config::handshake`).
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeConfig<'a> {
     /// Largest request head accepted, in bytes (431 beyond it).
     pub max_request_bytes: usize,
     /// Most headers accepted (431 beyond it).
     pub max_headers: usize,
     /// Subprotocols the server speaks, most preferred first.
-    pub subprotocols: Vec<String>,
+    pub subprotocols: &'a [String],
     /// Header whose first entry names the client's IP (set by a trusted
-    /// proxy), captured for the admission layer; lower case.
-    pub client_ip_header: Option<String>,
-}
-
-impl Default for HandshakeConfig {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: 8 * 1024,
-            max_headers: 32,
-            subprotocols: Vec::new(),
-            client_ip_header: None,
-        }
-    }
+    /// proxy), captured for the admission layer; any case.
+    pub client_ip_header: Option<&'a str>,
 }
 
 /// What the server keeps of an accepted upgrade request.
@@ -96,7 +86,10 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// Parses an upgrade request from the front of `buf`.
 ///
 /// `Ok(None)` if the head is incomplete (and within limits).
-pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>, HandshakeError> {
+pub fn parse_request(
+    buf: &[u8],
+    cfg: &HandshakeConfig<'_>,
+) -> Result<Option<Parsed>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; cfg.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -149,7 +142,6 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
             offered.extend(h.value.split(|&b| b == b',').map(|t| t.trim_ascii()));
         } else if cfg
             .client_ip_header
-            .as_deref()
             .is_some_and(|c| name.eq_ignore_ascii_case(c))
         {
             forwarded_for = std::str::from_utf8(h.value)
@@ -207,7 +199,7 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
 }
 
 /// Appends the `101 Switching Protocols` answer.
-pub fn write_accept(out: &mut BytesMut, parsed: &Parsed, cfg: &HandshakeConfig) {
+pub fn write_accept(out: &mut BytesMut, parsed: &Parsed, cfg: &HandshakeConfig<'_>) {
     let req = &parsed.request;
     let mut head = String::with_capacity(160);
     head.push_str(
@@ -247,12 +239,19 @@ mod tests {
         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
 
+    /// The default limits, with `subprotocols`.
+    fn config(subprotocols: &[String]) -> HandshakeConfig<'_> {
+        HandshakeConfig {
+            max_request_bytes: 8192,
+            max_headers: 32,
+            subprotocols,
+            client_ip_header: None,
+        }
+    }
+
     fn parse(req: &str) -> Result<Option<Parsed>, HandshakeError> {
-        let cfg = HandshakeConfig {
-            subprotocols: vec!["superchat".into(), "chat".into()],
-            ..HandshakeConfig::default()
-        };
-        parse_request(req.as_bytes(), &cfg)
+        let subprotocols = ["superchat".to_string(), "chat".to_string()];
+        parse_request(req.as_bytes(), &config(&subprotocols))
     }
 
     #[test]
@@ -279,7 +278,7 @@ mod tests {
         assert_eq!(parsed.request.token.as_deref(), Some("tok"));
         assert!(parsed.answer_default_protocol);
         let mut out = BytesMut::new();
-        write_accept(&mut out, &parsed, &HandshakeConfig::default());
+        write_accept(&mut out, &parsed, &config(&[]));
         assert!(std::str::from_utf8(&out)
             .unwrap()
             .contains("Sec-WebSocket-Protocol: wsedge\r\n"));
@@ -345,14 +344,7 @@ mod tests {
     fn responses_are_well_formed() {
         let parsed = parse(GOOD).unwrap().unwrap();
         let mut out = BytesMut::new();
-        write_accept(
-            &mut out,
-            &parsed,
-            &HandshakeConfig {
-                subprotocols: vec!["superchat".into()],
-                ..Default::default()
-            },
-        );
+        write_accept(&mut out, &parsed, &config(&["superchat".to_string()]));
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Protocol: superchat\r\n"));
