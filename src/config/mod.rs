@@ -21,8 +21,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::conn::SlowConsumerPolicy;
 use crate::protocol::handshake::HandshakeConfig;
+
+/// What happens when a connection's queue is over `max_pending_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Close it with 1008 "slow consumer" (default): the client reconnects
+    /// and resynchronises instead of silently missing messages.
+    #[default]
+    Close,
+    /// Drop the message for this connection and count it.
+    Drop,
+}
+
 use schema::section;
 
 /// What happens to a client over its rate limit.

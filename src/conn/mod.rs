@@ -126,17 +126,8 @@ pub enum Push {
     NotOpen,
 }
 
-/// What happens when a connection's queue is over `max_pending_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SlowConsumerPolicy {
-    /// Close it with 1008 "slow consumer" (default): the client reconnects
-    /// and resynchronises instead of silently missing messages.
-    #[default]
-    Close,
-    /// Drop the message for this connection and count it.
-    Drop,
-}
+/// The slow-consumer policy is a setting; re-exported where it acts.
+pub use crate::config::SlowConsumerPolicy;
 
 /// A fragmented message being assembled.
 #[derive(Debug)]
