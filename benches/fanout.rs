@@ -15,7 +15,7 @@ use wsedge::conn::outbound::MAX_IOVECS;
 use wsedge::conn::{Conn, Ctx, Event, Tally};
 use wsedge::hub::protocol::message_frame;
 use wsedge::protocol::encoder::FrameEncoder;
-use wsedge::ConnConfig;
+use wsedge::Config;
 
 const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
@@ -34,7 +34,7 @@ fn drain(c: &mut Conn) {
     }
 }
 
-fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
+fn open_conns(n: usize, cfg: &Config, enc: &mut FrameEncoder) -> Vec<Conn> {
     let now = Instant::now();
     let mut tally = Tally::default();
     (0..n)
@@ -59,7 +59,7 @@ fn open_conns(n: usize, cfg: &ConnConfig, enc: &mut FrameEncoder) -> Vec<Conn> {
 }
 
 fn fanout(c: &mut Criterion) {
-    let cfg = ConnConfig::default();
+    let cfg = Config::default();
     let mut enc = FrameEncoder::new();
     let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
     let mut g = c.benchmark_group("fanout");

@@ -40,7 +40,8 @@ fn token_config(keys: &[&str]) -> wsedge::Config {
     let mut cfg = hub_config(2);
     cfg.hub.dev_user_param = None;
     cfg.hub.dev_client_publish = false;
-    cfg.admission.token_keys = keys.iter().map(|k| k.to_string()).collect();
+    cfg.token.key = keys.first().map(|k| k.to_string());
+    cfg.token.key_previous = keys.get(1).map(|k| k.to_string());
     cfg
 }
 
@@ -243,6 +244,8 @@ fn trusted_proxy_header_names_the_client_only_from_a_trusted_peer() {
     let mut cfg = config(1);
     cfg.admission.max_attempts_per_ip = 2;
     cfg.admission.attempt_window = Duration::from_secs(3600);
+    // With a trusted proxy its header (`admission.client_ip_header`,
+    // x-forwarded-for by default) is read.
     cfg.admission.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     let server = start(cfg);
     // Through the trusted proxy, each client IP has its own budget.

@@ -36,8 +36,8 @@ fn server(overrides: &[(&str, Toml)]) -> Server {
     let mut cfg = wsedge::settings::load(None, &[], &flags)
         .expect("settings load")
         .config;
-    cfg.drain_window = Duration::ZERO;
-    cfg.drain_timeout = Duration::from_secs(2);
+    cfg.shutdown.drain_window = Duration::ZERO;
+    cfg.shutdown.drain_timeout = Duration::from_secs(2);
     start(cfg)
 }
 

@@ -16,8 +16,8 @@ fn good() -> String {
 #[test]
 fn bad_upgrades_get_their_status() {
     let mut cfg = config(1);
-    cfg.conn.handshake.max_request_bytes = 2048;
-    cfg.conn.handshake.max_headers = 16;
+    cfg.conn.max_request_bytes = 2048;
+    cfg.conn.max_headers = 16;
     let server = start(cfg);
     let addr = server.local_addr();
     let many: String = (0..20).map(|i| format!("X-{i}: y\r\n")).collect();
@@ -98,7 +98,7 @@ fn bad_upgrades_get_their_status() {
 #[test]
 fn accepts_with_rfc_accept_key_and_preferred_subprotocol() {
     let mut cfg = config(1);
-    cfg.conn.handshake.subprotocols = vec!["v2.wsedge".into(), "v1.wsedge".into()];
+    cfg.conn.subprotocols = vec!["v2.wsedge".into(), "v1.wsedge".into()];
     let server = start(cfg);
     let req = good().replace(
         "\r\n\r\n",

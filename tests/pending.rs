@@ -21,17 +21,19 @@ use wsedge::engine::Command;
 use wsedge::error::Rejection;
 use wsedge::{Config, Server};
 
-/// Defers every upgrade whose query is `pending`, handing its ticket over.
-fn deferring(mut cfg: Config) -> (Config, Receiver<Ticket>) {
+/// A server whose admission defers every upgrade whose query is
+/// `pending`, handing its ticket over.
+fn deferring(cfg: Config) -> (Server, Receiver<Ticket>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    cfg.admission.defer = Some(DeferHook(Arc::new(move |req, _route, ticket| {
+    let hook = DeferHook(Arc::new(move |req, _route, ticket| {
         let defer = req.query() == Some("pending");
         if defer {
             tx.send(ticket).unwrap();
         }
         defer
-    })));
-    (cfg, rx)
+    }));
+    let server = Server::start_deferring(cfg, hook).expect("server starts");
+    (server, rx)
 }
 
 /// Sends the upgrade to `/echo?pending` (and `early`, bytes a client
@@ -99,8 +101,7 @@ fn echo_round_trips(ws: &mut Client, n: usize) {
 
 #[test]
 fn a_pending_upgrade_waits_while_its_core_serves_others_then_opens() {
-    let (cfg, tickets) = deferring(config(1));
-    let server = start(cfg);
+    let (server, tickets) = deferring(config(1));
     let mut other = connect(&server, "/echo");
     let early = client_frame(true, 0x1, b"early");
     let (mut s, ticket) = pending_upgrade(&server, &tickets, &early);
@@ -140,8 +141,7 @@ fn a_pending_upgrade_answers_504_at_its_deadline_and_gives_its_slot_back() {
     cfg.conn.handshake_timeout = Duration::from_millis(500);
     // Two slots: the echo client and the pending upgrade hold them.
     cfg.admission.max_connections = 2;
-    let (cfg, tickets) = deferring(cfg);
-    let server = start(cfg);
+    let (server, tickets) = deferring(cfg);
     let mut other = connect(&server, "/echo");
     let (mut s, ticket) = pending_upgrade(&server, &tickets, b"");
     let (status, _) = {
@@ -176,8 +176,7 @@ fn a_pending_upgrade_answers_504_at_its_deadline_and_gives_its_slot_back() {
 
 #[test]
 fn a_late_refusal_answers_its_status_and_is_counted() {
-    let (cfg, tickets) = deferring(config(1));
-    let server = start(cfg);
+    let (server, tickets) = deferring(config(1));
     let (mut s, ticket) = pending_upgrade(&server, &tickets, b"");
     decide(&server, ticket, Verdict::Refuse(Refusal::OriginForbidden));
     let resp = read_to_close(&mut s, Duration::from_secs(5));

@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use percent_encoding::percent_decode_str;
 use serde_json::json;
@@ -35,11 +35,6 @@ use crate::conn::EndReason;
 use crate::engine::{mask_cores, ChannelInfo, Command, ServerView, Stats, Target};
 use crate::error::Rejection;
 use crate::hub::{protocol, ConnId};
-
-/// Largest request body accepted (413 beyond it).
-pub const MAX_BODY: usize = 1 << 20;
-const WORKERS: usize = 2;
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A bound admin listener, not yet serving.
 pub struct Admin {
@@ -59,7 +54,7 @@ impl AdminHandle {
     /// status streams).
     pub fn stop(&self) {
         self.ctx.stopped.store(true, Ordering::Release);
-        for _ in 0..WORKERS {
+        for _ in 0..self.ctx.view.config.admin.workers {
             self.http.unblock();
         }
     }
@@ -79,15 +74,16 @@ pub(crate) struct AdminCtx {
 }
 
 impl Admin {
-    /// Binds the listener. Refuses a non-loopback address without a key.
-    pub fn bind(cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
-        if cfg.key.is_none() && !cfg.listen.ip().is_loopback() {
+    /// Binds the listener on `listen`. Refuses a non-loopback address
+    /// without a key.
+    pub fn bind(listen: SocketAddr, cfg: &AdminConfig, view: ServerView) -> io::Result<Admin> {
+        if cfg.key.is_none() && !listen.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the admin API needs a key (--admin-key or WSEDGE_ADMIN_KEY) on a non-loopback address",
             ));
         }
-        let http = tiny_http::Server::http(cfg.listen).map_err(io::Error::other)?;
+        let http = tiny_http::Server::http(listen).map_err(io::Error::other)?;
         Ok(Admin {
             http: Arc::new(http),
             ctx: Arc::new(AdminCtx {
@@ -110,9 +106,9 @@ impl Admin {
             .expect("bound to an IP address")
     }
 
-    /// Starts the worker threads.
+    /// Starts the worker threads (`admin.workers`).
     pub fn spawn(self) -> io::Result<AdminHandle> {
-        for i in 0..WORKERS {
+        for i in 0..self.ctx.view.config.admin.workers {
             let http = self.http.clone();
             let ctx = self.ctx.clone();
             std::thread::Builder::new()
@@ -141,15 +137,21 @@ fn error(status: u16, code: &str, reason: &str) -> Response<io::Cursor<Vec<u8>>>
     json_response(status, json!({"error": code, "reason": reason}))
 }
 
-fn read_body(req: &mut Request) -> Result<Box<RawValue>, Response<io::Cursor<Vec<u8>>>> {
+/// Reads a JSON body of at most `admin.max_body_bytes` (413 beyond).
+fn read_body(
+    req: &mut Request,
+    ctx: &AdminCtx,
+) -> Result<Box<RawValue>, Response<io::Cursor<Vec<u8>>>> {
+    let max = ctx.view.config.admin.max_body_bytes;
     let mut body = Vec::new();
     let n = req
         .as_reader()
-        .take(MAX_BODY as u64 + 1)
+        .take(max as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|_| error(400, "bad_body", "could not read the body"))?;
-    if n > MAX_BODY {
-        return Err(error(413, "body_too_large", "the body is over 1 MiB"));
+    if n > max {
+        let reason = format!("the body is over {max} bytes (admin.max_body_bytes)");
+        return Err(error(413, "body_too_large", &reason));
     }
     let text = String::from_utf8(body).map_err(|_| error(400, "bad_json", "body is not UTF-8"))?;
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
@@ -281,10 +283,9 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "ws_url": format!("ws://{}/ws", ctx.view.ws_addr),
-                    "tokens": !cfg.admission.token_keys.is_empty(),
+                    "tokens": cfg.token.key.is_some(),
                     // The demo's own flow: POST /api/demo/tokens.
-                    "demo_tokens": cfg.admission.token_keys.is_empty()
-                        && cfg.admission.demo_key.is_some(),
+                    "demo_tokens": cfg.token.key.is_none() && ctx.view.demo_key.is_some(),
                     "cores": cores.len(),
                 }),
             )
@@ -292,10 +293,10 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
         (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
-            if protocol::validate_channel(name, protocol::MAX_CHANNEL_LEN).is_err() {
+            if protocol::validate_channel(name, ctx.view.config.hub.max_channel_len).is_err() {
                 return error(400, "invalid_channel", "bad channel name");
             }
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -314,7 +315,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             json_response(200, json!({"ok": true, "cores": mask.count_ones()}))
         }
         (Method::Post, ["api", "users", user, "send"]) => {
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -336,7 +337,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             let Some(id) = parse_conn(id, ctx) else {
                 return error(404, "unknown_connection", "no such connection id");
             };
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -442,7 +443,7 @@ fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
     }
     drop(tx);
     let mut outbound = vec![None; cores.len()];
-    let deadline = Instant::now() + QUERY_TIMEOUT;
+    let deadline = Instant::now() + ctx.view.config.admin.query_timeout;
     for (i, rx) in rx.iter() {
         outbound[i] = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -482,14 +483,14 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
     fn default_ttl() -> u64 {
         60
     }
-    let Some(key) = ctx.view.config.admission.token_keys.first() else {
+    let Some(key) = &ctx.view.config.token.key else {
         return error(
             409,
             "no_token_key",
             "the server has no token key configured",
         );
     };
-    let body = match read_body(req) {
+    let body = match read_body(req, ctx) {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -520,18 +521,17 @@ fn mint_demo_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec
     struct Ask {
         user: String,
     }
-    let adm = &ctx.view.config.admission;
-    if !adm.token_keys.is_empty() {
+    if ctx.view.config.token.key.is_some() {
         return error(
             409,
             "token_key_configured",
             "a token key is configured: mint tokens with POST /api/tokens",
         );
     }
-    let Some(key) = &adm.demo_key else {
+    let Some(key) = &ctx.view.demo_key else {
         return error(404, "not_found", "no such endpoint (admin.demo is off)");
     };
-    let body = match read_body(req) {
+    let body = match read_body(req, ctx) {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -565,7 +565,8 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Sends a query to every core in `mask` and gathers the answers.
+/// Sends a query to every core in `mask` and gathers the answers that
+/// arrive within `admin.query_timeout`.
 pub(crate) fn query_cores<T>(
     ctx: &AdminCtx,
     mask: u64,
@@ -577,8 +578,9 @@ pub(crate) fn query_cores<T>(
         ctx.view.cores[core].send(make(tx.clone()));
         asked += 1;
     }
+    let deadline = Instant::now() + ctx.view.config.admin.query_timeout;
     (0..asked)
-        .filter_map(|_| rx.recv_timeout(QUERY_TIMEOUT).ok())
+        .map_while(|_| rx.recv_deadline(deadline).ok())
         .collect()
 }
 

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::config::AdmissionConfig;
+use crate::config::{AdmissionConfig, Config};
 use crate::engine::Route;
 use crate::protocol::handshake::UpgradeRequest;
 
@@ -123,8 +123,8 @@ pub enum Decision {
     /// slots are taken); a [`Verdict`] for the [`Ticket`] given to
     /// [`Admission::decide`] comes later through the core's inbox, or the
     /// handshake deadline answers `504`. Nothing in the product returns it
-    /// yet (the gateway's `$connect` will); tests do, through
-    /// `AdmissionConfig::defer` (feature `testing`).
+    /// yet (the gateway's `$connect` will); tests do, through a
+    /// `DeferHook` (feature `testing`).
     Pending(Admitted),
 }
 
@@ -140,38 +140,62 @@ fn token_refusal(e: token::TokenError) -> Refusal {
 /// The shared admission state.
 pub struct Admission {
     cfg: AdmissionConfig,
+    /// Token keys, the current one first (`token.key`, `token.key_previous`).
+    token_keys: Vec<String>,
+    /// `!token.optional`.
+    require_token_on_ws: bool,
+    /// The chat demo's ephemeral key (see [`demo`]): without token keys,
+    /// `/ws` checks a presented token against it. Never printed.
+    demo_key: Option<demo::DemoKey>,
     origins: origin::OriginPolicy,
     used: replay::UsedTokens,
     attempts: ip::IpLimits,
     per_ip: slots::SlotCounts<IpAddr>,
     per_user: slots::SlotCounts<Arc<str>>,
     total: AtomicU32,
+    /// The test seam that may leave upgrades pending.
+    #[cfg(any(test, feature = "testing"))]
+    defer: Option<DeferHook>,
 }
 
 impl Admission {
-    /// Admission with `cfg`.
-    pub fn new(cfg: AdmissionConfig) -> Self {
+    /// Admission by `cfg`'s `[admission]` and `[token]`, with the demo's
+    /// key if the server made one.
+    pub fn new(cfg: &Config, demo_key: Option<demo::DemoKey>) -> Self {
         Self {
-            origins: origin::OriginPolicy::new(cfg.origins.clone()),
-            used: replay::UsedTokens::new(cfg.max_used_tokens),
+            origins: origin::OriginPolicy::new(cfg.admission.origins.clone()),
+            used: replay::UsedTokens::new(cfg.token.max_used),
+            token_keys: cfg.token.keys().map(String::from).collect(),
+            require_token_on_ws: !cfg.token.optional,
+            demo_key,
             attempts: ip::IpLimits::default(),
             per_ip: slots::SlotCounts::default(),
             per_user: slots::SlotCounts::default(),
             total: AtomicU32::new(0),
-            cfg,
+            cfg: cfg.admission.clone(),
+            #[cfg(any(test, feature = "testing"))]
+            defer: None,
         }
+    }
+
+    /// This admission with the test seam that may leave upgrades pending
+    /// (feature `testing`; see [`DeferHook`]).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_defer(mut self, hook: DeferHook) -> Self {
+        self.defer = Some(hook);
+        self
     }
 
     /// Whether `route` needs a token.
     pub fn requires_token(&self, route: Route) -> bool {
-        route == Route::Hub && self.cfg.require_token_on_ws && !self.cfg.token_keys.is_empty()
+        route == Route::Hub && self.require_token_on_ws && !self.token_keys.is_empty()
     }
 
     /// The demo key, if a token on `route` is checked against it: only on
     /// the hub, and only while no token key is configured.
     fn demo_key(&self, route: Route) -> Option<&demo::DemoKey> {
-        let demo = route == Route::Hub && self.cfg.token_keys.is_empty();
-        self.cfg.demo_key.as_ref().filter(|_| demo)
+        let demo = route == Route::Hub && self.token_keys.is_empty();
+        self.demo_key.as_ref().filter(|_| demo)
     }
 
     /// Spends a verified token's id (one-time use, across all cores).
@@ -205,8 +229,7 @@ impl Admission {
     /// test seam says yes today.
     #[cfg(any(test, feature = "testing"))]
     fn defers(&self, req: &UpgradeRequest, route: Route, ticket: Ticket) -> bool {
-        self.cfg
-            .defer
+        self.defer
             .as_ref()
             .is_some_and(|hook| hook.defers(req, route, ticket))
     }
@@ -247,7 +270,7 @@ impl Admission {
         let mut grants = None;
         if self.requires_token(route) {
             let token = token.ok_or(Refusal::TokenMissing)?;
-            let keys: Vec<&[u8]> = self.cfg.token_keys.iter().map(|k| k.as_bytes()).collect();
+            let keys: Vec<&[u8]> = self.token_keys.iter().map(|k| k.as_bytes()).collect();
             let claims = token::verify(&keys, token, now).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));

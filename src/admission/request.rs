@@ -77,9 +77,11 @@ mod tests {
             "GET {target} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
         );
+        let chat = ["chat".to_string()];
         let cfg = HandshakeConfig {
-            subprotocols: vec!["chat".into()],
-            ..HandshakeConfig::default()
+            max_request_bytes: 8192,
+            max_headers: 32,
+            subprotocols: &chat,
         };
         parse_request(head.as_bytes(), &cfg).unwrap().unwrap()
     }

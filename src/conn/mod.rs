@@ -51,7 +51,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::{ConnConfig, RatePolicy};
+use crate::config::{Config, ConnConfig, RatePolicy};
 use crate::error::{ProtocolError, Rejection};
 use crate::limits::TokenBucket;
 use crate::protocol::close::{code, parse_close_payload};
@@ -102,7 +102,9 @@ pub struct Tally {
 /// frame encoder's arena, the counters it folds in once per loop turn).
 pub struct Ctx<'a> {
     pub now: Instant,
-    pub cfg: &'a ConnConfig,
+    /// The server's settings (the connection reads `conn`, `rate_limit`
+    /// and what the handshake needs).
+    pub cfg: &'a Config,
     pub enc: &'a mut FrameEncoder,
     pub tally: &'a mut Tally,
 }
@@ -139,16 +141,8 @@ pub enum Push {
     NotOpen,
 }
 
-/// What happens when a connection's queue is over `max_pending_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlowConsumerPolicy {
-    /// Close it with 1008 "slow consumer" (default): the client reconnects
-    /// and resynchronises instead of silently missing messages.
-    #[default]
-    Close,
-    /// Drop the message for this connection and count it.
-    Drop,
-}
+/// The slow-consumer policy is a setting; re-exported where it acts.
+pub use crate::config::SlowConsumerPolicy;
 
 /// A fragmented message being assembled.
 #[derive(Debug)]
@@ -201,11 +195,13 @@ struct Limiter {
     bytes: TokenBucket,
     /// Reading is paused until then (back-pressure policy).
     paused_until: Option<Instant>,
+    policy: RatePolicy,
 }
 
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(now: Instant, cfg: &ConnConfig) -> Self {
+    pub fn new(now: Instant, config: &Config) -> Self {
+        let cfg = &config.conn;
         Self {
             phase: Phase::Handshake,
             report: 0,
@@ -222,11 +218,12 @@ impl Conn {
             pong_deadline: None,
             last_message: now,
             end: None,
-            limiter: cfg.rate_limit.map(|r| {
+            limiter: config.rate_limit.buckets().map(|r| {
                 Box::new(Limiter {
                     msgs: TokenBucket::new(r.msgs_per_sec, r.msgs_burst, now),
                     bytes: TokenBucket::new(r.bytes_per_sec, r.bytes_burst, now),
                     paused_until: None,
+                    policy: r.policy,
                 })
             }),
         }
@@ -308,7 +305,7 @@ impl Conn {
         if wait_b.is_some() {
             ctx.tally.throttled_bytes += 1;
         }
-        match ctx.cfg.rate_limit.map(|r| r.policy).unwrap_or_default() {
+        match l.policy {
             RatePolicy::Backpressure => {
                 let wait = wait_m.unwrap_or_default().max(wait_b.unwrap_or_default());
                 let until = now + wait;
@@ -360,7 +357,7 @@ impl Conn {
     /// flush to a peer that does not read. Dead at once if nothing waits.
     fn enter_closed(&mut self, ctx: &mut Ctx<'_>) {
         self.phase = Phase::Closed;
-        self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+        self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
         self.assembly = None;
         self.rx = BytesMut::new();
         self.rx_borrowed = false;
@@ -387,7 +384,7 @@ impl Conn {
                 ctx.tally.frames_out += 1;
                 self.end(why);
                 self.phase = Phase::Closing;
-                self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+                self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
                 self.assembly = None;
             }
             Phase::Handshake | Phase::Deciding => self.die(why),
@@ -414,8 +411,8 @@ impl Conn {
         if self.phase != Phase::Open {
             return Push::NotOpen;
         }
-        if self.out.len() + frame.len() > ctx.cfg.max_pending_bytes {
-            return match ctx.cfg.slow_consumer {
+        if self.out.len() + frame.len() > ctx.cfg.conn.max_pending_bytes {
+            return match ctx.cfg.conn.slow_consumer {
                 SlowConsumerPolicy::Drop => Push::Dropped,
                 SlowConsumerPolicy::Close => {
                     self.close(
@@ -473,7 +470,7 @@ impl Conn {
                     self.die(EndReason::PingTimeout);
                     return;
                 }
-                if let Some(idle) = ctx.cfg.idle_timeout {
+                if let Some(idle) = ctx.cfg.conn.idle_timeout {
                     if now >= self.last_message + idle {
                         self.close(
                             code::GOING_AWAY,
@@ -488,9 +485,9 @@ impl Conn {
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;
-                    self.next_ping = now + ctx.cfg.ping_interval;
+                    self.next_ping = now + ctx.cfg.conn.ping_interval;
                     if self.pong_deadline.is_none() {
-                        self.pong_deadline = Some(now + ctx.cfg.pong_timeout);
+                        self.pong_deadline = Some(now + ctx.cfg.conn.pong_timeout);
                     }
                 }
             }
@@ -593,7 +590,7 @@ impl Conn {
             self.rx = buf;
             self.rx_borrowed = borrowed;
         } else {
-            self.keep_partial(buf, !borrowed);
+            self.keep_partial(buf, !borrowed, ctx.cfg.conn.buffer_growth_step);
         }
         ev
     }
@@ -601,7 +598,7 @@ impl Conn {
     /// Keeps the unconsumed tail. A tail of the core's receive block is
     /// copied into a buffer of the connection's own, so an idle connection
     /// never pins a shared block; a buffer already ours is kept as it is.
-    fn keep_partial(&mut self, buf: BytesMut, ours: bool) {
+    fn keep_partial(&mut self, buf: BytesMut, ours: bool, growth_step: usize) {
         self.rx = if ours {
             buf
         } else {
@@ -611,9 +608,10 @@ impl Conn {
         };
         if let Some(total) = self.decoder.pending_frame_len() {
             // Grow toward the announced frame size in steps of at most
-            // 256 KiB, so a header that lies costs little memory.
+            // `connection.buffer_growth_step`, so a header that lies costs
+            // little memory.
             let missing = total.saturating_sub(self.rx.len());
-            self.rx.reserve(missing.min(256 * 1024));
+            self.rx.reserve(missing.min(growth_step));
         }
     }
 
@@ -629,11 +627,11 @@ impl Conn {
             return;
         };
         let mut resp = BytesMut::new();
-        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake, protocol);
+        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake(), protocol);
         self.out.push(resp.freeze());
         self.phase = Phase::Open;
         self.report |= REPORT_OPENED;
-        self.next_ping = ctx.now + ctx.cfg.ping_interval;
+        self.next_ping = ctx.now + ctx.cfg.conn.ping_interval;
         self.last_message = ctx.now;
     }
 
@@ -670,7 +668,7 @@ impl Conn {
     }
 
     fn read_handshake(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
-        match handshake::parse_request(buf, &ctx.cfg.handshake) {
+        match handshake::parse_request(buf, &ctx.cfg.handshake()) {
             Ok(Some(req)) => {
                 let _ = buf.split_to(req.head_len());
                 self.upgrade = Some(Box::new(req));
@@ -685,7 +683,7 @@ impl Conn {
     /// Parses frames until a message is delivered (returned), the input is
     /// used up, or parsing must wait.
     fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> Option<Event> {
-        while self.may_parse(ctx.cfg) {
+        while self.may_parse(&ctx.cfg.conn) {
             match self.decoder.decode(buf) {
                 Ok(Some(frame)) => {
                     ctx.tally.frames_in += 1;
@@ -773,7 +771,7 @@ impl Conn {
             }
             return Ok(None);
         }
-        let max = ctx.cfg.max_message_size;
+        let max = ctx.cfg.conn.max_message_size;
         match opcode {
             OpCode::Text | OpCode::Binary => {
                 if self.assembly.is_some() {

@@ -20,7 +20,7 @@ use bytes::BytesMut;
 
 use super::outbound::MAX_IOVECS;
 use super::{Conn, Ctx, Event, Tally};
-use crate::config::ConnConfig;
+use crate::config::{Config, ConnConfig};
 use crate::error::Rejection;
 use crate::protocol::encoder::FrameEncoder;
 
@@ -104,7 +104,8 @@ impl App for Echo {
 /// One connection, everything a core lends it, and a virtual clock.
 pub struct Driver {
     pub conn: Conn,
-    pub cfg: ConnConfig,
+    /// The server's settings: the defaults around the connection's own.
+    pub cfg: Config,
     pub enc: FrameEncoder,
     pub tally: Tally,
     /// Virtual time: starts at the wall clock's `now`, then moves only
@@ -114,8 +115,17 @@ pub struct Driver {
 
 impl Driver {
     /// A fresh connection (waiting for its upgrade request) at a virtual
-    /// origin.
-    pub fn new(cfg: ConnConfig) -> Self {
+    /// origin, with these connection settings and every other default.
+    pub fn new(conn: ConnConfig) -> Self {
+        Self::with_config(Config {
+            conn,
+            ..Config::default()
+        })
+    }
+
+    /// [`Driver::new`] with the whole configuration given (rate limits,
+    /// subprotocols).
+    pub fn with_config(cfg: Config) -> Self {
         let now = Instant::now();
         Self {
             conn: Conn::new(now, &cfg),
@@ -189,7 +199,7 @@ impl Driver {
 
     /// The connection's next deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conn.poll_timeout(&self.cfg)
+        self.conn.poll_timeout(&self.cfg.conn)
     }
 
     /// Answers a deferred upgrade `101`, then takes the events.

@@ -59,7 +59,7 @@ fn upgrade_reports_the_target_and_keeps_early_frames_until_accepted() {
     assert_eq!(d.conn.phase(), Phase::Deciding);
     let req = d.conn.request().expect("the request awaits its answer");
     assert_eq!((req.path(), req.query()), ("/echo", Some("a=1")));
-    assert!(!d.conn.wants_read(&d.cfg), "no reading before the 101");
+    assert!(!d.conn.wants_read(&d.cfg.conn), "no reading before the 101");
     assert!(d.take_out().is_empty(), "nothing is answered yet");
     d.accept(&mut app);
     assert!(
@@ -323,12 +323,12 @@ fn back_pressure_stops_reading_over_the_write_budget() {
         ..ConnConfig::default()
     };
     let (mut d, _) = open(cfg);
-    assert!(d.conn.wants_read(&d.cfg));
+    assert!(d.conn.wants_read(&d.cfg.conn));
     let payload = Bytes::from(vec![0u8; 1500]);
     d.with(|c, ctx| c.send_message(false, payload, ctx));
-    assert!(!d.conn.wants_read(&d.cfg));
+    assert!(!d.conn.wants_read(&d.cfg.conn));
     d.take_out();
-    assert!(d.conn.wants_read(&d.cfg));
+    assert!(d.conn.wants_read(&d.cfg.conn));
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn parsing_pauses_over_the_write_budget_and_resumes_after_a_write() {
     }
     d.feed(&wire, &mut app);
     assert_eq!(app.take_events().len(), 2, "parsing paused over the budget");
-    assert!(!d.conn.wants_read(&d.cfg));
+    assert!(!d.conn.wants_read(&d.cfg.conn));
     assert!(d.conn.queued_bytes() > 1000);
     assert_eq!(d.conn.rx.len(), 2 * (600 + 8), "the rest is kept");
     // Part of the queue goes out: still over; then under, and it resumes.

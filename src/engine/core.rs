@@ -47,7 +47,7 @@ macro_rules! ctx {
     ($core:expr, $now:expr) => {
         Ctx {
             now: $now,
-            cfg: &$core.cfg.conn,
+            cfg: &$core.cfg,
             enc: &mut $core.enc,
             tally: &mut $core.tally,
         }
@@ -360,7 +360,7 @@ impl Core {
             }
         }
         if d.next == d.order.len() && d.deadline.is_none() {
-            d.deadline = Some(now + self.cfg.drain_timeout);
+            d.deadline = Some(now + self.cfg.shutdown.drain_timeout);
         }
         self.drain = Some(d);
         self.flush_dirty(now);
@@ -420,7 +420,7 @@ impl Core {
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
-                        conn: Conn::new(now, &self.cfg.conn),
+                        conn: Conn::new(now, &self.cfg),
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
@@ -471,7 +471,7 @@ impl Core {
         }
         self.drain = Some(Drain {
             began: now,
-            window: self.cfg.drain_window,
+            window: self.cfg.shutdown.drain_window,
             order: self.conns.iter().map(|(k, s)| (k, s.gen)).collect(),
             next: 0,
             deadline: None,

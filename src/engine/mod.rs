@@ -24,6 +24,7 @@ use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
 use self::core::{Core, WAKER};
+use crate::admission::demo::DemoKey;
 use crate::hub::registry::MAX_CORES;
 use crate::hub::Registry;
 pub use command::{ChannelInfo, Command, Target};
@@ -73,6 +74,9 @@ pub struct ServerView {
     /// The address the cores listen on.
     pub ws_addr: SocketAddr,
     pub config: Arc<crate::Config>,
+    /// The chat demo's ephemeral key, made at start when
+    /// [`Config::wants_demo_key`](crate::Config::wants_demo_key).
+    pub demo_key: Option<DemoKey>,
     pub started: Instant,
 }
 
@@ -88,11 +92,33 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every core's listener (and the admin plane, if configured)
-    /// and starts the threads.
+    /// Checks the configuration ([`Config::validate`](crate::Config::validate),
+    /// refused as `InvalidInput`), binds every core's listener (and the
+    /// admin plane, if configured) and starts the threads.
     pub fn start(config: crate::Config) -> io::Result<Server> {
+        Self::start_with(config, |a| a)
+    }
+
+    /// [`Server::start`] with admission's test seam: `hook` may leave
+    /// upgrades pending, to be answered through the cores' inboxes
+    /// ([`Command::AdmissionDecision`]). Feature `testing` only.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn start_deferring(
+        config: crate::Config,
+        hook: crate::admission::DeferHook,
+    ) -> io::Result<Server> {
+        Self::start_with(config, |a| a.with_defer(hook))
+    }
+
+    fn start_with(
+        config: crate::Config,
+        admission: impl FnOnce(crate::admission::Admission) -> crate::admission::Admission,
+    ) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cfg = Arc::new(config);
-        let n = cfg.cores.clamp(1, MAX_CORES);
+        let n = cfg.core_count().clamp(1, MAX_CORES);
         let first = listener::bind_reuseport(cfg.listen)?;
         // With port 0 the first bind picks the port all cores then share.
         let local_addr = first.local_addr()?;
@@ -121,7 +147,12 @@ impl Server {
         }
         let cores: Arc<[CoreHandle]> = handles.into();
         let registry = Arc::new(Registry::default());
-        let admission = Arc::new(crate::admission::Admission::new(cfg.admission.clone()));
+        // Made here, at start: never a setting, so never printed.
+        let demo_key = cfg.wants_demo_key().then(DemoKey::generate);
+        let admission = Arc::new(admission(crate::admission::Admission::new(
+            &cfg,
+            demo_key.clone(),
+        )));
         let draining = Arc::new(AtomicBool::new(false));
         let view = ServerView {
             cores: cores.clone(),
@@ -129,10 +160,11 @@ impl Server {
             draining: draining.clone(),
             ws_addr: local_addr,
             config: cfg.clone(),
+            demo_key,
             started: Instant::now(),
         };
-        let admin = match &cfg.admin {
-            Some(admin_cfg) => Some(crate::admin::Admin::bind(admin_cfg, view)?),
+        let admin = match cfg.admin.listen {
+            Some(listen) => Some(crate::admin::Admin::bind(listen, &cfg.admin, view)?),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.local_addr());

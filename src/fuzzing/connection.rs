@@ -31,7 +31,6 @@ use crate::engine::{Route, Routes};
 use crate::error::Rejection;
 use crate::protocol::close::is_valid_close_code;
 use crate::protocol::frame::encode_frame;
-use crate::protocol::handshake::HandshakeConfig;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
 /// Upgrade requests the connection target can send (it also sends raw
@@ -59,21 +58,19 @@ pub(super) const UPGRADES: [&[u8]; 7] = [
 const APP_CLOSE_CODES: [u16; 8] = [1000, 1001, 1008, 1011, 1005, 3000, 4000, 4999];
 
 /// Limits and deadlines for one connection run, from the input, and
-/// whether admission defers its answer (flag bit 4). Durations are never
+/// whether admission defers its answer (flag bit 5). Durations are never
 /// zero: a zero interval would be a configuration that asks for a busy
 /// loop, which the config layer is responsible for refusing.
 fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool) {
     let ms = Duration::from_millis;
     let flags = inp.byte();
     let cfg = ConnConfig {
-        handshake: HandshakeConfig {
-            max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
-            max_headers: if flags & 2 == 0 { 32 } else { 4 },
-            subprotocols: if flags & 4 == 0 {
-                Vec::new()
-            } else {
-                vec!["chat".into()]
-            },
+        max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
+        max_headers: if flags & 2 == 0 { 32 } else { 4 },
+        subprotocols: if flags & 4 == 0 {
+            Vec::new()
+        } else {
+            vec!["chat".into()]
         },
         slow_consumer: if flags & 8 == 0 {
             SlowConsumerPolicy::Close
@@ -84,14 +81,14 @@ fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool) {
         max_message_size: inp.pick(&[200_000, 1024, 125, 0]),
         write_budget: inp.pick(&[1 << 20, 4096, 64, 0]),
         max_pending_bytes: inp.pick(&[1 << 20, 4096, 100, 0]),
-        rate_limit: None,
+        buffer_growth_step: if flags & 16 == 0 { 256 * 1024 } else { 64 },
         handshake_timeout: inp.pick(&[ms(10_000), ms(1), ms(500)]),
         ping_interval: inp.pick(&[ms(25_000), ms(1), ms(300)]),
         pong_timeout: inp.pick(&[ms(10_000), ms(1), ms(300)]),
         idle_timeout: inp.pick(&[None, Some(ms(60_000)), Some(ms(1)), Some(ms(400))]),
         close_timeout: inp.pick(&[ms(5_000), ms(1), ms(200)]),
     };
-    (cfg, flags & 0x10 != 0)
+    (cfg, flags & 0x20 != 0)
 }
 
 /// Appends a client frame with the header fields as given (so also broken
@@ -376,7 +373,7 @@ impl App for Server {
                     "a message outside the open phase"
                 );
                 assert!(
-                    payload.len() <= ctx.cfg.max_message_size,
+                    payload.len() <= ctx.cfg.conn.max_message_size,
                     "oversize message"
                 );
                 if text {
@@ -440,7 +437,7 @@ impl Sim {
     /// control frames, one echo of an up-to-max message, a handshake
     /// answer or close frame), plus what the application queued on its own.
     fn out_bound(&self) -> usize {
-        let cfg = &self.d.cfg;
+        let cfg = &self.d.cfg.conn;
         cfg.write_budget + self.read_chunk + cfg.max_message_size + 1024 + self.server.app_bytes
     }
 
@@ -452,7 +449,7 @@ impl Sim {
     /// The driver's read loop: reads while the connection wants to, in
     /// chunks of `read_chunk`; the end of the stream comes after its bytes.
     fn pump(&mut self) {
-        while !self.d.conn.is_dead() && self.d.conn.wants_read(&self.d.cfg) {
+        while !self.d.conn.is_dead() && self.d.conn.wants_read(&self.d.cfg.conn) {
             if self.socket_in.is_empty() {
                 if std::mem::take(&mut self.eof_sent) {
                     self.d.eof(&mut self.server);
@@ -612,7 +609,7 @@ impl Sim {
                 let phase = self.d.conn.phase();
                 let res = self.d.with(|c, ctx| c.push_frame(frame, ctx));
                 let after = self.d.conn.queued_bytes();
-                let cfg = &self.d.cfg;
+                let cfg = &self.d.cfg.conn;
                 match res {
                     Push::Queued => {
                         assert_eq!(after, before + flen);
@@ -753,7 +750,7 @@ mod tests {
     fn connection_answers_a_deferred_upgrade_later() {
         // As above with admission deferring: the frame waits unread until
         // the answer comes with the "socket takes output" operation.
-        let mut data = vec![0x10];
+        let mut data = vec![0x20];
         data.extend_from_slice(&[0; 11]);
         data.extend_from_slice(&[0, 0]);
         data.extend_from_slice(&[2, 0, 0, 0, 1, 2, 3, 4, 2, b'h', b'i']);

@@ -87,15 +87,16 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// the head is incomplete (or `data` empty).
 pub fn handshake(data: &[u8]) -> Option<u16> {
     let (&seed, data) = data.split_first()?;
+    let subprotocols: Vec<String> = match (seed >> 4) & 3 {
+        0 => Vec::new(),
+        1 => vec!["chat".into()],
+        2 => vec!["superchat".into(), "chat".into()],
+        _ => vec!["v2.wsedge".into(), "v1.wsedge".into(), "x".into()],
+    };
     let cfg = HandshakeConfig {
         max_request_bytes: [64, 512, 1024, 8192][usize::from(seed & 3)],
         max_headers: [0, 1, 4, 32][usize::from((seed >> 2) & 3)],
-        subprotocols: match (seed >> 4) & 3 {
-            0 => Vec::new(),
-            1 => vec!["chat".into()],
-            2 => vec!["superchat".into(), "chat".into()],
-            _ => vec!["v2.wsedge".into(), "v1.wsedge".into(), "x".into()],
-        },
+        subprotocols: &subprotocols,
     };
     let retry_after = (seed & 0x80 != 0).then_some(30);
     match handshake::parse_request(data, &cfg) {

@@ -19,25 +19,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{Answer, HandshakeError};
 
-/// Limits and choices for the upgrade.
-#[derive(Debug, Clone)]
-pub struct HandshakeConfig {
+/// Limits and choices for the upgrade, borrowed from the configuration
+/// (`Config::handshake`).
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeConfig<'a> {
     /// Largest request head accepted, in bytes (431 beyond it).
     pub max_request_bytes: usize,
     /// Most headers accepted (431 beyond it).
     pub max_headers: usize,
     /// Subprotocols the server speaks, most preferred first.
-    pub subprotocols: Vec<String>,
-}
-
-impl Default for HandshakeConfig {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: 8 * 1024,
-            max_headers: 32,
-            subprotocols: Vec::new(),
-        }
-    }
+    pub subprotocols: &'a [String],
 }
 
 /// A complete upgrade request that passed the RFC's checks: an owned copy
@@ -163,7 +154,7 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// `Ok(None)` if the head is incomplete (and within limits).
 pub fn parse_request(
     buf: &[u8],
-    cfg: &HandshakeConfig,
+    cfg: &HandshakeConfig<'_>,
 ) -> Result<Option<UpgradeRequest>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; cfg.max_headers];
     let mut req = httparse::Request::new(&mut headers);
@@ -250,7 +241,7 @@ pub fn parse_request(
 pub fn write_accept(
     out: &mut BytesMut,
     req: &UpgradeRequest,
-    cfg: &HandshakeConfig,
+    cfg: &HandshakeConfig<'_>,
     fallback_protocol: Option<&str>,
 ) {
     let mut head = String::with_capacity(160);
@@ -299,12 +290,18 @@ mod tests {
         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
 
+    /// The default limits, with `subprotocols`.
+    fn config(subprotocols: &[String]) -> HandshakeConfig<'_> {
+        HandshakeConfig {
+            max_request_bytes: 8192,
+            max_headers: 32,
+            subprotocols,
+        }
+    }
+
     fn parse(req: &str) -> Result<Option<UpgradeRequest>, HandshakeError> {
-        let cfg = HandshakeConfig {
-            subprotocols: vec!["superchat".into(), "chat".into()],
-            ..HandshakeConfig::default()
-        };
-        parse_request(req.as_bytes(), &cfg)
+        let subprotocols = ["superchat".to_string(), "chat".to_string()];
+        parse_request(req.as_bytes(), &config(&subprotocols))
     }
 
     #[test]
@@ -401,18 +398,15 @@ mod tests {
     fn responses_are_well_formed() {
         let req = parse(GOOD).unwrap().unwrap();
         let mut out = BytesMut::new();
-        let cfg = HandshakeConfig {
-            subprotocols: vec!["superchat".into()],
-            ..Default::default()
-        };
-        write_accept(&mut out, &req, &cfg, Some("ignored"));
+        let superchat = ["superchat".to_string()];
+        write_accept(&mut out, &req, &config(&superchat), Some("ignored"));
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Protocol: superchat\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
 
         let mut out = BytesMut::new();
-        write_accept(&mut out, &req, &HandshakeConfig::default(), Some("wsedge"));
+        write_accept(&mut out, &req, &config(&[]), Some("wsedge"));
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.contains("Sec-WebSocket-Protocol: wsedge\r\n"));
 

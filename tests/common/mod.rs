@@ -14,12 +14,14 @@ pub fn config(cores: usize) -> Config {
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         cores,
-        drain_window: Duration::ZERO,
-        drain_timeout: Duration::from_secs(2),
         ..Config::default()
     };
+    cfg.shutdown.drain_window = Duration::ZERO;
+    cfg.shutdown.drain_timeout = Duration::from_secs(2);
     // Tests open many connections from 127.0.0.1 in a burst.
     cfg.admission.max_attempts_per_ip = 0;
+    // Many servers run at once: no admin plane unless a test asks.
+    cfg.admin.listen = None;
     cfg
 }
 
@@ -179,10 +181,7 @@ pub fn hub_config(cores: usize) -> Config {
     let mut cfg = config(cores);
     cfg.hub.dev_user_param = Some("user".into());
     cfg.hub.dev_client_publish = true;
-    cfg.admin = Some(wsedge::config::AdminConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        key: None,
-    });
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg
 }
 
