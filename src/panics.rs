@@ -119,9 +119,28 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Test-only fault hooks (the `fault-injection` feature: the crate's own
-/// tests enable it, the product build does not have this module).
+/// tests and benches enable it, the product build does not have this
+/// module). Compiled in, they still do nothing until [`fault::enable`]:
+/// `cargo bench` and `cargo test --release` also leave a
+/// `target/release/wsedge` with the feature, and that binary must not
+/// panic on a client's say-so (it turns them on only with
+/// `WSEDGE_FAULT_INJECTION=1`).
 #[cfg(feature = "fault-injection")]
 pub mod fault {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ENABLED: AtomicBool = AtomicBool::new(false);
+
+    /// Turns the hooks on for the whole process (tests call it).
+    pub fn enable() {
+        ENABLED.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the hooks are on.
+    pub fn enabled() -> bool {
+        ENABLED.load(Ordering::Relaxed)
+    }
+
     /// A data message (on `/echo` or `/ws`) with exactly this payload
     /// panics while its connection's message is handled.
     pub const PANIC: &[u8] = b"__wsedge_panic__";
@@ -151,6 +170,9 @@ pub mod fault {
         /// [`PANIC`], arms for the others. The message is handled as
         /// usual afterwards (echoed, or refused as a bad request on `/ws`).
         pub fn on_message(&mut self, key: usize, gen: u32, payload: &[u8]) {
+            if !enabled() {
+                return;
+            }
             if payload == PANIC_TWICE {
                 self.0.push((key, gen, Trigger::Flush));
             }

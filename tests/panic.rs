@@ -22,6 +22,13 @@ use wsedge::Server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A server with the fault hooks turned on (they are compiled into test
+/// builds, and off until enabled).
+fn start(cfg: wsedge::Config) -> Server {
+    fault::enable();
+    common::start(cfg)
+}
+
 /// Reads until the close frame; returns its code.
 fn close_code(ws: &mut Client) -> CloseCode {
     loop {
@@ -273,22 +280,25 @@ fn a_panicking_admin_request_gets_500_and_nothing_else_notices() {
 
 #[test]
 fn the_binary_logs_one_json_line_per_panic_without_the_payload() {
-    let mut server = ServerProcess::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "off",
-        "--cores",
-        "1",
-        "--max-attempts-per-ip",
-        "0",
-        "--log-format",
-        "json",
-        "--log-level",
-        "info",
-        "--drain-window",
-        "0s",
-    ]);
+    let mut server = ServerProcess::start_with_env(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--cores",
+            "1",
+            "--max-attempts-per-ip",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "--drain-window",
+            "0s",
+        ],
+        &[("WSEDGE_FAULT_INJECTION", "1")],
+    );
     let first: Value = serde_json::from_str(&server.line).expect("JSON log");
     let addr: SocketAddr = first["addr"].as_str().unwrap().parse().unwrap();
     let (mut victim, _) = tungstenite::connect(format!("ws://{addr}/echo")).unwrap();
@@ -343,4 +353,31 @@ fn a_second_panic_while_closing_drops_the_connection_without_another_call() {
     assert_eq!(stats.ended(EndReason::InternalError), 1, "ended once");
     echo(&mut bystander, "still here");
     echo(&mut connect(&server, "/echo"), "and a new one");
+}
+
+#[test]
+fn a_test_built_binary_has_the_hooks_off_unless_asked() {
+    // `cargo test` and `cargo bench` build the binary with the feature: it
+    // must still not panic on a client's say-so.
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--max-attempts-per-ip",
+        "0",
+        "--drain-window",
+        "0s",
+    ]);
+    server.drain_log();
+    let addr = server.addr("addr");
+    let admin = server.addr("admin");
+    let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/echo")).unwrap();
+    ws.send(Message::binary(fault::PANIC.to_vec())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(fault::PANIC.to_vec()));
+    assert_eq!(http(admin, "GET", "/api/fault/panic", None).0, 404);
+    assert_eq!(metric(admin, "wsedge_panics_total"), Some(0.0));
+    assert_eq!(server.terminate(), Some(0));
 }

@@ -132,7 +132,8 @@ impl Admin {
                         // 500; this catches the rest (answering, the status
                         // stream's start): tiny_http answers a request
                         // dropped unanswered with an empty 500.
-                        contained(&ctx, "request", || handle(req, &ctx));
+                        let target = request_target(&req);
+                        contained(&ctx, "request", &target, || handle(req, &ctx));
                     }
                 })?;
         }
@@ -168,13 +169,25 @@ fn read_body(req: &mut Request) -> Result<Box<RawValue>, Response<io::Cursor<Vec
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
 }
 
-/// Runs one piece of admin work and contains a panic in it: counted,
-/// logged once (what, where, the panic's message), `None` then.
+/// "METHOD /path" of a request, without the query (it may carry the key).
+fn request_target(req: &Request) -> String {
+    let path = req.url().split('?').next().unwrap_or("");
+    format!("{} {path}", req.method())
+}
+
+/// Runs one piece of admin work (`what`, for `target`) and contains a
+/// panic in it: counted, logged once (what, where, the panic's message),
+/// `None` then.
 ///
 /// `AssertUnwindSafe`: the admin plane's shared state is atomics, a cache
 /// behind a mutex that skips a poisoned lock, and the cores' inboxes (a
 /// command is sent whole or not at all); a request's own state is dropped.
-fn contained<R>(ctx: &AdminCtx, what: &'static str, f: impl FnOnce() -> R) -> Option<R> {
+fn contained<R>(
+    ctx: &AdminCtx,
+    what: &'static str,
+    target: &str,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(payload) => {
@@ -182,6 +195,7 @@ fn contained<R>(ctx: &AdminCtx, what: &'static str, f: impl FnOnce() -> R) -> Op
             let note = crate::panics::take_note(&*payload);
             tracing::error!(
                 what,
+                request = target,
                 at = %note.location,
                 panic = %note.message,
                 backtrace = note.backtrace.as_deref(),
@@ -198,7 +212,7 @@ fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
     if get && path == "/api/status/stream" && authorized(&req, ctx) {
         return open_stream(req, ctx);
     }
-    let resp = contained(ctx, "request", || {
+    let resp = contained(ctx, "request", &request_target(&req), || {
         let resp = if get { public(&path, ctx) } else { None };
         resp.unwrap_or_else(|| route(&mut req, ctx))
     })
@@ -264,7 +278,11 @@ fn open_stream(req: Request, ctx: &Arc<AdminCtx>) {
         .spawn(move || {
             crate::panics::own_thread();
             let ctx3 = ctx2.clone();
-            if contained(&ctx3, "status stream", move || status::stream(ctx2, out)).is_none() {
+            if contained(&ctx3, "status stream", "", move || {
+                status::stream(ctx2, out)
+            })
+            .is_none()
+            {
                 // It panicked before giving its slot back.
                 ctx3.streams.fetch_sub(1, Ordering::AcqRel);
             }
@@ -344,7 +362,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         }
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
         #[cfg(feature = "fault-injection")]
-        (Method::Get, ["api", "fault", "panic"]) => {
+        (Method::Get, ["api", "fault", "panic"]) if crate::panics::fault::enabled() => {
             panic!("fault injection: panic in an admin request")
         }
         (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
