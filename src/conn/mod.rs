@@ -809,6 +809,7 @@ impl Conn {
         Ok(false)
     }
 
+    #[inline]
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);
