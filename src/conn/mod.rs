@@ -372,6 +372,30 @@ impl Conn {
         }
     }
 
+    /// The server failed while handling this connection (a panic its core
+    /// caught): if open, queue a 1011 close; record
+    /// [`EndReason::InternalError`] unless it had already ended; then
+    /// flush what is queued and drop, without waiting for the peer's
+    /// answer. Nothing of this state machine is trusted after a panic but
+    /// its out-queue (whole frames, so the close cannot split one).
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::Open => {
+                self.out
+                    .push(ctx.enc.close(code::INTERNAL_ERROR, "internal error"));
+                ctx.tally.frames_out += 1;
+                self.end(EndReason::InternalError, ctx);
+                self.enter_closed(ctx);
+            }
+            Phase::Closing => {
+                self.end(EndReason::InternalError, ctx);
+                self.enter_closed(ctx);
+            }
+            Phase::Closed => self.end(EndReason::InternalError, ctx),
+            Phase::Handshake | Phase::Dead => self.die(EndReason::InternalError, ctx),
+        }
+    }
+
     /// Queues a data message (text or binary) as one frame.
     pub fn send_message(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> bool {
         if self.phase != Phase::Open {
@@ -783,6 +807,7 @@ impl Conn {
         Ok(false)
     }
 
+    #[inline]
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);

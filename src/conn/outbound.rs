@@ -95,8 +95,10 @@ impl OutQueue {
             // queue memory (≈144 B with the allocator's header for the
             // smallest ring). The next write allocates it again: one
             // malloc/free pair per flush that empties the queue, not per
-            // message (`cargo bench --bench allocs` counts it).
-            self.chunks = VecDeque::new();
+            // message (`cargo bench --bench allocs` counts it). Shrunk, not
+            // replaced: dropping a deque is a call to its drop glue once
+            // panics unwind, freeing an empty one's buffer is not.
+            self.chunks.shrink_to_fit();
         }
     }
 

@@ -40,11 +40,14 @@ pub enum EndReason {
     Kicked,
     /// Over its rate limit under the `close` policy (1008).
     RateLimited,
+    /// A panic while the server handled it (1011): the core closed it and
+    /// serves the rest (README "Fault isolation").
+    InternalError,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 16] = [
+    pub const ALL: [EndReason; 17] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -61,6 +64,7 @@ impl EndReason {
         Self::SlowConsumer,
         Self::Kicked,
         Self::RateLimited,
+        Self::InternalError,
     ];
 
     /// Index into [`Self::ALL`].
@@ -90,6 +94,7 @@ impl EndReason {
             Self::SlowConsumer => "slow_consumer",
             Self::Kicked => "kicked",
             Self::RateLimited => "rate_limited",
+            Self::InternalError => "internal_error",
         }
     }
 }

@@ -303,3 +303,45 @@ fn idle_connection_holds_no_buffers() {
     assert_eq!(h.conn.rx.capacity(), 0, "the read buffer was given back");
     assert!(h.conn.assembly.is_none());
 }
+
+#[test]
+fn abort_after_a_panic_closes_1011_after_what_is_queued_and_drops() {
+    let mut h = Harness::open(ConnConfig::default());
+    h.feed(&frame(true, OpCode::Text, b"hi"));
+    let Some(Event::Message { text, payload }) = h.take_events().pop() else {
+        panic!("a message");
+    };
+    h.with(|c, ctx| c.send_message(text, payload, ctx));
+    h.with(|c, ctx| c.abort(ctx));
+    assert_eq!(
+        h.take_events(),
+        vec![Event::Ended(EndReason::InternalError)]
+    );
+    assert_eq!(
+        h.conn.phase(),
+        Phase::Closed,
+        "no wait for the peer's answer"
+    );
+    let mut want = vec![0x81, 2, b'h', b'i', 0x88, 16, 0x03, 0xf3];
+    want.extend_from_slice(b"internal error");
+    assert_eq!(h.take_out(), want);
+    assert!(h.conn.is_dead());
+
+    // Already ended (closing): the first reason stays, nothing more is sent.
+    let mut h = Harness::open(ConnConfig::default());
+    h.with(|c, ctx| c.close(1001, "bye", EndReason::Shutdown, ctx));
+    h.take_out();
+    h.with(|c, ctx| c.abort(ctx));
+    assert_eq!(h.take_events(), vec![Event::Ended(EndReason::Shutdown)]);
+    assert_eq!(h.take_out(), Vec::<u8>::new());
+    assert!(h.conn.is_dead());
+
+    // Before the upgrade: dropped at once.
+    let mut h = Harness::new(ConnConfig::default());
+    h.with(|c, ctx| c.abort(ctx));
+    assert_eq!(
+        h.take_events(),
+        vec![Event::Ended(EndReason::InternalError)]
+    );
+    assert!(h.conn.is_dead());
+}

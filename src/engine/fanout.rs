@@ -202,7 +202,19 @@ impl Core {
         }
         let mut queued = 0;
         for &key in &keys {
-            queued += u64::from(self.push_to(key as usize, frame.clone(), now) == Push::Queued);
+            // Per delivery: a panic in one connection's part closes that
+            // one (1011); the others still get the frame.
+            let key = key as usize;
+            let pushed = self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                if let Some(slot) = core.conns.get(key) {
+                    let gen = slot.gen;
+                    core.faults
+                        .fire(key, gen, crate::panics::fault::Trigger::Delivery);
+                }
+                core.push_to(key, frame.clone(), now)
+            });
+            queued += u64::from(pushed == Some(Push::Queued));
         }
         self.counters.deliveries.add(queued);
         if !keys.is_empty() {
@@ -229,11 +241,14 @@ impl Core {
             }
             Command::Disconnect { key, gen, code } => {
                 let key = key as usize;
-                if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                    let mut ctx = ctx!(self, now);
-                    slot.conn
-                        .close(code, "disconnected", EndReason::Kicked, &mut ctx);
-                    self.after(key, now);
+                if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| {
+                        let slot = &mut core.conns[key];
+                        let mut ctx = ctx!(core, now);
+                        slot.conn
+                            .close(code, "disconnected", EndReason::Kicked, &mut ctx);
+                        core.after(key, now);
+                    });
                 }
             }
             Command::QueryChannel { channel, reply } => {
