@@ -481,6 +481,9 @@ impl Conn {
                     }
                 }
                 if now >= self.next_ping {
+                    // Quiet since the last tick: give back the out-queue's
+                    // ring (the ping itself needs none).
+                    self.out.release_idle();
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;

@@ -345,3 +345,25 @@ fn abort_after_a_panic_closes_1011_after_what_is_queued_and_drops() {
     );
     assert!(h.conn.is_dead());
 }
+
+#[test]
+fn a_quiet_connection_gives_its_queue_ring_back_at_the_ping_tick() {
+    let cfg = ConnConfig {
+        ping_interval: Duration::from_secs(25),
+        ..ConnConfig::default()
+    };
+    let mut h = Harness::open(cfg);
+    // Two frames waiting at once: the second goes to the ring.
+    for _ in 0..2 {
+        let frame = Bytes::from_static(&[0x82, 0x01, 0x07]);
+        assert_eq!(h.with(|c, ctx| c.push_frame(frame, ctx)), Push::Queued);
+    }
+    assert_eq!(h.take_out(), [0x82, 0x01, 0x07, 0x82, 0x01, 0x07]);
+    assert!(
+        h.conn.out.capacity() > 0,
+        "a busy connection keeps its ring"
+    );
+    h.advance(Duration::from_secs(25));
+    assert_eq!(h.take_out(), vec![0x89, 0x00], "ping");
+    assert_eq!(h.conn.out.capacity(), 0, "given back at the tick");
+}
