@@ -2,10 +2,15 @@
 //! publish once, queue the shared frame on N open connections, then write
 //! it out (simulated: the queues are drained as a socket would take them).
 //!
+//! The `…_guarded` variant runs each push under `catch_unwind`, as the
+//! core does per delivery (fault isolation, PERF.md): the difference is
+//! what the guard costs per delivery.
+//!
 //! Run: `taskset -c 1 cargo bench --bench fanout`.
 
 use std::hint::black_box;
 use std::io::IoSlice;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -63,32 +68,45 @@ fn fanout(c: &mut Criterion) {
     let mut enc = FrameEncoder::new();
     let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
     let mut g = c.benchmark_group("fanout");
-    for n in [1_000usize, 10_000] {
+    for (n, guarded) in [
+        (1_000usize, false),
+        (1_000, true),
+        (10_000, false),
+        (10_000, true),
+    ] {
         let mut conns = open_conns(n, &cfg, &mut enc);
         let mut tally = Tally::default();
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(
-            BenchmarkId::new("encode_once_queue_and_drain", n),
-            &n,
-            |b, _| {
-                b.iter(|| {
-                    let frame = message_frame(Some("news"), &data);
-                    let now = Instant::now();
-                    let mut ctx = Ctx {
-                        now,
-                        cfg: &cfg,
-                        enc: &mut enc,
-                        tally: &mut tally,
-                    };
-                    for c in conns.iter_mut() {
+        let name = if guarded {
+            "encode_once_queue_and_drain_guarded"
+        } else {
+            "encode_once_queue_and_drain"
+        };
+        g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            b.iter(|| {
+                let frame = message_frame(Some("news"), &data);
+                let now = Instant::now();
+                let mut ctx = Ctx {
+                    now,
+                    cfg: &cfg,
+                    enc: &mut enc,
+                    tally: &mut tally,
+                };
+                for c in conns.iter_mut() {
+                    if guarded {
+                        let pushed = catch_unwind(AssertUnwindSafe(|| {
+                            c.push_frame(frame.clone(), &mut ctx)
+                        }));
+                        black_box(pushed.ok());
+                    } else {
                         black_box(c.push_frame(frame.clone(), &mut ctx));
                     }
-                    for c in conns.iter_mut() {
-                        drain(c);
-                    }
-                })
-            },
-        );
+                }
+                for c in conns.iter_mut() {
+                    drain(c);
+                }
+            })
+        });
     }
     g.finish();
 }

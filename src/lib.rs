@@ -12,6 +12,8 @@
 //! - [`hub`], [`admission`], [`limits`]: channels and users, who may
 //!   connect, per-client buckets.
 //! - [`admin`]: the HTTP plane — push API, metrics, health, status page.
+//! - [`panics`]: fault isolation — what a panic on a wsedge thread turns
+//!   into (one connection closed with 1011, one admin request answered 500).
 //! - [`config`], [`error`]: every setting, every refusal reason;
 //!   [`settings`]: the TOML file, environment and flags that fill them.
 //! - `fuzzing`: the fuzz harnesses, compiled only under `cfg(fuzzing)`
@@ -31,6 +33,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hub;
 pub mod limits;
+pub mod panics;
 pub mod protocol;
 pub mod settings;
 pub mod sharded;

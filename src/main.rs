@@ -258,6 +258,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&loaded.config.log);
+    // Only in a binary built by `cargo test` or `cargo bench` (the
+    // test-only feature), and even then off unless asked for.
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("WSEDGE_FAULT_INJECTION").is_some_and(|v| v == "1") {
+        wsedge::panics::fault::enable();
+        tracing::warn!("test-only fault injection is on (WSEDGE_FAULT_INJECTION=1)");
+    }
     match serve(loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

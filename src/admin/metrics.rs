@@ -30,6 +30,8 @@ pub struct Scrape<'a> {
     pub users_online: u64,
     pub api_publishes: u64,
     pub api_sends: u64,
+    /// Panics caught in the admin plane.
+    pub admin_panics: u64,
     pub uptime_secs: f64,
     pub draining: bool,
 }
@@ -329,6 +331,14 @@ pub fn render(s: &Scrape<'_>) -> String {
         total.request_errors as f64,
     );
     w.single(
+        "wsedge_panics_total",
+        "counter",
+        "Panics caught: each closed one connection with 1011 (or dropped one inbox command \
+         or accept on a core, or answered one admin request with 500); the rest kept being \
+         served.",
+        (total.panics + s.admin_panics) as f64,
+    );
+    w.single(
         "wsedge_channels",
         "gauge",
         "Channels with at least one subscriber.",
@@ -466,6 +476,7 @@ mod tests {
         a.ended[EndReason::PingTimeout.index()] = 1;
         let mut b = Stats {
             open: 1,
+            panics: 2,
             ..Stats::default()
         };
         b.ended[EndReason::PingTimeout.index()] = 2;
@@ -479,6 +490,7 @@ mod tests {
             users_online: 1,
             api_publishes: 7,
             api_sends: 0,
+            admin_panics: 1,
             uptime_secs: 1.5,
             draining: false,
         });
@@ -492,6 +504,7 @@ mod tests {
             "wsedge_publishes_total{source=\"api\"} 7\n",
             "wsedge_outbound_queue_bytes{core=\"0\"} 10\n",
             "wsedge_channels 3\n",
+            "wsedge_panics_total 3\n",
             "wsedge_messages_in_total{core=\"0\"} 5\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

@@ -6,6 +6,10 @@
 //! handing it to the cores that need it through their inboxes.
 //! Must not touch: connections or per-core state (only commands).
 //!
+//! A panic while answering a request is contained to that request: it is
+//! answered 500, counted (`wsedge_panics_total`), logged once, and the
+//! worker takes the next request; the cores never notice.
+//!
 //! Endpoints (JSON bodies and answers; see README.md for curl examples):
 //! `POST /api/channels/{name}/publish`, `POST /api/users/{id}/send`,
 //! `POST /api/connections/{id}/send`, `DELETE /api/connections/{id}`,
@@ -21,6 +25,7 @@ mod status;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -65,6 +70,8 @@ pub(crate) struct AdminCtx {
     /// API publishes and sends accepted (any thread may count these).
     api_publishes: AtomicU64,
     api_sends: AtomicU64,
+    /// Panics caught in the admin plane (each answered 500).
+    panics: AtomicU64,
     view: ServerView,
     /// Set when the admin plane stops.
     stopped: AtomicBool,
@@ -90,6 +97,7 @@ impl Admin {
                 key: cfg.key.clone(),
                 api_publishes: AtomicU64::new(0),
                 api_sends: AtomicU64::new(0),
+                panics: AtomicU64::new(0),
                 view,
                 stopped: AtomicBool::new(false),
                 streams: AtomicUsize::new(0),
@@ -114,8 +122,14 @@ impl Admin {
             std::thread::Builder::new()
                 .name(format!("wsedge-admin-{i}"))
                 .spawn(move || {
+                    crate::panics::own_thread();
                     while let Ok(req) = http.recv() {
-                        handle(req, &ctx);
+                        // `handle` answers a panic in the route with a JSON
+                        // 500; this catches the rest (answering, the status
+                        // stream's start): tiny_http answers a request
+                        // dropped unanswered with an empty 500.
+                        let target = request_target(&req);
+                        contained(&ctx, "request", &target, || handle(req, &ctx));
                     }
                 })?;
         }
@@ -157,14 +171,60 @@ fn read_body(
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
 }
 
+/// "METHOD /path" of a request, without the query (it may carry the key).
+fn request_target(req: &Request) -> String {
+    let path = req.url().split('?').next().unwrap_or("");
+    format!("{} {path}", req.method())
+}
+
+/// Runs one piece of admin work (`what`, for `target`) and contains a
+/// panic in it: counted, logged once (what, where, the panic's message),
+/// `None` then.
+///
+/// `AssertUnwindSafe`: the admin plane's shared state is atomics, a cache
+/// behind a mutex that skips a poisoned lock, and the cores' inboxes (a
+/// command is sent whole or not at all); a request's own state is dropped.
+fn contained<R>(
+    ctx: &AdminCtx,
+    what: &'static str,
+    target: &str,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            ctx.panics.fetch_add(1, Ordering::Relaxed);
+            let note = crate::panics::take_note(&*payload);
+            tracing::error!(
+                what,
+                request = target,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic in the admin plane; dropped that {what}, the server goes on"
+            );
+            None
+        }
+    }
+}
+
 fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let get = matches!(req.method(), Method::Get | Method::Head);
     if get && path == "/api/status/stream" && authorized(&req, ctx) {
         return open_stream(req, ctx);
     }
-    let resp = if get { public(&path, ctx) } else { None };
-    let resp = resp.unwrap_or_else(|| route(&mut req, ctx));
+    let resp = contained(ctx, "request", &request_target(&req), || {
+        let resp = if get { public(&path, ctx) } else { None };
+        resp.unwrap_or_else(|| route(&mut req, ctx))
+    })
+    .unwrap_or_else(|| {
+        error(
+            500,
+            "internal_error",
+            "the server failed while answering this request",
+        )
+    });
     let _ = req.respond(resp);
 }
 
@@ -217,7 +277,18 @@ fn open_stream(req: Request, ctx: &Arc<AdminCtx>) {
     let ctx2 = ctx.clone();
     let spawned = std::thread::Builder::new()
         .name("wsedge-admin-sse".into())
-        .spawn(move || status::stream(ctx2, out));
+        .spawn(move || {
+            crate::panics::own_thread();
+            let ctx3 = ctx2.clone();
+            if contained(&ctx3, "status stream", "", move || {
+                status::stream(ctx2, out)
+            })
+            .is_none()
+            {
+                // It panicked before giving its slot back.
+                ctx3.streams.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
     if spawned.is_err() {
         ctx.streams.fetch_sub(1, Ordering::AcqRel);
     }
@@ -291,6 +362,10 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             )
         }
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
+        #[cfg(feature = "fault-injection")]
+        (Method::Get, ["api", "fault", "panic"]) if crate::panics::fault::enabled() => {
+            panic!("fault injection: panic in an admin request")
+        }
         (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
             if protocol::validate_channel(name, ctx.view.config.hub.max_channel_len).is_err() {
@@ -415,6 +490,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                     "api": {
                         "publishes": ctx.api_publishes.load(Ordering::Relaxed),
                         "sends": ctx.api_sends.load(Ordering::Relaxed),
+                        "panics": ctx.panics.load(Ordering::Relaxed),
                     },
                 }),
             )
@@ -457,6 +533,7 @@ fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         users_online: ctx.view.registry.users_online(),
         api_publishes: ctx.api_publishes.load(Ordering::Relaxed),
         api_sends: ctx.api_sends.load(Ordering::Relaxed),
+        admin_panics: ctx.panics.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),
     });
@@ -613,5 +690,6 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "subscriptions": s.subscriptions,
         "request_errors": s.request_errors,
         "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},
+        "panics": s.panics,
     })
 }

@@ -392,6 +392,36 @@ impl Conn {
         }
     }
 
+    /// The server failed while handling this connection (a panic its core
+    /// caught): if open, queue a 1011 close; record
+    /// [`EndReason::InternalError`] unless it had already ended; then
+    /// flush what is queued and drop, without waiting for the peer's
+    /// answer. Nothing of this state machine is trusted after a panic but
+    /// its out-queue (whole frames, so the close cannot split one): buffered
+    /// input is dropped unparsed, and of the events not yet taken only an
+    /// end (and a refusal, for its count) is still reported.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.report &= REPORT_ENDED;
+        self.rx = BytesMut::new();
+        self.rx_borrowed = false;
+        self.upgrade = None;
+        match self.phase {
+            Phase::Open => {
+                self.out
+                    .push(ctx.enc.close(code::INTERNAL_ERROR, "internal error"));
+                ctx.tally.frames_out += 1;
+                self.end(EndReason::InternalError);
+                self.enter_closed(ctx);
+            }
+            Phase::Closing => {
+                self.end(EndReason::InternalError);
+                self.enter_closed(ctx);
+            }
+            Phase::Closed => self.end(EndReason::InternalError),
+            Phase::Handshake | Phase::Deciding | Phase::Dead => self.die(EndReason::InternalError),
+        }
+    }
+
     /// Queues a data message (text or binary) as one frame.
     pub fn send_message(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> bool {
         if self.phase != Phase::Open {
@@ -482,6 +512,9 @@ impl Conn {
                     }
                 }
                 if now >= self.next_ping {
+                    // Quiet since the last tick: give back the out-queue's
+                    // ring (the ping itself needs none).
+                    self.out.release_idle();
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;
@@ -844,6 +877,7 @@ impl Conn {
 
     /// A complete message: counted and charged to the rate limiter, then
     /// delivered unless that closed the connection.
+    #[inline]
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> Option<Event> {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);

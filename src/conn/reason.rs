@@ -41,11 +41,14 @@ pub enum EndReason {
     Kicked,
     /// Over its rate limit under the `close` policy (1008).
     RateLimited,
+    /// A panic while the server handled it (1011): the core closed it and
+    /// serves the rest (README "Fault isolation").
+    InternalError,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 16] = [
+    pub const ALL: [EndReason; 17] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -62,6 +65,7 @@ impl EndReason {
         Self::SlowConsumer,
         Self::Kicked,
         Self::RateLimited,
+        Self::InternalError,
     ];
 
     /// Index into [`Self::ALL`].
@@ -91,6 +95,7 @@ impl EndReason {
             Self::SlowConsumer => "slow_consumer",
             Self::Kicked => "kicked",
             Self::RateLimited => "rate_limited",
+            Self::InternalError => "internal_error",
         }
     }
 }

@@ -376,12 +376,96 @@ fn idle_connection_holds_no_buffers() {
     assert!(d.conn.rx.is_empty());
     d.take_out();
     assert!(d.conn.out.is_empty());
-    assert_eq!(
-        d.conn.out.capacity(),
-        0,
-        "the written 101 left no queue memory"
-    );
+    // The echo's ring (header and payload waited at once) is kept while
+    // busy and given back at the ping tick.
+    d.advance(d.cfg.conn.ping_interval, &mut app);
+    assert_eq!(d.take_out(), vec![0x89, 0x00], "ping");
+    assert_eq!(d.conn.out.capacity(), 0, "no queue memory once quiet");
     assert_eq!(d.conn.rx.capacity(), 0, "the read buffer was given back");
     assert!(d.conn.assembly.is_none());
     assert!(d.conn.upgrade.is_none());
+}
+
+#[test]
+fn abort_after_a_panic_closes_1011_after_what_is_queued_and_drops() {
+    let (mut d, mut app) = open(ConnConfig::default());
+    // The echo app queues "hi" back, then the server fails.
+    d.feed(&frame(true, OpCode::Text, b"hi"), &mut app);
+    assert_eq!(app.take_events(), vec![message(true, b"hi")]);
+    d.with(|c, ctx| c.abort(ctx));
+    d.dispatch(&mut app);
+    assert_eq!(
+        app.take_events(),
+        vec![Event::Ended(EndReason::InternalError)]
+    );
+    assert_eq!(
+        d.conn.phase(),
+        Phase::Closed,
+        "no wait for the peer's answer"
+    );
+    let mut want = vec![0x81, 2, b'h', b'i', 0x88, 16, 0x03, 0xf3];
+    want.extend_from_slice(b"internal error");
+    assert_eq!(d.take_out(), want);
+    assert!(d.conn.is_dead());
+
+    // Already ended (closing): the first reason stays, nothing more is sent.
+    let (mut d, mut app) = open(ConnConfig::default());
+    d.with(|c, ctx| c.close(1001, "bye", EndReason::Shutdown, ctx));
+    d.take_out();
+    d.with(|c, ctx| c.abort(ctx));
+    d.dispatch(&mut app);
+    assert_eq!(app.take_events(), vec![Event::Ended(EndReason::Shutdown)]);
+    assert_eq!(d.take_out(), Vec::<u8>::new());
+    assert!(d.conn.is_dead());
+
+    // Before the upgrade: dropped at once.
+    let mut d = Driver::new(ConnConfig::default());
+    let mut app = Echo::recording(Admit::Accept);
+    d.with(|c, ctx| c.abort(ctx));
+    d.dispatch(&mut app);
+    assert_eq!(
+        app.take_events(),
+        vec![Event::Ended(EndReason::InternalError)]
+    );
+    assert!(d.conn.is_dead());
+
+    // Input buffered while parsing was paused is dropped unparsed.
+    let (mut d, mut app) = open(ConnConfig {
+        write_budget: 10,
+        ..ConnConfig::default()
+    });
+    let mut wire = frame(true, OpCode::Binary, &[1; 20]);
+    wire.extend(frame(true, OpCode::Binary, &[2; 20]));
+    d.feed(&wire, &mut app);
+    assert_eq!(app.take_events(), vec![message(false, &[1; 20])]);
+    d.with(|c, ctx| c.abort(ctx));
+    d.take_out();
+    d.dispatch(&mut app);
+    assert_eq!(
+        app.take_events(),
+        vec![Event::Ended(EndReason::InternalError)]
+    );
+    assert!(d.conn.is_dead());
+}
+
+#[test]
+fn a_quiet_connection_gives_its_queue_ring_back_at_the_ping_tick() {
+    let cfg = ConnConfig {
+        ping_interval: Duration::from_secs(25),
+        ..ConnConfig::default()
+    };
+    let (mut d, mut app) = open(cfg);
+    // Two frames waiting at once: the second goes to the ring.
+    for _ in 0..2 {
+        let frame = Bytes::from_static(&[0x82, 0x01, 0x07]);
+        assert_eq!(d.with(|c, ctx| c.push_frame(frame, ctx)), Push::Queued);
+    }
+    assert_eq!(d.take_out(), [0x82, 0x01, 0x07, 0x82, 0x01, 0x07]);
+    assert!(
+        d.conn.out.capacity() > 0,
+        "a busy connection keeps its ring"
+    );
+    d.advance(Duration::from_secs(25), &mut app);
+    assert_eq!(d.take_out(), vec![0x89, 0x00], "ping");
+    assert_eq!(d.conn.out.capacity(), 0, "given back at the tick");
 }

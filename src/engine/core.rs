@@ -12,9 +12,21 @@
 //! Must not touch: protocol rules (that is `protocol`/`conn`), admission
 //! policy (`admission`), other cores' state (only their inboxes, through
 //! handles).
+//!
+//! Fault isolation: the handling of one connection — a readiness event,
+//! a timer expiry, an end-of-turn flush, a shutdown close, a delivery to
+//! it, a disconnect, an admission decision — runs under `Core::guarded`; a
+//! panic there closes that connection with 1011 (`Core::contain`) and the
+//! loop goes on. Work that belongs to no one connection (an accept, an
+//! inbox command as a whole) runs under `Core::contained`: a panic drops
+//! that piece of work. Anything else that panics (the loop's own
+//! bookkeeping) ends the thread; `Server` logs it and the other cores go
+//! on.
 
+use std::any::Any;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -210,6 +222,13 @@ pub(crate) struct Core {
     refusal_log: RefusalLog,
     /// Set after an `accept` error (e.g. out of file descriptors).
     accept_retry_at: Option<Instant>,
+    /// Connections, as (key, generation), closing with 1011 after a panic:
+    /// a second panic removes them without another call into them. Kept
+    /// here rather than as a flag in `Slot` (8 bytes more per connection).
+    panicked: Vec<(usize, u32)>,
+    /// Test-only faults armed by connections (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub(super) faults: crate::panics::fault::Armed,
 }
 
 impl Core {
@@ -256,6 +275,9 @@ impl Core {
             publish_stamps: Vec::new(),
             accept_retry_at: None,
             refusal_log: RefusalLog::default(),
+            panicked: Vec::new(),
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
         })
     }
 
@@ -309,7 +331,7 @@ impl Core {
             let now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.contained("accept", |core| core.accept(now)),
                     WAKER => self.drain_inbox(now),
                     Token(t) => {
                         let key = t - FIRST_CONN;
@@ -317,7 +339,7 @@ impl Core {
                             continue;
                         }
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.service(key, readable, now);
+                        self.guarded(key, |core| core.service(key, readable, now));
                     }
                 }
             }
@@ -327,7 +349,7 @@ impl Core {
             self.flush_dirty(now);
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
-                self.accept(now);
+                self.contained("accept", |core| core.accept(now));
             }
             self.publish_tally();
             let done = Instant::now();
@@ -348,15 +370,18 @@ impl Core {
         while d.next < d.order.len() && d.due(d.next) <= now {
             let (key, gen) = d.order[d.next];
             d.next += 1;
-            if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                let mut ctx = ctx!(self, now);
-                slot.conn.close(
-                    code::GOING_AWAY,
-                    "server shutting down",
-                    EndReason::Shutdown,
-                    &mut ctx,
-                );
-                self.after(key, now);
+            if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                self.guarded(key, |core| {
+                    let slot = &mut core.conns[key];
+                    let mut ctx = ctx!(core, now);
+                    slot.conn.close(
+                        code::GOING_AWAY,
+                        "server shutting down",
+                        EndReason::Shutdown,
+                        &mut ctx,
+                    );
+                    core.after(key, now);
+                });
             }
         }
         if d.next == d.order.len() && d.deadline.is_none() {
@@ -455,10 +480,14 @@ impl Core {
         // Clear first: a command sent after this point wakes us again.
         self.notified.store(false, Ordering::Release);
         while let Ok(cmd) = self.inbox.try_recv() {
-            match cmd {
-                Command::Shutdown => self.begin_shutdown(now),
-                other => self.handle_command(other, now),
-            }
+            // Per command: a panic drops the rest of this command (a query
+            // goes unanswered: the admin plane's wait is bounded; a
+            // delivery's part for each connection is guarded on its own,
+            // so one connection's panic does not stop it).
+            self.contained("command", |core| match cmd {
+                Command::Shutdown => core.begin_shutdown(now),
+                other => core.handle_command(other, now),
+            });
         }
     }
 
@@ -498,9 +527,15 @@ impl Core {
                 continue;
             }
             slot.timer = None;
-            let mut ctx = ctx!(self, now);
-            slot.conn.handle_timeout(&mut ctx);
-            self.after(key, now);
+            self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                core.faults
+                    .fire(key, gen, crate::panics::fault::Trigger::Timer);
+                let slot = &mut core.conns[key];
+                let mut ctx = ctx!(core, now);
+                slot.conn.handle_timeout(&mut ctx);
+                core.after(key, now);
+            });
         }
     }
 
@@ -614,6 +649,8 @@ impl Core {
                     self.refusal_log.note(rejection, now);
                 }
                 Event::Message { text, payload } => {
+                    #[cfg(feature = "fault-injection")]
+                    self.faults.on_message(key, self.conns[key].gen, &payload);
                     let slot = &mut self.conns[key];
                     match slot.route {
                         Some(Route::Echo) => {
@@ -726,13 +763,19 @@ impl Core {
                 Some(slot) if slot.gen == gen => slot.dirty = false,
                 _ => continue,
             }
-            self.flush(key);
-            let slot = &self.conns[key];
-            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
-                self.service(key, false, now);
-            } else {
-                self.settle(key, now);
-            }
+            self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                core.faults
+                    .fire(key, gen, crate::panics::fault::Trigger::Flush);
+                core.flush(key);
+                let slot = &core.conns[key];
+                if slot.read_paused && slot.conn.wants_read(&core.cfg.conn) {
+                    // The flush ended a back-pressure pause: read again.
+                    core.service(key, false, now);
+                } else {
+                    core.settle(key, now);
+                }
+            });
         }
     }
 
@@ -805,6 +848,9 @@ impl Core {
             self.wheel.cancel(tk);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
+        if !self.panicked.is_empty() {
+            self.panicked.retain(|&(k, _)| k != key);
+        }
         if slot.conn.end_reason().is_none() {
             // Dropped without having ended (drain timeout).
             self.counters.ended[EndReason::Shutdown.index()].add(1);
@@ -815,6 +861,153 @@ impl Core {
             self.accept_retry_at = None;
             self.accept(Instant::now());
         }
+    }
+
+    /// Runs `f`, the handling of connection `key`, and contains a panic in
+    /// it to that connection: [`Core::contain`] closes it with 1011 and
+    /// removes it from every index; the caller and every other connection
+    /// go on. `None` if it panicked.
+    ///
+    /// `AssertUnwindSafe`: what `f` may leave half-changed is either
+    /// discarded or safe to keep —
+    /// - the connection's own state (`Conn`, its hub lists): no longer
+    ///   trusted; it is only asked to queue its close and flush it
+    ///   ([`Conn::abort`]), its key is swept out of the hub index
+    ///   ([`LocalHub::forget`](crate::hub::LocalHub::forget)), and a
+    ///   second panic removes it without another call into it;
+    /// - its events not yet taken: held by the `Conn`, which
+    ///   [`Conn::abort`] reduces to its end;
+    /// - the encoder arena: bytes not yet split off are dropped
+    ///   ([`FrameEncoder::discard_partial`]);
+    /// - the receive block: a read is split off it before it is parsed;
+    /// - the wheel and the dirty list: entries carry the generation, so a
+    ///   stale one finds nothing; `scratch`: taken while in use, at worst
+    ///   replaced by an empty one;
+    /// - counters, tally, latency stamps: plain numbers, at worst one count
+    ///   off;
+    /// - shared state (registry, admission): behind locks that ignore
+    ///   poisoning, each change one map operation.
+    #[inline]
+    pub(super) fn guarded<R>(&mut self, key: usize, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        let gen = self.conns.get(key).map(|s| s.gen);
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.contain(key, gen, &*payload);
+                None
+            }
+        }
+    }
+
+    /// Runs `what`, work that belongs to no one connection (an accept, an
+    /// inbox command), and contains a panic in it: counted, logged, the
+    /// rest of that work dropped, the loop goes on. The same reasoning as
+    /// for [`Core::guarded`] applies to the state it touches.
+    fn contained(&mut self, what: &'static str, f: impl FnOnce(&mut Self)) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.counters.panics.add(1);
+            self.enc.discard_partial();
+            let note = crate::panics::take_note(&*payload);
+            tracing::error!(
+                core = self.id,
+                what,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic; dropped that {what}, the core goes on"
+            );
+        }
+    }
+
+    /// After a panic in the handling of connection `key` (`gen` when it
+    /// began): count and log it once, then close the
+    /// connection with 1011 and take it out of every index, exactly as a
+    /// normal end does (counted as `internal_error`, hub indexes, then at
+    /// the end of the turn the wheel, admission quota and slab).
+    #[cold]
+    #[inline(never)]
+    fn contain(&mut self, key: usize, gen: Option<u32>, payload: &(dyn Any + Send)) {
+        self.counters.panics.add(1);
+        self.enc.discard_partial();
+        let note = crate::panics::take_note(payload);
+        let live = gen.filter(|&g| self.conns.get(key).is_some_and(|s| s.gen == g));
+        let Some(gen) = live else {
+            tracing::error!(
+                core = self.id,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic while handling a connection that is gone"
+            );
+            return;
+        };
+        let id = ConnId {
+            core: self.id as u16,
+            key: key as u32,
+            gen,
+        };
+        let again = self.panicked.contains(&(key, gen));
+        if !again {
+            self.panicked.push((key, gen));
+        }
+        tracing::error!(
+            conn = %id,
+            at = %note.location,
+            panic = %note.message,
+            backtrace = note.backtrace.as_deref(),
+            "{}",
+            if again {
+                "panic again while closing a connection after a panic; dropped it"
+            } else {
+                "panic while handling a connection; closed it with 1011"
+            }
+        );
+        if again {
+            return self.remove_after_panics(key);
+        }
+        // Itself guarded: if closing panics too, the second branch above
+        // drops the connection.
+        self.guarded(key, |core| {
+            let now = Instant::now();
+            let slot = &mut core.conns[key];
+            let mut ctx = ctx!(core, now);
+            slot.conn.abort(&mut ctx);
+            core.forget(key);
+            // Its `Ended(InternalError)`, unless it had ended before: counted
+            // and detached as any end.
+            core.route_events(key, now);
+            // Flushed (the close) and removed at the end of the turn.
+            core.mark_dirty(key);
+        });
+    }
+
+    /// Takes `key` out of the hub index: its own lists, then a sweep of
+    /// every set for what they may have missed.
+    fn forget(&mut self, key: usize) {
+        self.detach(key);
+        let stray = self.hub.forget(key as u32);
+        self.counters.subscriptions.sub(stray as u64);
+    }
+
+    /// A connection that panicked twice: out of every index and the slab
+    /// without another call into its state machine.
+    fn remove_after_panics(&mut self, key: usize) {
+        let slot = &self.conns[key];
+        let user = slot.grants().and(slot.user()).cloned();
+        self.forget(key);
+        let mut slot = self.conns.remove(key);
+        self.panicked.retain(|&(k, _)| k != key);
+        if slot.admitted {
+            self.admission.release(slot.ip, user.as_ref());
+        }
+        if let Some((tk, _)) = slot.timer.take() {
+            self.wheel.cancel(tk);
+        }
+        let _ = self.poll.registry().deregister(&mut slot.stream);
+        if slot.conn.end_reason().is_none() {
+            self.counters.ended[EndReason::InternalError.index()].add(1);
+        }
+        self.counters.open.sub(1);
     }
 
     /// Makes sure the wheel holds an entry no later than the connection's

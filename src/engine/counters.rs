@@ -87,6 +87,9 @@ pub struct CoreCounters {
     pub throttled_msgs: Counter,
     /// Rate limit: reading paused (or closed) on the byte bucket.
     pub throttled_bytes: Counter,
+    /// Panics caught on this core (a connection closed with 1011, or a
+    /// command or accept dropped).
+    pub panics: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -113,6 +116,7 @@ pub struct Stats {
     pub request_errors: u64,
     pub throttled_msgs: u64,
     pub throttled_bytes: u64,
+    pub panics: u64,
 }
 
 impl CoreCounters {
@@ -140,6 +144,7 @@ impl CoreCounters {
             request_errors: self.request_errors.get(),
             throttled_msgs: self.throttled_msgs.get(),
             throttled_bytes: self.throttled_bytes.get(),
+            panics: self.panics.get(),
         }
     }
 }
@@ -183,6 +188,7 @@ impl Stats {
         self.request_errors += o.request_errors;
         self.throttled_msgs += o.throttled_msgs;
         self.throttled_bytes += o.throttled_bytes;
+        self.panics += o.panics;
     }
 }
 
@@ -208,7 +214,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
-             subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={}",
+             subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={} panics={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
@@ -216,7 +222,8 @@ impl fmt::Display for Stats {
             self.subscriptions,
             self.request_errors,
             self.throttled_msgs,
-            self.throttled_bytes
+            self.throttled_bytes,
+            self.panics
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);

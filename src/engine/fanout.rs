@@ -184,7 +184,19 @@ impl Core {
         }
         let mut queued = 0;
         for &key in &keys {
-            queued += u64::from(self.push_to(key as usize, frame.clone(), now) == Push::Queued);
+            // Per delivery: a panic in one connection's part closes that
+            // one (1011); the others still get the frame.
+            let key = key as usize;
+            let pushed = self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                if let Some(slot) = core.conns.get(key) {
+                    let gen = slot.gen;
+                    core.faults
+                        .fire(key, gen, crate::panics::fault::Trigger::Delivery);
+                }
+                core.push_to(key, frame.clone(), now)
+            });
+            queued += u64::from(pushed == Some(Push::Queued));
         }
         self.counters.deliveries.add(queued);
         if !keys.is_empty() {
@@ -211,15 +223,21 @@ impl Core {
             }
             Command::Disconnect { key, gen, code } => {
                 let key = key as usize;
-                if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                    let mut ctx = ctx!(self, now);
-                    slot.conn
-                        .close(code, "disconnected", EndReason::Kicked, &mut ctx);
-                    self.after(key, now);
+                if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| {
+                        let slot = &mut core.conns[key];
+                        let mut ctx = ctx!(core, now);
+                        slot.conn
+                            .close(code, "disconnected", EndReason::Kicked, &mut ctx);
+                        core.after(key, now);
+                    });
                 }
             }
             Command::AdmissionDecision { key, gen, verdict } => {
-                self.decided(key as usize, gen, verdict, now);
+                let key = key as usize;
+                if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| core.decided(key, gen, verdict, now));
+                }
             }
             Command::QueryChannel { channel, reply } => {
                 let mut info = ChannelInfo::default();

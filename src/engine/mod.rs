@@ -181,14 +181,33 @@ impl Server {
                 registry.clone(),
                 admission.clone(),
             )?;
+            let counters = cores[i].counters.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("wsedge-core-{i}"))
                 .spawn(move || {
-                    let res = core.run();
-                    if let Err(e) = &res {
-                        tracing::error!(core = i, error = %e, "core stopped");
+                    crate::panics::own_thread();
+                    // Panics in a connection's handling are contained
+                    // inside `run`; one here (the loop's own bookkeeping)
+                    // ends this core: its sockets close, the others go on.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run())) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => {
+                            tracing::error!(core = i, error = %e, "core stopped");
+                            Err(e)
+                        }
+                        Err(payload) => {
+                            counters.panics.add(1);
+                            let note = crate::panics::take_note(&*payload);
+                            tracing::error!(
+                                core = i,
+                                at = %note.location,
+                                panic = %note.message,
+                                backtrace = note.backtrace.as_deref(),
+                                "core stopped by a panic outside any connection; the other cores go on"
+                            );
+                            Err(io::Error::other("core thread panicked"))
+                        }
                     }
-                    res
                 })?;
             threads.push(thread);
         }

@@ -101,6 +101,39 @@ impl LocalHub {
         }
     }
 
+    /// Removes `key` from every channel and user set, whatever the
+    /// connection's own lists say: after a panic they may be out of step
+    /// with the index (a subscribe cut short between the two). Returns the
+    /// channel subscriptions removed. Scans the whole index, so it is for
+    /// the panic path only.
+    pub fn forget(&mut self, key: u32) -> usize {
+        let mut removed = 0;
+        let mut empty = Vec::new();
+        for (name, set) in &mut self.channels {
+            if set.remove(&key) {
+                removed += 1;
+                if set.is_empty() {
+                    empty.push(name.clone());
+                }
+            }
+        }
+        for name in empty {
+            self.channels.remove(&name);
+            self.registry.set_channel_core(&name, self.core, false);
+        }
+        let mut empty = Vec::new();
+        for (name, set) in &mut self.users {
+            if set.remove(&key) && set.is_empty() {
+                empty.push(name.clone());
+            }
+        }
+        for name in empty {
+            self.users.remove(&name);
+            self.registry.set_user_core(&name, self.core, false);
+        }
+        removed
+    }
+
     /// Local connections of `user`.
     pub fn user_conns(&self, user: &str) -> Option<&FxHashSet<u32>> {
         self.users.get(user)
@@ -161,5 +194,25 @@ mod tests {
         a.remove_user("alice", 6);
         assert_eq!(reg.user_cores("alice"), 0);
         assert_eq!(reg.users_online(), 0);
+    }
+
+    #[test]
+    fn forget_sweeps_a_key_out_of_every_set() {
+        let reg = Arc::new(Registry::default());
+        let mut a = LocalHub::new(0, reg.clone());
+        a.subscribe("news", 1);
+        a.subscribe("news", 2);
+        a.subscribe("solo", 1);
+        a.add_user("alice", 1);
+        a.add_user("bob", 2);
+        assert_eq!(a.forget(1), 2);
+        assert_eq!(a.forget(1), 0, "idempotent");
+        assert_eq!(a.subscribers("news").map(|s| s.len()), Some(1));
+        assert!(a.subscribers("solo").is_none());
+        assert_eq!(reg.channel_cores("solo"), 0);
+        assert_eq!(reg.channel_cores("news"), 0b1);
+        assert!(a.user_conns("alice").is_none());
+        assert_eq!(reg.user_cores("alice"), 0);
+        assert_eq!(reg.user_cores("bob"), 0b1);
     }
 }

@@ -222,10 +222,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `wsedge serve ARGS` and waits for its "listening" line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"))
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("binary starts");
