@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
-use wsedge::protocol::handshake::{parse_request, write_accept, HandshakeConfig};
+use wsedge::protocol::handshake::{parse_request, write_accept};
 use wsedge::timer::TimingWheel;
 
 const N: u64 = 100_000;
@@ -52,13 +52,14 @@ fn handshake(c: &mut Criterion) {
     let req = b"GET /ws?ws_token=abc HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nOrigin: https://app.example.com\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nUser-Agent: bench\r\n\r\n";
-    let cfg = HandshakeConfig::default();
+    let config = wsedge::Config::default();
+    let cfg = config.handshake();
     c.bench_function("handshake/parse_accept_respond", |b| {
         let mut out = BytesMut::with_capacity(256);
         b.iter(|| {
             let parsed = parse_request(black_box(req), &cfg).unwrap().unwrap();
             out.clear();
-            write_accept(&mut out, &parsed, &cfg);
+            write_accept(&mut out, &parsed, &cfg, None);
             black_box(out.len())
         })
     });

@@ -1,11 +1,14 @@
 //! Every reason wsedge refuses input, and the one place each is mapped to
-//! what the peer sees: an RFC 6455 close code after the upgrade, an HTTP
-//! status (with a short text body) before it.
+//! what the peer sees: an RFC 6455 close code after the upgrade
+//! ([`ProtocolError::close_code`]), an HTTP status with a short text body
+//! before it ([`Rejection::answer`], for the protocol layer's
+//! [`HandshakeError`]s and admission's [`Refusal`]s alike).
 //!
 //! Owns: the error enums and their mappings. Must not touch: I/O, counters.
 
 use thiserror::Error;
 
+use crate::admission::Refusal;
 use crate::protocol::close::code;
 
 /// A peer broke the WebSocket protocol or a configured limit after the
@@ -89,7 +92,10 @@ pub enum ProtocolErrorKind {
     BadClose,
 }
 
-/// Why an HTTP upgrade request was refused. Each has one HTTP status.
+/// An upgrade request that breaks HTTP/1.1 or RFC 6455 §4.2.1: the
+/// protocol layer's own refusals (policy refusals are
+/// [`admission::Refusal`](crate::admission::Refusal)s). Each is answered
+/// through [`Rejection::answer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
@@ -103,8 +109,6 @@ pub enum HandshakeError {
     HttpVersion,
     #[error("method must be GET")]
     MethodNotAllowed,
-    #[error("no such route")]
-    NotFound,
     #[error("missing Host header")]
     MissingHost,
     #[error("Upgrade: websocket required")]
@@ -117,128 +121,180 @@ pub enum HandshakeError {
     MissingKey,
     #[error("Sec-WebSocket-Key must be 16 bytes in base64")]
     InvalidKey,
-    #[error("handshake not completed in time")]
-    Timeout,
-    #[error("connection token required")]
-    TokenMissing,
-    #[error("connection token malformed")]
-    TokenMalformed,
-    #[error("connection token signature invalid")]
-    TokenBadSignature,
-    #[error("connection token expired")]
-    TokenExpired,
-    #[error("connection token already used")]
-    TokenReplayed,
-    #[error("origin not allowed")]
-    OriginForbidden,
-    #[error("too many connection attempts")]
-    TooManyAttempts,
-    #[error("too many connections from this address")]
-    IpQuota,
-    #[error("too many connections for this user")]
-    UserQuota,
-    #[error("server full")]
-    ServerFull,
 }
 
-impl HandshakeError {
-    /// Every variant, in counter order.
-    pub const ALL: [HandshakeError; 23] = [
-        Self::Malformed,
-        Self::RequestTooLarge,
-        Self::TooManyHeaders,
-        Self::HttpVersion,
-        Self::MethodNotAllowed,
+/// Every way an upgrade ends without a `101`, whoever decided it: one
+/// counter each ([`Rejection::index`], [`Rejection::name`]) and one
+/// mapping to what the client sees ([`Rejection::answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Rejection {
+    /// The request broke HTTP/1.1 or RFC 6455 (the protocol layer).
+    #[error(transparent)]
+    Request(#[from] HandshakeError),
+    /// No route for the request path (the server's route table).
+    #[error("no such route")]
+    NotFound,
+    /// The request head did not arrive within the handshake timeout.
+    #[error("handshake not completed in time")]
+    Timeout,
+    /// The request was complete, but the decision on it (made elsewhere:
+    /// admission left it pending) did not arrive within the handshake
+    /// timeout.
+    #[error("no decision on the upgrade in time")]
+    DecisionTimeout,
+    /// Admission said no: tokens, origins, attempts, quotas.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// What a refused client is answered: status line, extra headers and
+/// `Retry-After`; the body is the rejection's text (its `Display`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub phrase: &'static str,
+    /// Extra response headers, each ending in CRLF.
+    pub headers: &'static str,
+    /// Seconds until a retry can succeed (a `Retry-After` header).
+    pub retry_after: Option<u64>,
+}
+
+impl Rejection {
+    /// Every kind, in counter order (a refusal with data, such as a
+    /// `Retry-After`, is listed once with its data zeroed).
+    pub const ALL: [Rejection; 24] = [
+        Self::Request(HandshakeError::Malformed),
+        Self::Request(HandshakeError::RequestTooLarge),
+        Self::Request(HandshakeError::TooManyHeaders),
+        Self::Request(HandshakeError::HttpVersion),
+        Self::Request(HandshakeError::MethodNotAllowed),
         Self::NotFound,
-        Self::MissingHost,
-        Self::NotWebSocket,
-        Self::MissingConnectionUpgrade,
-        Self::UnsupportedVersion,
-        Self::MissingKey,
-        Self::InvalidKey,
+        Self::Request(HandshakeError::MissingHost),
+        Self::Request(HandshakeError::NotWebSocket),
+        Self::Request(HandshakeError::MissingConnectionUpgrade),
+        Self::Request(HandshakeError::UnsupportedVersion),
+        Self::Request(HandshakeError::MissingKey),
+        Self::Request(HandshakeError::InvalidKey),
         Self::Timeout,
-        Self::TokenMissing,
-        Self::TokenMalformed,
-        Self::TokenBadSignature,
-        Self::TokenExpired,
-        Self::TokenReplayed,
-        Self::OriginForbidden,
-        Self::TooManyAttempts,
-        Self::IpQuota,
-        Self::UserQuota,
-        Self::ServerFull,
+        Self::Refused(Refusal::TokenMissing),
+        Self::Refused(Refusal::TokenMalformed),
+        Self::Refused(Refusal::TokenBadSignature),
+        Self::Refused(Refusal::TokenExpired),
+        Self::Refused(Refusal::TokenReplayed),
+        Self::Refused(Refusal::OriginForbidden),
+        Self::Refused(Refusal::TooManyAttempts { retry_after: 0 }),
+        Self::Refused(Refusal::IpQuota),
+        Self::Refused(Refusal::UserQuota),
+        Self::Refused(Refusal::ServerFull),
+        Self::DecisionTimeout,
     ];
+
+    /// This rejection with its data zeroed: its entry in [`Self::ALL`].
+    fn kind(self) -> Self {
+        match self {
+            Self::Refused(Refusal::TooManyAttempts { .. }) => {
+                Self::Refused(Refusal::TooManyAttempts { retry_after: 0 })
+            }
+            other => other,
+        }
+    }
 
     /// Index into [`Self::ALL`] (the counter slot).
     pub fn index(self) -> usize {
+        let kind = self.kind();
         Self::ALL
             .iter()
-            .position(|e| *e == self)
-            .expect("ALL lists every variant")
+            .position(|e| *e == kind)
+            .expect("ALL lists every kind")
     }
 
     /// Stable snake_case name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Malformed => "malformed",
-            Self::RequestTooLarge => "request_too_large",
-            Self::TooManyHeaders => "too_many_headers",
-            Self::HttpVersion => "http_version",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Request(e) => match e {
+                HandshakeError::Malformed => "malformed",
+                HandshakeError::RequestTooLarge => "request_too_large",
+                HandshakeError::TooManyHeaders => "too_many_headers",
+                HandshakeError::HttpVersion => "http_version",
+                HandshakeError::MethodNotAllowed => "method_not_allowed",
+                HandshakeError::MissingHost => "missing_host",
+                HandshakeError::NotWebSocket => "not_websocket",
+                HandshakeError::MissingConnectionUpgrade => "missing_connection_upgrade",
+                HandshakeError::UnsupportedVersion => "unsupported_version",
+                HandshakeError::MissingKey => "missing_key",
+                HandshakeError::InvalidKey => "invalid_key",
+            },
             Self::NotFound => "not_found",
-            Self::MissingHost => "missing_host",
-            Self::NotWebSocket => "not_websocket",
-            Self::MissingConnectionUpgrade => "missing_connection_upgrade",
-            Self::UnsupportedVersion => "unsupported_version",
-            Self::MissingKey => "missing_key",
-            Self::InvalidKey => "invalid_key",
             Self::Timeout => "timeout",
-            Self::TokenMissing => "token_missing",
-            Self::TokenMalformed => "token_malformed",
-            Self::TokenBadSignature => "token_bad_signature",
-            Self::TokenExpired => "token_expired",
-            Self::TokenReplayed => "token_replayed",
-            Self::OriginForbidden => "origin_forbidden",
-            Self::TooManyAttempts => "too_many_attempts",
-            Self::IpQuota => "ip_quota",
-            Self::UserQuota => "user_quota",
-            Self::ServerFull => "server_full",
+            Self::DecisionTimeout => "decision_timeout",
+            Self::Refused(r) => match r {
+                Refusal::TokenMissing => "token_missing",
+                Refusal::TokenMalformed => "token_malformed",
+                Refusal::TokenBadSignature => "token_bad_signature",
+                Refusal::TokenExpired => "token_expired",
+                Refusal::TokenReplayed => "token_replayed",
+                Refusal::OriginForbidden => "origin_forbidden",
+                Refusal::TooManyAttempts { .. } => "too_many_attempts",
+                Refusal::IpQuota => "ip_quota",
+                Refusal::UserQuota => "user_quota",
+                Refusal::ServerFull => "server_full",
+            },
         }
     }
 
-    /// HTTP status code and reason phrase.
-    pub fn status(self) -> (u16, &'static str) {
-        match self {
-            Self::Malformed
-            | Self::HttpVersion
-            | Self::MissingHost
-            | Self::MissingConnectionUpgrade
-            | Self::MissingKey
-            | Self::InvalidKey => (400, "Bad Request"),
-            Self::NotFound => (404, "Not Found"),
-            Self::MethodNotAllowed => (405, "Method Not Allowed"),
-            Self::Timeout => (408, "Request Timeout"),
-            Self::NotWebSocket | Self::UnsupportedVersion => (426, "Upgrade Required"),
-            Self::RequestTooLarge | Self::TooManyHeaders => {
-                (431, "Request Header Fields Too Large")
+    /// The one mapping from a rejection to what the client is answered
+    /// (the body is the rejection's text; see the README's status table).
+    pub fn answer(self) -> Answer {
+        use HandshakeError as H;
+        let (status, phrase, headers, retry_after) = match self {
+            Self::Request(
+                H::Malformed
+                | H::HttpVersion
+                | H::MissingHost
+                | H::MissingConnectionUpgrade
+                | H::MissingKey
+                | H::InvalidKey,
+            ) => (400, "Bad Request", "", None),
+            Self::NotFound => (404, "Not Found", "", None),
+            Self::Request(H::MethodNotAllowed) => {
+                (405, "Method Not Allowed", "Allow: GET\r\n", None)
             }
-            Self::TokenMissing
-            | Self::TokenMalformed
-            | Self::TokenBadSignature
-            | Self::TokenExpired => (401, "Unauthorized"),
-            Self::TokenReplayed | Self::OriginForbidden => (403, "Forbidden"),
-            Self::TooManyAttempts | Self::IpQuota | Self::UserQuota => (429, "Too Many Requests"),
-            Self::ServerFull => (503, "Service Unavailable"),
-        }
-    }
-
-    /// Extra response headers the status calls for (each ending in CRLF).
-    pub fn extra_headers(self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "Allow: GET\r\n",
-            Self::NotWebSocket => "Upgrade: websocket\r\n",
-            Self::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
-            _ => "",
+            Self::Timeout => (408, "Request Timeout", "", None),
+            Self::Request(H::NotWebSocket) => {
+                (426, "Upgrade Required", "Upgrade: websocket\r\n", None)
+            }
+            Self::Request(H::UnsupportedVersion) => (
+                426,
+                "Upgrade Required",
+                "Sec-WebSocket-Version: 13\r\n",
+                None,
+            ),
+            Self::Request(H::RequestTooLarge | H::TooManyHeaders) => {
+                (431, "Request Header Fields Too Large", "", None)
+            }
+            Self::Refused(
+                Refusal::TokenMissing
+                | Refusal::TokenMalformed
+                | Refusal::TokenBadSignature
+                | Refusal::TokenExpired,
+            ) => (401, "Unauthorized", "", None),
+            Self::Refused(Refusal::TokenReplayed | Refusal::OriginForbidden) => {
+                (403, "Forbidden", "", None)
+            }
+            Self::Refused(Refusal::TooManyAttempts { retry_after }) => {
+                (429, "Too Many Requests", "", Some(u64::from(retry_after)))
+            }
+            Self::Refused(Refusal::IpQuota | Refusal::UserQuota) => {
+                (429, "Too Many Requests", "", None)
+            }
+            Self::Refused(Refusal::ServerFull) => (503, "Service Unavailable", "", None),
+            Self::DecisionTimeout => (504, "Gateway Timeout", "", None),
+        };
+        Answer {
+            status,
+            phrase,
+            headers,
+            retry_after,
         }
     }
 }
@@ -248,15 +304,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_handshake_error_has_a_distinct_slot_and_name() {
-        let mut names: Vec<_> = HandshakeError::ALL.iter().map(|e| e.name()).collect();
-        for (i, e) in HandshakeError::ALL.iter().enumerate() {
+    fn every_rejection_has_a_distinct_slot_name_and_status() {
+        let mut names: Vec<_> = Rejection::ALL.iter().map(|e| e.name()).collect();
+        for (i, e) in Rejection::ALL.iter().enumerate() {
             assert_eq!(e.index(), i);
-            assert!((400..600).contains(&e.status().0));
+            assert!((400..600).contains(&e.answer().status));
         }
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), HandshakeError::ALL.len());
+        assert_eq!(names.len(), Rejection::ALL.len());
+        let late = Rejection::Refused(Refusal::TooManyAttempts { retry_after: 30 });
+        assert_eq!(
+            late.index(),
+            Rejection::ALL
+                .iter()
+                .position(|e| e.name() == "too_many_attempts")
+                .unwrap()
+        );
+        assert_eq!(late.answer().retry_after, Some(30));
     }
 
     #[test]

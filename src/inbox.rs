@@ -30,6 +30,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use crate::admission::Verdict;
 use crate::stats::counters::CoreCounters;
 use crate::stats::latency::LatencyHistograms;
 
@@ -87,6 +88,15 @@ pub enum Command {
     Hub(HubCommand),
     /// Close one connection with `code`.
     Disconnect { key: u32, gen: u32, code: u16 },
+    /// The decision on an upgrade admission left pending (its
+    /// [`Ticket`](crate::admission::Ticket)): write the `101` or the
+    /// refusal. Dropped if that connection is gone or no longer waiting
+    /// (its handshake deadline answered `504` first).
+    AdmissionDecision {
+        key: u32,
+        gen: u32,
+        verdict: Verdict,
+    },
     /// Report the bytes queued for writing on this core.
     QueryQueued { reply: Sender<u64> },
 }

@@ -20,6 +20,8 @@
 //!   status page; it holds only handles (hub, stats), never the engine.
 //! - [`server`]: the composition — builds both planes, wires them, and is
 //!   the [`Server`] handle that stops them.
+//! - [`panics`]: fault isolation — what a panic on a wsedge thread turns
+//!   into (one connection closed with 1011, one admin request answered 500).
 //! - [`config`], [`error`]: every setting, every refusal reason;
 //!   [`settings`]: the TOML file, environment and flags that fill them.
 //! - `fuzzing`: the fuzz harnesses, compiled only under `cfg(fuzzing)`
@@ -40,6 +42,7 @@ pub mod fuzzing;
 pub mod hub;
 pub mod inbox;
 pub mod limits;
+pub mod panics;
 pub mod protocol;
 pub mod server;
 pub mod settings;

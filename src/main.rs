@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use toml::Value;
-use wsedge::settings::{self, layers::Loaded};
+use wsedge::config::{LogConfig, LogFormat};
+use wsedge::settings::{self, layers::Loaded, FlagKind, LoadError};
 use wsedge::{Config, Server};
 
 #[derive(Parser, Debug)]
@@ -35,7 +36,12 @@ enum Command {
     /// (file and environment applied, secrets masked); exit 2 if invalid.
     CheckConfig {
         /// The TOML file.
-        file: PathBuf,
+        #[arg(required_unless_present = "example")]
+        file: Option<PathBuf>,
+        /// Print the example file instead: every setting at its default,
+        /// with its documentation (this is `wsedge.example.toml`).
+        #[arg(long, conflicts_with = "file")]
+        example: bool,
     },
 }
 
@@ -79,238 +85,105 @@ struct ServeArgs {
     /// secrets masked) and exit without serving.
     #[arg(long)]
     dry_run: bool,
-    /// Address every core listens on (SO_REUSEPORT) [listen].
-    #[arg(long)]
-    listen: Option<String>,
-    /// Core threads, 0 = one per CPU [cores].
-    #[arg(long)]
-    cores: Option<i64>,
-    /// Server ping period, e.g. 25s [connection.ping_interval].
-    #[arg(long)]
-    ping_interval: Option<String>,
-    /// Time the peer has to send anything after a ping [connection.pong_timeout].
-    #[arg(long)]
-    pong_timeout: Option<String>,
-    /// Close connections with no data message for this long, 0s = off
-    /// [connection.idle_timeout].
-    #[arg(long)]
-    idle_timeout: Option<String>,
-    /// Time from accept to a complete upgrade request [connection.handshake_timeout].
-    #[arg(long)]
-    handshake_timeout: Option<String>,
-    /// Time to wait for the peer's close answer and FIN [connection.close_timeout].
-    #[arg(long)]
-    close_timeout: Option<String>,
-    /// Largest frame payload in bytes [connection.max_frame_size].
-    #[arg(long)]
-    max_frame_size: Option<i64>,
-    /// Largest message in bytes [connection.max_message_size].
-    #[arg(long)]
-    max_message_size: Option<i64>,
-    /// Queued outbound bytes per connection before reading pauses
-    /// [connection.write_budget].
-    #[arg(long)]
-    write_budget: Option<i64>,
-    /// Largest upgrade request head in bytes [connection.max_request_bytes].
-    #[arg(long)]
-    max_request_bytes: Option<i64>,
-    /// Most upgrade request headers [connection.max_headers].
-    #[arg(long)]
-    max_headers: Option<i64>,
-    /// A subprotocol the server accepts; repeat in order of preference
-    /// [connection.subprotocols].
-    #[arg(long = "subprotocol")]
-    subprotocols: Vec<String>,
-    /// Queued pushed bytes per connection before the slow-consumer policy
-    /// [connection.max_pending_bytes].
-    #[arg(long)]
-    max_pending_bytes: Option<i64>,
-    /// Slow-consumer policy: close (1008) or drop [connection.slow_consumer].
-    #[arg(long)]
-    slow_consumer: Option<String>,
-    /// Most channels one connection may subscribe to [hub.max_subscriptions].
-    #[arg(long)]
-    max_subscriptions: Option<i64>,
-    /// Longest channel name in bytes [hub.max_channel_len].
-    #[arg(long)]
-    max_channel_len: Option<i64>,
-    /// INSECURE, development only: take the user id from this query
-    /// parameter of /ws [hub.dev_user_param].
-    #[arg(long)]
-    dev_user_param: Option<String>,
-    /// INSECURE, development only: let clients publish to any channel
-    /// [hub.dev_client_publish].
-    #[arg(long)]
-    dev_client_publish: bool,
-    /// Address of the admin HTTP listener, or "off" [admin.listen].
-    #[arg(long)]
-    admin: Option<String>,
-    /// Bearer key of the admin API [admin.key].
-    #[arg(long)]
-    admin_key: Option<String>,
-    /// Without a token key, do not make the chat demo's ephemeral key (the
-    /// demo then cannot publish) [admin.demo = false].
-    #[arg(long)]
-    no_demo: bool,
-    /// Messages (and pings) per second a client may send, 0 = no limit
-    /// [rate_limit.messages_per_sec].
-    #[arg(long)]
-    rate_msgs: Option<f64>,
-    /// Burst of the message bucket [rate_limit.messages_burst].
-    #[arg(long)]
-    rate_msgs_burst: Option<f64>,
-    /// Payload bytes per second a client may send, 0 = no limit
-    /// [rate_limit.bytes_per_sec].
-    #[arg(long)]
-    rate_bytes: Option<f64>,
-    /// Burst of the byte bucket [rate_limit.bytes_burst].
-    #[arg(long)]
-    rate_bytes_burst: Option<f64>,
-    /// Over the limit: backpressure or close [rate_limit.policy].
-    #[arg(long)]
-    rate_policy: Option<String>,
-    /// HMAC key for connection tokens [token.key].
-    #[arg(long)]
-    token_key: Option<String>,
-    /// The previous token key, accepted during a rotation [token.key_previous].
-    #[arg(long)]
-    token_key_previous: Option<String>,
-    /// Let /ws accept connections without a token [token.optional].
-    #[arg(long)]
-    token_optional: bool,
-    /// Allowed Origin (exact, or https://*.example.com); repeat
-    /// [admission.origins].
-    #[arg(long = "origin")]
-    origins: Vec<String>,
-    /// Connection attempts per source IP per window, 0 = unlimited
-    /// [admission.max_attempts_per_ip].
-    #[arg(long)]
-    max_attempts_per_ip: Option<i64>,
-    /// The attempt window [admission.attempt_window].
-    #[arg(long)]
-    attempt_window: Option<String>,
-    /// A proxy whose client-IP header is believed; repeat
-    /// [admission.trusted_proxies].
-    #[arg(long = "trusted-proxy")]
-    trusted_proxies: Vec<String>,
-    /// The client-IP header trusted proxies set [admission.client_ip_header].
-    #[arg(long)]
-    client_ip_header: Option<String>,
-    /// Open connections in total [admission.max_connections].
-    #[arg(long)]
-    max_connections: Option<i64>,
-    /// Open connections per source IP [admission.max_connections_per_ip].
-    #[arg(long)]
-    max_connections_per_ip: Option<i64>,
-    /// Open connections per token user [admission.max_connections_per_user].
-    #[arg(long)]
-    max_connections_per_user: Option<i64>,
-    /// On SIGINT/SIGTERM, the window the 1001 closes are spread over
-    /// [shutdown.drain_window].
-    #[arg(long)]
-    drain_window: Option<String>,
-    /// Then the time allowed for close handshakes [shutdown.drain_timeout].
-    #[arg(long)]
-    drain_timeout: Option<String>,
-    /// Log filter, e.g. info or wsedge=debug [log.level].
-    #[arg(long)]
-    log_level: Option<String>,
-    /// Log format: text or json [log.format].
-    #[arg(long)]
-    log_format: Option<String>,
-    /// Period of the counts log line [log.stats_interval].
-    #[arg(long)]
-    stats_interval: Option<String>,
+    #[command(flatten)]
+    settings: SettingFlags,
 }
 
-impl ServeArgs {
-    /// The flags that were given, as (key, value, flag name).
-    fn overrides(&self) -> Vec<(String, Value, String)> {
-        let mut out = Vec::new();
-        let mut put = |key: &str, flag: &str, v: Value| {
-            out.push((key.to_string(), v, format!("--{flag}")));
-        };
-        macro_rules! opt {
-            ($($field:ident => $key:literal, $flag:literal, $conv:expr;)*) => {$(
-                if let Some(v) = &self.$field {
-                    put($key, $flag, $conv(v.clone()));
+/// The flags that set keys: one per setting that declares a flag in
+/// `wsedge::config` (built by `settings::flags`, help naming the key), and
+/// `--set KEY=VALUE` for any key. What was given, in command-line order.
+#[derive(Debug, Default)]
+struct SettingFlags {
+    /// (position, the flag or `None` for `--set`, its texts) per flag given.
+    given: Vec<(usize, Option<settings::Flag>, Vec<String>)>,
+}
+
+const SET: &str = "set";
+
+impl clap::Args for SettingFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        use clap::{Arg, ArgAction};
+        for f in settings::flags() {
+            let arg = Arg::new(f.name)
+                .long(f.name)
+                .help(f.help)
+                .long_help(f.long_help);
+            let value_name = f.key.rsplit('.').next().unwrap_or_default().to_uppercase();
+            cmd = cmd.arg(match f.kind {
+                FlagKind::Value => arg.value_name(value_name).action(ArgAction::Set),
+                FlagKind::List => arg.value_name(value_name).action(ArgAction::Append),
+                FlagKind::Switch(_) => arg.action(ArgAction::SetTrue),
+            });
+        }
+        cmd.arg(
+            Arg::new(SET)
+                .long(SET)
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .help("Any setting by its key, e.g. --set admin.workers=4; repeat"),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for f in settings::flags() {
+            let at = m.index_of(f.name).unwrap_or(0);
+            let texts = match f.kind {
+                FlagKind::Switch(_) if m.get_flag(f.name) => Vec::new(),
+                FlagKind::Switch(_) => continue,
+                _ => match m.get_many::<String>(f.name) {
+                    Some(texts) => texts.cloned().collect(),
+                    None => continue,
+                },
+            };
+            given.push((at, Some(f), texts));
+        }
+        if let (Some(at), Some(texts)) = (m.indices_of(SET), m.get_many::<String>(SET)) {
+            for (at, text) in at.zip(texts) {
+                given.push((at, None, vec![text.clone()]));
+            }
+        }
+        given.sort_by_key(|g| g.0);
+        Ok(Self { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl SettingFlags {
+    /// The flags that were given, as (key, value, flag name); a later one
+    /// wins over an earlier one for the same key.
+    fn overrides(&self) -> Result<Vec<(String, Value, String)>, LoadError> {
+        let err = |flag: String| move |message| LoadError::Flag { flag, message };
+        self.given
+            .iter()
+            .map(|(_, flag, texts)| match flag {
+                Some(f) => {
+                    let flag = format!("--{}", f.name);
+                    let value = f
+                        .value(texts)
+                        .map_err(|m| format!("{}: {m}", f.key))
+                        .map_err(err(flag.clone()))?;
+                    Ok((f.key.clone(), value, flag))
                 }
-            )*};
-        }
-        let s = Value::String;
-        let i = Value::Integer;
-        let f = Value::Float;
-        opt! {
-            listen => "listen", "listen", s;
-            cores => "cores", "cores", i;
-            ping_interval => "connection.ping_interval", "ping-interval", s;
-            pong_timeout => "connection.pong_timeout", "pong-timeout", s;
-            idle_timeout => "connection.idle_timeout", "idle-timeout", s;
-            handshake_timeout => "connection.handshake_timeout", "handshake-timeout", s;
-            close_timeout => "connection.close_timeout", "close-timeout", s;
-            max_frame_size => "connection.max_frame_size", "max-frame-size", i;
-            max_message_size => "connection.max_message_size", "max-message-size", i;
-            write_budget => "connection.write_budget", "write-budget", i;
-            max_request_bytes => "connection.max_request_bytes", "max-request-bytes", i;
-            max_headers => "connection.max_headers", "max-headers", i;
-            max_pending_bytes => "connection.max_pending_bytes", "max-pending-bytes", i;
-            slow_consumer => "connection.slow_consumer", "slow-consumer", s;
-            max_subscriptions => "hub.max_subscriptions", "max-subscriptions", i;
-            max_channel_len => "hub.max_channel_len", "max-channel-len", i;
-            dev_user_param => "hub.dev_user_param", "dev-user-param", s;
-            admin => "admin.listen", "admin", s;
-            admin_key => "admin.key", "admin-key", s;
-            rate_msgs => "rate_limit.messages_per_sec", "rate-msgs", f;
-            rate_msgs_burst => "rate_limit.messages_burst", "rate-msgs-burst", f;
-            rate_bytes => "rate_limit.bytes_per_sec", "rate-bytes", f;
-            rate_bytes_burst => "rate_limit.bytes_burst", "rate-bytes-burst", f;
-            rate_policy => "rate_limit.policy", "rate-policy", s;
-            token_key => "token.key", "token-key", s;
-            token_key_previous => "token.key_previous", "token-key-previous", s;
-            max_attempts_per_ip => "admission.max_attempts_per_ip", "max-attempts-per-ip", i;
-            attempt_window => "admission.attempt_window", "attempt-window", s;
-            client_ip_header => "admission.client_ip_header", "client-ip-header", s;
-            max_connections => "admission.max_connections", "max-connections", i;
-            max_connections_per_ip => "admission.max_connections_per_ip", "max-connections-per-ip", i;
-            max_connections_per_user => "admission.max_connections_per_user", "max-connections-per-user", i;
-            drain_window => "shutdown.drain_window", "drain-window", s;
-            drain_timeout => "shutdown.drain_timeout", "drain-timeout", s;
-            log_level => "log.level", "log-level", s;
-            log_format => "log.format", "log-format", s;
-            stats_interval => "log.stats_interval", "stats-interval", s;
-        }
-        let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
-        if !self.subprotocols.is_empty() {
-            put(
-                "connection.subprotocols",
-                "subprotocol",
-                list(&self.subprotocols),
-            );
-        }
-        if !self.origins.is_empty() {
-            put("admission.origins", "origin", list(&self.origins));
-        }
-        if !self.trusted_proxies.is_empty() {
-            put(
-                "admission.trusted_proxies",
-                "trusted-proxy",
-                list(&self.trusted_proxies),
-            );
-        }
-        if self.dev_client_publish {
-            put(
-                "hub.dev_client_publish",
-                "dev-client-publish",
-                Value::Boolean(true),
-            );
-        }
-        if self.no_demo {
-            put("admin.demo", "no-demo", Value::Boolean(false));
-        }
-        if self.token_optional {
-            put("token.optional", "token-optional", Value::Boolean(true));
-        }
-        out
+                None => {
+                    let text = &texts[0];
+                    let (key, value) =
+                        settings::parse_set(text).map_err(err(format!("--set {text}")))?;
+                    let flag = format!("--set {key}");
+                    Ok((key, value, flag))
+                }
+            })
+            .collect()
     }
 }
 
@@ -319,28 +192,26 @@ const OWN_ENV: [&str; 2] = ["WSEDGE_CONFIG", "WSEDGE_LOG"];
 
 fn load(file: Option<&Path>, flags: &[(String, Value, String)]) -> Result<Loaded, ExitCode> {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    match settings::load(file, &env, flags) {
-        Ok(l) => {
-            for var in settings::layers::unknown_env(&env, &OWN_ENV) {
-                eprintln!("wsedge: warning: environment variable {var} names no setting (ignored)");
-            }
-            Ok(l)
-        }
-        Err(e) => {
-            eprintln!("wsedge: configuration error: {e}");
-            Err(ExitCode::from(2))
-        }
+    let loaded = settings::load(file, &env, flags).map_err(config_error)?;
+    for var in settings::layers::unknown_env(&env, &OWN_ENV) {
+        eprintln!("wsedge: warning: environment variable {var} names no setting (ignored)");
     }
+    Ok(loaded)
 }
 
-fn init_logging(log: &settings::LogSettings) {
+fn config_error(e: LoadError) -> ExitCode {
+    eprintln!("wsedge: configuration error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WSEDGE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if log.format == "json" {
+    if log.format == LogFormat::Json {
         builder.json().flatten_event(true).init();
     } else {
         builder
@@ -354,7 +225,12 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(a)) => *a,
         Some(Command::Token(t)) => return mint(t),
-        Some(Command::CheckConfig { file }) => {
+        Some(Command::CheckConfig { example: true, .. }) => {
+            print!("{}", settings::example());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::CheckConfig { file, .. }) => {
+            let file = file.expect("clap requires a file without --example");
             return match load(Some(&file), &[]) {
                 Ok(l) => {
                     println!(
@@ -369,7 +245,11 @@ fn main() -> ExitCode {
         }
         None => ServeArgs::parse_from(["serve"]),
     };
-    let loaded = match load(args.config.as_deref(), &args.overrides()) {
+    let overrides = match args.settings.overrides() {
+        Ok(o) => o,
+        Err(e) => return config_error(e),
+    };
+    let loaded = match load(args.config.as_deref(), &overrides) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -377,7 +257,14 @@ fn main() -> ExitCode {
         print!("{}", loaded.render());
         return ExitCode::SUCCESS;
     }
-    init_logging(&loaded.settings.log);
+    init_logging(&loaded.config.log);
+    // Only in a binary built by `cargo test` or `cargo bench` (the
+    // test-only feature), and even then off unless asked for.
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("WSEDGE_FAULT_INJECTION").is_some_and(|v| v == "1") {
+        wsedge::panics::fault::enable();
+        tracing::warn!("test-only fault injection is on (WSEDGE_FAULT_INJECTION=1)");
+    }
     match serve(loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -393,9 +280,9 @@ fn serve(cfg: Config) -> std::io::Result<()> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])?;
-    let stats_interval = cfg.stats_interval;
-    let cores = cfg.cores;
+    let stats_interval = cfg.log.stats_interval;
     let server = Server::start(cfg)?;
+    let cores = server.cores().len();
     tracing::info!(
         addr = %server.local_addr(),
         cores,

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::admin::{Admin, AdminHandle, Parts};
+use crate::admission::demo::DemoKey;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::engine::Cores;
@@ -38,30 +39,57 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every core's listener (and the admin plane, if configured)
-    /// and starts the threads.
+    /// Checks the configuration ([`Config::validate`], refused as
+    /// `InvalidInput`), binds every core's listener (and the admin plane,
+    /// if configured) and starts the threads.
     pub fn start(config: Config) -> io::Result<Server> {
+        Self::start_with(config, |a| a)
+    }
+
+    /// [`Server::start`] with admission's test seam: `hook` may leave
+    /// upgrades pending, to be answered through the cores' inboxes
+    /// ([`Command::AdmissionDecision`](crate::inbox::Command::AdmissionDecision)).
+    /// Feature `testing` only.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn start_deferring(
+        config: Config,
+        hook: crate::admission::DeferHook,
+    ) -> io::Result<Server> {
+        Self::start_with(config, |a| a.with_defer(hook))
+    }
+
+    fn start_with(
+        config: Config,
+        admission: impl FnOnce(Admission) -> Admission,
+    ) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cfg = Arc::new(config);
         let cores = Cores::bind(&cfg)?;
         let local_addr = cores.local_addr();
         let handles = cores.handles().clone();
         let registry = Arc::new(Registry::default());
-        let hub = HubHandle::new(registry.clone(), handles.clone(), &cfg.hub);
+        let hub = HubHandle::new(registry.clone(), handles.clone(), &cfg);
         let hubs = (0..handles.len())
             .map(|i| Hub::new(i, cfg.hub.clone(), registry.clone(), handles.clone()))
             .collect();
-        let admission = Arc::new(Admission::new(cfg.admission.clone()));
+        // Made here, at start: never a setting, so never printed.
+        let demo_key = cfg.wants_demo_key().then(DemoKey::generate);
+        let admission = Arc::new(admission(Admission::new(&cfg, demo_key.clone())));
         let stats = StatsView::new(handles.clone());
         let draining = Arc::new(AtomicBool::new(false));
-        let admin = match &cfg.admin {
-            Some(admin_cfg) => Some(Admin::bind(
-                admin_cfg,
+        let admin = match cfg.admin.listen {
+            Some(listen) => Some(Admin::bind(
+                listen,
+                &cfg.admin,
                 Parts {
                     hub: hub.clone(),
                     stats: stats.clone(),
                     draining: draining.clone(),
                     ws_addr: local_addr,
                     config: cfg.clone(),
+                    demo_key,
                     started: Instant::now(),
                 },
             )?),

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use serde_json::json;
 use wsedge::admission::token::{mint, new_jti, Claims};
-use wsedge::error::HandshakeError;
+use wsedge::admission::Refusal;
 
 const KEY: &str = "current-key";
 const OLD_KEY: &str = "previous-key";
@@ -40,7 +40,8 @@ fn token_config(keys: &[&str]) -> wsedge::Config {
     let mut cfg = hub_config(2);
     cfg.hub.dev_user_param = None;
     cfg.hub.dev_client_publish = false;
-    cfg.admission.token_keys = keys.iter().map(|k| k.to_string()).collect();
+    cfg.token.key = keys.first().map(|k| k.to_string());
+    cfg.token.key_previous = keys.get(1).map(|k| k.to_string());
     cfg
 }
 
@@ -92,17 +93,17 @@ fn token_is_accepted_once_and_every_bad_token_is_refused() {
         assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 403);
     }
     let cases = [
-        ("/ws".to_string(), 401, HandshakeError::TokenMissing),
-        (ws_path("v1.garbage"), 401, HandshakeError::TokenMalformed),
+        ("/ws".to_string(), 401, Refusal::TokenMissing),
+        (ws_path("v1.garbage"), 401, Refusal::TokenMalformed),
         (
             ws_path(&token("wrong-key", "alice", now() + 300, &[], &[])),
             401,
-            HandshakeError::TokenBadSignature,
+            Refusal::TokenBadSignature,
         ),
         (
             ws_path(&token(KEY, "alice", now() - 1, &[], &[])),
             401,
-            HandshakeError::TokenExpired,
+            Refusal::TokenExpired,
         ),
     ];
     for (path, status, err) in &cases {
@@ -112,7 +113,7 @@ fn token_is_accepted_once_and_every_bad_token_is_refused() {
         assert!(!text.contains("ws_token"), "never echoes the token");
     }
     let stats = server.stats();
-    assert_eq!(stats.handshake_failures(HandshakeError::TokenReplayed), 4);
+    assert_eq!(stats.handshake_failures(Refusal::TokenReplayed), 4);
     for (_, _, err) in &cases {
         assert_eq!(stats.handshake_failures(*err), 1);
     }
@@ -212,9 +213,7 @@ fn disallowed_origin_is_refused() {
         101
     );
     assert_eq!(
-        server
-            .stats()
-            .handshake_failures(HandshakeError::OriginForbidden),
+        server.stats().handshake_failures(Refusal::OriginForbidden),
         1
     );
 }
@@ -245,8 +244,9 @@ fn trusted_proxy_header_names_the_client_only_from_a_trusted_peer() {
     let mut cfg = config(1);
     cfg.admission.max_attempts_per_ip = 2;
     cfg.admission.attempt_window = Duration::from_secs(3600);
+    // With a trusted proxy its header (`admission.client_ip_header`,
+    // x-forwarded-for by default) is read.
     cfg.admission.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    cfg.conn.handshake.client_ip_header = Some("x-forwarded-for".into());
     let server = start(cfg);
     // Through the trusted proxy, each client IP has its own budget.
     for client in ["10.0.0.1", "10.0.0.2"] {
@@ -287,8 +287,8 @@ fn total_ip_and_user_quotas() {
         st == 101 && text.contains("Upgrade: websocket")
     }));
     let stats = server.stats();
-    assert_eq!(stats.handshake_failures(HandshakeError::UserQuota), 1);
-    assert!(stats.handshake_failures(HandshakeError::IpQuota) >= 1);
+    assert_eq!(stats.handshake_failures(Refusal::UserQuota), 1);
+    assert!(stats.handshake_failures(Refusal::IpQuota) >= 1);
 }
 
 #[test]
@@ -299,10 +299,5 @@ fn total_quota_answers_503() {
     let _a = connect(&server, "/echo");
     let _b = connect(&server, "/echo");
     assert_eq!(upgrade_status(&server, "/echo", "").0, 503);
-    assert_eq!(
-        server
-            .stats()
-            .handshake_failures(HandshakeError::ServerFull),
-        1
-    );
+    assert_eq!(server.stats().handshake_failures(Refusal::ServerFull), 1);
 }

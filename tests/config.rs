@@ -158,3 +158,44 @@ fn the_example_file_is_valid() {
     let out = wsedge(&["check-config", example], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn every_key_has_a_variable_and_set_reaches_keys_without_a_flag() {
+    let out = wsedge(
+        &[
+            "serve",
+            "--dry-run",
+            "--set",
+            "admin.workers=3",
+            "--set",
+            "admin.query_timeout=750ms",
+        ],
+        &[("WSEDGE_CONNECTION_BUFFER_GROWTH_STEP", "65536")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "workers = 3  # flag --set admin.workers",
+        "query_timeout = \"750ms\"  # flag --set admin.query_timeout",
+        "buffer_growth_step = 65536  # env WSEDGE_CONNECTION_BUFFER_GROWTH_STEP",
+        "max_body_bytes = 1048576\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let out = wsedge(&["serve", "--dry-run", "--set", "admin.wrokers=3"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("admin.wrokers"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_example_prints_the_committed_example() {
+    let out = wsedge(&["check-config", "--example"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wsedge.example.toml"))
+            .unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "wsedge.example.toml is stale: cargo run -- check-config --example > wsedge.example.toml"
+    );
+}

@@ -15,7 +15,7 @@ use common::*;
 use serde_json::{json, Value};
 use toml::Value as Toml;
 use wsedge::admission::token::{claims_for, mint};
-use wsedge::error::HandshakeError;
+use wsedge::admission::Refusal;
 use wsedge::Server;
 
 /// A server from the embedded defaults plus `overrides` (key, value),
@@ -36,8 +36,8 @@ fn server(overrides: &[(&str, Toml)]) -> Server {
     let mut cfg = wsedge::settings::load(None, &[], &flags)
         .expect("settings load")
         .config;
-    cfg.drain_window = Duration::ZERO;
-    cfg.drain_timeout = Duration::from_secs(2);
+    cfg.shutdown.drain_window = Duration::ZERO;
+    cfg.shutdown.drain_timeout = Duration::from_secs(2);
     start(cfg)
 }
 
@@ -128,12 +128,7 @@ fn a_demo_token_publishes_on_demo_channels_and_nowhere_else() {
     assert_eq!(body(&users)["connections"].as_array().unwrap().len(), 1);
     // Once only, like any token.
     assert_eq!(upgrade_status(&server, &token), 403);
-    assert_eq!(
-        server
-            .stats()
-            .handshake_failures(HandshakeError::TokenReplayed),
-        1
-    );
+    assert_eq!(server.stats().handshake_failures(Refusal::TokenReplayed), 1);
 }
 
 #[test]
@@ -164,9 +159,9 @@ fn forged_foreign_and_malformed_tokens_are_refused_401() {
     let (_, foreign) = demo_token(&other, "mallory");
     let foreign = foreign["token"].as_str().unwrap().to_string();
     for (token, err) in [
-        (forged.as_str(), HandshakeError::TokenBadSignature),
-        (foreign.as_str(), HandshakeError::TokenBadSignature),
-        ("v1.garbage", HandshakeError::TokenMalformed),
+        (forged.as_str(), Refusal::TokenBadSignature),
+        (foreign.as_str(), Refusal::TokenBadSignature),
+        ("v1.garbage", Refusal::TokenMalformed),
     ] {
         assert_eq!(upgrade_status(&server, token), 401, "{token}");
         assert!(server.stats().handshake_failures(err) > 0, "{err:?}");

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use wsedge::error::HandshakeError;
+use wsedge::error::{HandshakeError, Rejection};
 
 fn good() -> String {
     UPGRADE.to_string()
@@ -16,71 +16,67 @@ fn good() -> String {
 #[test]
 fn bad_upgrades_get_their_status() {
     let mut cfg = config(1);
-    cfg.conn.handshake.max_request_bytes = 2048;
-    cfg.conn.handshake.max_headers = 16;
+    cfg.conn.max_request_bytes = 2048;
+    cfg.conn.max_headers = 16;
     let server = start(cfg);
     let addr = server.local_addr();
     let many: String = (0..20).map(|i| format!("X-{i}: y\r\n")).collect();
-    let cases: Vec<(String, u16, HandshakeError)> = vec![
+    let cases: Vec<(String, u16, Rejection)> = vec![
         (
             good().replace("GET", "POST"),
             405,
-            HandshakeError::MethodNotAllowed,
+            HandshakeError::MethodNotAllowed.into(),
         ),
-        (
-            good().replace("/echo", "/nope"),
-            404,
-            HandshakeError::NotFound,
-        ),
+        (good().replace("/echo", "/nope"), 404, Rejection::NotFound),
         (
             good().replace("HTTP/1.1", "HTTP/1.0"),
             400,
-            HandshakeError::HttpVersion,
+            HandshakeError::HttpVersion.into(),
         ),
         (
             good().replace("Upgrade: websocket\r\n", ""),
             426,
-            HandshakeError::NotWebSocket,
+            HandshakeError::NotWebSocket.into(),
         ),
         (
             good().replace("Connection: Upgrade", "Connection: keep-alive"),
             400,
-            HandshakeError::MissingConnectionUpgrade,
+            HandshakeError::MissingConnectionUpgrade.into(),
         ),
         (
             good().replace("Version: 13", "Version: 12"),
             426,
-            HandshakeError::UnsupportedVersion,
+            HandshakeError::UnsupportedVersion.into(),
         ),
         (
             good().replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
             400,
-            HandshakeError::MissingKey,
+            HandshakeError::MissingKey.into(),
         ),
         (
             good().replace("dGhlIHNhbXBsZSBub25jZQ==", "bm9wZQ=="),
             400,
-            HandshakeError::InvalidKey,
+            HandshakeError::InvalidKey.into(),
         ),
         (
             good().replace("Host: localhost\r\n", ""),
             400,
-            HandshakeError::MissingHost,
+            HandshakeError::MissingHost.into(),
         ),
         (
             "GET /echo HTTP/1.1\r\nBad Header\r\n\r\n".into(),
             400,
-            HandshakeError::Malformed,
+            HandshakeError::Malformed.into(),
         ),
         (
             good().replace("Host: localhost\r\n", &format!("Host: x\r\n{many}")),
             431,
-            HandshakeError::TooManyHeaders,
+            HandshakeError::TooManyHeaders.into(),
         ),
         (
             format!("GET /{} HTTP/1.1\r\n", "a".repeat(3000)),
             431,
-            HandshakeError::RequestTooLarge,
+            HandshakeError::RequestTooLarge.into(),
         ),
     ];
     for (req, status, err) in &cases {
@@ -102,7 +98,7 @@ fn bad_upgrades_get_their_status() {
 #[test]
 fn accepts_with_rfc_accept_key_and_preferred_subprotocol() {
     let mut cfg = config(1);
-    cfg.conn.handshake.subprotocols = vec!["v2.wsedge".into(), "v1.wsedge".into()];
+    cfg.conn.subprotocols = vec!["v2.wsedge".into(), "v1.wsedge".into()];
     let server = start(cfg);
     let req = good().replace(
         "\r\n\r\n",

@@ -357,7 +357,7 @@ fn drop_policy_skips_messages_for_a_slow_consumer_and_keeps_it() {
 #[test]
 fn admin_api_checks_its_key_and_its_input() {
     let mut cfg = hub_config(1);
-    cfg.admin.as_mut().unwrap().key = Some("s3cret".into());
+    cfg.admin.key = Some("s3cret".into());
     let server = start(cfg);
     let a = admin(&server);
     assert_eq!(http(a, "GET", "/api/stats", None).0, 401);
@@ -380,9 +380,34 @@ fn admin_api_checks_its_key_and_its_input() {
 }
 
 #[test]
+fn admin_api_limits_are_the_configured_settings() {
+    let mut cfg = hub_config(1);
+    cfg.hub.max_channel_len = 8;
+    cfg.admin.max_body_bytes = 64;
+    cfg.admin.workers = 1;
+    let server = start(cfg);
+    let a = admin(&server);
+    let post = |path: &str, body: &str| http(a, "POST", path, Some(body));
+    // hub.max_channel_len, not a constant: 8 bytes pass, 9 do not.
+    assert_eq!(post("/api/channels/abcdefgh/publish", "1").0, 200);
+    let (status, body) = post("/api/channels/abcdefghi/publish", "1");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_channel"), "{body}");
+    // admin.max_body_bytes.
+    assert_eq!(post("/api/channels/x/publish", &"1".repeat(64)).0, 200);
+    let (status, body) = post("/api/channels/x/publish", &"1".repeat(65));
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("admin.max_body_bytes"), "{body}");
+    // One worker still answers request after request.
+    for _ in 0..3 {
+        assert_eq!(http(a, "GET", "/api/stats", None).0, 200);
+    }
+}
+
+#[test]
 fn admin_refuses_to_listen_off_loopback_without_a_key() {
     let mut cfg = hub_config(1);
-    cfg.admin.as_mut().unwrap().listen = "0.0.0.0:0".parse().unwrap();
+    cfg.admin.listen = Some("0.0.0.0:0".parse().unwrap());
     let err = wsedge::Server::start(cfg).err().expect("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }

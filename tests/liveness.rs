@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use wsedge::conn::EndReason;
-use wsedge::error::HandshakeError;
+use wsedge::error::Rejection;
 
 #[test]
 fn peer_that_never_answers_pings_is_dropped() {
@@ -83,7 +83,7 @@ fn half_open_handshake_is_dropped_with_408() {
     assert!(wait_until(Duration::from_secs(5), || server.stats().open == 0));
     let stats = server.stats();
     assert_eq!(stats.ended(EndReason::HandshakeTimeout), 1);
-    assert_eq!(stats.handshake_failures(HandshakeError::Timeout), 1);
+    assert_eq!(stats.handshake_failures(Rejection::Timeout), 1);
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn token_server(cores: usize) -> Server {
     let mut cfg = hub_config(cores);
     cfg.hub.dev_user_param = None;
     cfg.hub.dev_client_publish = false;
-    cfg.admission.token_keys = vec![KEY.into()];
+    cfg.token.key = Some(KEY.into());
     start(cfg)
 }
 
@@ -265,7 +265,7 @@ fn status_snapshot_and_event_stream() {
 #[test]
 fn readiness_fails_during_a_drain_whose_closes_are_spread() {
     let mut cfg = hub_config(1);
-    cfg.drain_window = Duration::from_secs(2);
+    cfg.shutdown.drain_window = Duration::from_secs(2);
     let server = start(cfg);
     let admin = server.admin_addr().unwrap();
     assert_eq!(http(admin, "GET", "/healthz", None), (200, "ok\n".into()));
@@ -372,7 +372,7 @@ fn tokens_info_and_pages() {
 #[test]
 fn with_a_key_the_api_needs_it_but_probes_and_pages_do_not() {
     let mut cfg = hub_config(1);
-    cfg.admin.as_mut().unwrap().key = Some("k3y".into());
+    cfg.admin.key = Some("k3y".into());
     let server = start(cfg);
     let admin = server.admin_addr().unwrap();
     assert_eq!(http(admin, "GET", "/metrics", None).0, 401);

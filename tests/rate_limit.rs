@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use common::*;
 use tungstenite::Message;
-use wsedge::config::{RateLimit, RatePolicy};
+use wsedge::config::{RateLimitConfig, RatePolicy};
 use wsedge::conn::EndReason;
 
 fn limited(policy: RatePolicy, msgs_per_sec: f64) -> wsedge::Config {
     let mut cfg = config(1);
-    cfg.conn.rate_limit = Some(RateLimit {
-        msgs_per_sec,
-        msgs_burst: 10.0,
+    cfg.rate_limit = RateLimitConfig {
+        messages_per_sec: msgs_per_sec,
+        messages_burst: 10.0,
         bytes_per_sec: 1e9,
         bytes_burst: 1e9,
         policy,
-    });
+    };
     cfg
 }
 

@@ -14,8 +14,9 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
+use crate::admission::Refusal;
 use crate::conn::EndReason;
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 use crate::stats::{LatencyHistograms, Stats};
 
 /// Everything one scrape reports, gathered by the admin plane.
@@ -29,6 +30,8 @@ pub struct Scrape<'a> {
     pub users_online: u64,
     pub api_publishes: u64,
     pub api_sends: u64,
+    /// Panics caught in the admin plane.
+    pub admin_panics: u64,
     pub uptime_secs: f64,
     pub draining: bool,
 }
@@ -209,21 +212,21 @@ pub fn render(s: &Scrape<'_>) -> String {
         "wsedge_handshake_refusals_total",
         "Upgrade requests refused, by reason (the HTTP status follows from it).",
         "reason",
-        HandshakeError::ALL
+        Rejection::ALL
             .iter()
             .map(|&e| (e.name(), total.handshake_failures(e))),
     );
-    let refused = |e: HandshakeError| total.handshake_failures(e);
+    let refused = |r: Refusal| total.handshake_failures(r);
     w.labelled(
         "wsedge_token_failures_total",
         "Connection tokens refused, by kind.",
         "kind",
         [
-            ("missing", refused(HandshakeError::TokenMissing)),
-            ("malformed", refused(HandshakeError::TokenMalformed)),
-            ("bad_signature", refused(HandshakeError::TokenBadSignature)),
-            ("expired", refused(HandshakeError::TokenExpired)),
-            ("replayed", refused(HandshakeError::TokenReplayed)),
+            ("missing", refused(Refusal::TokenMissing)),
+            ("malformed", refused(Refusal::TokenMalformed)),
+            ("bad_signature", refused(Refusal::TokenBadSignature)),
+            ("expired", refused(Refusal::TokenExpired)),
+            ("replayed", refused(Refusal::TokenReplayed)),
         ],
     );
     w.labelled(
@@ -231,10 +234,13 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Connection attempts and clients stopped by a limit or quota, by kind.",
         "kind",
         [
-            ("attempts_per_ip", refused(HandshakeError::TooManyAttempts)),
-            ("connections_per_ip", refused(HandshakeError::IpQuota)),
-            ("connections_per_user", refused(HandshakeError::UserQuota)),
-            ("connections_total", refused(HandshakeError::ServerFull)),
+            (
+                "attempts_per_ip",
+                refused(Refusal::TooManyAttempts { retry_after: 0 }),
+            ),
+            ("connections_per_ip", refused(Refusal::IpQuota)),
+            ("connections_per_user", refused(Refusal::UserQuota)),
+            ("connections_total", refused(Refusal::ServerFull)),
             ("rate_messages", total.throttled_msgs),
             ("rate_bytes", total.throttled_bytes),
         ],
@@ -324,6 +330,14 @@ pub fn render(s: &Scrape<'_>) -> String {
         "counter",
         "Client requests on /ws answered with an error frame.",
         total.request_errors as f64,
+    );
+    w.single(
+        "wsedge_panics_total",
+        "counter",
+        "Panics caught: each closed one connection with 1011 (or dropped one inbox command \
+         or accept on a core, or answered one admin request with 500); the rest kept being \
+         served.",
+        (total.panics + s.admin_panics) as f64,
     );
     w.single(
         "wsedge_channels",
@@ -463,10 +477,11 @@ mod tests {
         a.ended[EndReason::PingTimeout.index()] = 1;
         let mut b = Stats {
             open: 1,
+            panics: 2,
             ..Stats::default()
         };
         b.ended[EndReason::PingTimeout.index()] = 2;
-        b.handshake_failures[HandshakeError::TokenExpired.index()] = 4;
+        b.handshake_failures[Rejection::from(Refusal::TokenExpired).index()] = 4;
         let lat = [LatencyHistograms::default(), LatencyHistograms::default()];
         let text = render(&Scrape {
             cores: &[a, b],
@@ -476,6 +491,7 @@ mod tests {
             users_online: 1,
             api_publishes: 7,
             api_sends: 0,
+            admin_panics: 1,
             uptime_secs: 1.5,
             draining: false,
         });
@@ -489,6 +505,7 @@ mod tests {
             "wsedge_publishes_total{source=\"api\"} 7\n",
             "wsedge_outbound_queue_bytes{core=\"0\"} 10\n",
             "wsedge_channels 3\n",
+            "wsedge_panics_total 3\n",
             "wsedge_messages_in_total{core=\"0\"} 5\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

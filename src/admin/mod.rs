@@ -8,6 +8,10 @@
 //! Must not touch: the engine, connections or per-core state (it holds no
 //! core handle; a full core inbox comes back as 503).
 //!
+//! A panic while answering a request is contained to that request: it is
+//! answered 500, counted (`wsedge_panics_total`), logged once, and the
+//! worker takes the next request; the cores never notice.
+//!
 //! Endpoints (JSON bodies and answers; see README.md for curl examples):
 //! `POST /api/channels/{name}/publish`, `POST /api/users/{id}/send`,
 //! `POST /api/connections/{id}/send`, `DELETE /api/connections/{id}`,
@@ -23,26 +27,22 @@ mod status;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 use serde_json::value::RawValue;
 use tiny_http::{Header, Method, Request, Response};
 
+use crate::admission::demo::DemoKey;
 use crate::config::{AdminConfig, Config};
 use crate::conn::EndReason;
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 use crate::hub::{ConnId, HubError, HubHandle};
 use crate::stats::{Stats, StatsView};
-
-/// Largest request body accepted (413 beyond it).
-pub const MAX_BODY: usize = 1 << 20;
-const WORKERS: usize = 2;
-/// How long `/metrics` waits for the cores' queued-bytes answers.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the admin plane is given of a running server: handles, never the
 /// engine.
@@ -57,6 +57,9 @@ pub struct Parts {
     /// The address the cores listen on.
     pub ws_addr: SocketAddr,
     pub config: Arc<Config>,
+    /// The chat demo's ephemeral key, made at start when
+    /// [`Config::wants_demo_key`](crate::Config::wants_demo_key).
+    pub demo_key: Option<DemoKey>,
     pub started: Instant,
 }
 
@@ -78,7 +81,7 @@ impl AdminHandle {
     /// status streams).
     pub fn stop(&self) {
         self.ctx.stopped.store(true, Ordering::Release);
-        for _ in 0..WORKERS {
+        for _ in 0..self.ctx.view.config.admin.workers {
             self.http.unblock();
         }
     }
@@ -89,6 +92,8 @@ pub(crate) struct AdminCtx {
     /// API publishes and sends accepted (any thread may count these).
     api_publishes: AtomicU64,
     api_sends: AtomicU64,
+    /// Panics caught in the admin plane (each answered 500).
+    panics: AtomicU64,
     view: Parts,
     /// Set when the admin plane stops.
     stopped: AtomicBool,
@@ -98,21 +103,23 @@ pub(crate) struct AdminCtx {
 }
 
 impl Admin {
-    /// Binds the listener. Refuses a non-loopback address without a key.
-    pub fn bind(cfg: &AdminConfig, view: Parts) -> io::Result<Admin> {
-        if cfg.key.is_none() && !cfg.listen.ip().is_loopback() {
+    /// Binds the listener on `listen`. Refuses a non-loopback address
+    /// without a key.
+    pub fn bind(listen: SocketAddr, cfg: &AdminConfig, view: Parts) -> io::Result<Admin> {
+        if cfg.key.is_none() && !listen.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the admin API needs a key (--admin-key or WSEDGE_ADMIN_KEY) on a non-loopback address",
             ));
         }
-        let http = tiny_http::Server::http(cfg.listen).map_err(io::Error::other)?;
+        let http = tiny_http::Server::http(listen).map_err(io::Error::other)?;
         Ok(Admin {
             http: Arc::new(http),
             ctx: Arc::new(AdminCtx {
                 key: cfg.key.clone(),
                 api_publishes: AtomicU64::new(0),
                 api_sends: AtomicU64::new(0),
+                panics: AtomicU64::new(0),
                 view,
                 stopped: AtomicBool::new(false),
                 streams: AtomicUsize::new(0),
@@ -129,16 +136,22 @@ impl Admin {
             .expect("bound to an IP address")
     }
 
-    /// Starts the worker threads.
+    /// Starts the worker threads (`admin.workers`).
     pub fn spawn(self) -> io::Result<AdminHandle> {
-        for i in 0..WORKERS {
+        for i in 0..self.ctx.view.config.admin.workers {
             let http = self.http.clone();
             let ctx = self.ctx.clone();
             std::thread::Builder::new()
                 .name(format!("wsedge-admin-{i}"))
                 .spawn(move || {
+                    crate::panics::own_thread();
                     while let Ok(req) = http.recv() {
-                        handle(req, &ctx);
+                        // `handle` answers a panic in the route with a JSON
+                        // 500; this catches the rest (answering, the status
+                        // stream's start): tiny_http answers a request
+                        // dropped unanswered with an empty 500.
+                        let target = request_target(&req);
+                        contained(&ctx, "request", &target, || handle(req, &ctx));
                     }
                 })?;
         }
@@ -160,18 +173,61 @@ fn error(status: u16, code: &str, reason: &str) -> Response<io::Cursor<Vec<u8>>>
     json_response(status, json!({"error": code, "reason": reason}))
 }
 
-fn read_body(req: &mut Request) -> Result<Box<RawValue>, Response<io::Cursor<Vec<u8>>>> {
+/// Reads a JSON body of at most `admin.max_body_bytes` (413 beyond).
+fn read_body(
+    req: &mut Request,
+    ctx: &AdminCtx,
+) -> Result<Box<RawValue>, Response<io::Cursor<Vec<u8>>>> {
+    let max = ctx.view.config.admin.max_body_bytes;
     let mut body = Vec::new();
     let n = req
         .as_reader()
-        .take(MAX_BODY as u64 + 1)
+        .take(max as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|_| error(400, "bad_body", "could not read the body"))?;
-    if n > MAX_BODY {
-        return Err(error(413, "body_too_large", "the body is over 1 MiB"));
+    if n > max {
+        let reason = format!("the body is over {max} bytes (admin.max_body_bytes)");
+        return Err(error(413, "body_too_large", &reason));
     }
     let text = String::from_utf8(body).map_err(|_| error(400, "bad_json", "body is not UTF-8"))?;
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
+}
+
+/// "METHOD /path" of a request, without the query (it may carry the key).
+fn request_target(req: &Request) -> String {
+    let path = req.url().split('?').next().unwrap_or("");
+    format!("{} {path}", req.method())
+}
+
+/// Runs one piece of admin work (`what`, for `target`) and contains a
+/// panic in it: counted, logged once (what, where, the panic's message),
+/// `None` then.
+///
+/// `AssertUnwindSafe`: the admin plane's shared state is atomics, a cache
+/// behind a mutex that skips a poisoned lock, and the cores' inboxes (a
+/// command is sent whole or not at all); a request's own state is dropped.
+fn contained<R>(
+    ctx: &AdminCtx,
+    what: &'static str,
+    target: &str,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            ctx.panics.fetch_add(1, Ordering::Relaxed);
+            let note = crate::panics::take_note(&*payload);
+            tracing::error!(
+                what,
+                request = target,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic in the admin plane; dropped that {what}, the server goes on"
+            );
+            None
+        }
+    }
 }
 
 fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
@@ -180,8 +236,17 @@ fn handle(mut req: Request, ctx: &Arc<AdminCtx>) {
     if get && path == "/api/status/stream" && authorized(&req, ctx) {
         return open_stream(req, ctx);
     }
-    let resp = if get { public(&path, ctx) } else { None };
-    let resp = resp.unwrap_or_else(|| route(&mut req, ctx));
+    let resp = contained(ctx, "request", &request_target(&req), || {
+        let resp = if get { public(&path, ctx) } else { None };
+        resp.unwrap_or_else(|| route(&mut req, ctx))
+    })
+    .unwrap_or_else(|| {
+        error(
+            500,
+            "internal_error",
+            "the server failed while answering this request",
+        )
+    });
     let _ = req.respond(resp);
 }
 
@@ -234,7 +299,18 @@ fn open_stream(req: Request, ctx: &Arc<AdminCtx>) {
     let ctx2 = ctx.clone();
     let spawned = std::thread::Builder::new()
         .name("wsedge-admin-sse".into())
-        .spawn(move || status::stream(ctx2, out));
+        .spawn(move || {
+            crate::panics::own_thread();
+            let ctx3 = ctx2.clone();
+            if contained(&ctx3, "status stream", "", move || {
+                status::stream(ctx2, out)
+            })
+            .is_none()
+            {
+                // It panicked before giving its slot back.
+                ctx3.streams.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
     if spawned.is_err() {
         ctx.streams.fetch_sub(1, Ordering::AcqRel);
     }
@@ -299,21 +375,24 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                 json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "ws_url": format!("ws://{}/ws", ctx.view.ws_addr),
-                    "tokens": !cfg.admission.token_keys.is_empty(),
+                    "tokens": cfg.token.key.is_some(),
                     // The demo's own flow: POST /api/demo/tokens.
-                    "demo_tokens": cfg.admission.token_keys.is_empty()
-                        && cfg.admission.demo_key.is_some(),
+                    "demo_tokens": cfg.token.key.is_none() && ctx.view.demo_key.is_some(),
                     "cores": hub.cores(),
                 }),
             )
         }
         (Method::Post, ["api", "tokens"]) => mint_token(req, ctx),
+        #[cfg(feature = "fault-injection")]
+        (Method::Get, ["api", "fault", "panic"]) if crate::panics::fault::enabled() => {
+            panic!("fault injection: panic in an admin request")
+        }
         (Method::Post, ["api", "demo", "tokens"]) => mint_demo_token(req, ctx),
         (Method::Post, ["api", "channels", name, "publish"]) => {
             if !hub.is_valid_channel(name) {
                 return hub_error(HubError::InvalidChannel);
             }
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -326,7 +405,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             }
         }
         (Method::Post, ["api", "users", user, "send"]) => {
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -338,7 +417,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
             let Some(id) = parse_conn(id, hub) else {
                 return hub_error(HubError::UnknownConnection);
             };
-            let data = match read_body(req) {
+            let data = match read_body(req, ctx) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -390,6 +469,7 @@ fn route(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
                     "api": {
                         "publishes": ctx.api_publishes.load(Ordering::Relaxed),
                         "sends": ctx.api_sends.load(Ordering::Relaxed),
+                        "panics": ctx.panics.load(Ordering::Relaxed),
                     },
                 }),
             )
@@ -421,7 +501,7 @@ fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
     let view = &ctx.view.stats;
     let stats = view.per_core();
     let latency = view.latency();
-    let outbound = view.queued_bytes(QUERY_TIMEOUT);
+    let outbound = view.queued_bytes(ctx.view.config.admin.query_timeout);
     let text = metrics::render(&metrics::Scrape {
         cores: &stats,
         latency: &latency,
@@ -430,6 +510,7 @@ fn metrics_response(ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>> {
         users_online: ctx.view.hub.users_online(),
         api_publishes: ctx.api_publishes.load(Ordering::Relaxed),
         api_sends: ctx.api_sends.load(Ordering::Relaxed),
+        admin_panics: ctx.panics.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),
     });
@@ -456,14 +537,14 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
     fn default_ttl() -> u64 {
         60
     }
-    let Some(key) = ctx.view.config.admission.token_keys.first() else {
+    let Some(key) = &ctx.view.config.token.key else {
         return error(
             409,
             "no_token_key",
             "the server has no token key configured",
         );
     };
-    let body = match read_body(req) {
+    let body = match read_body(req, ctx) {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -494,18 +575,17 @@ fn mint_demo_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec
     struct Ask {
         user: String,
     }
-    let adm = &ctx.view.config.admission;
-    if !adm.token_keys.is_empty() {
+    if ctx.view.config.token.key.is_some() {
         return error(
             409,
             "token_key_configured",
             "a token key is configured: mint tokens with POST /api/tokens",
         );
     }
-    let Some(key) = &adm.demo_key else {
+    let Some(key) = &ctx.view.demo_key else {
         return error(404, "not_found", "no such endpoint (admin.demo is off)");
     };
-    let body = match read_body(req) {
+    let body = match read_body(req, ctx) {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -544,7 +624,7 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         .iter()
         .map(|r| (r.name().to_string(), s.ended(*r).into()))
         .collect();
-    let refused: serde_json::Map<String, serde_json::Value> = HandshakeError::ALL
+    let refused: serde_json::Map<String, serde_json::Value> = Rejection::ALL
         .iter()
         .map(|e| (e.name().to_string(), s.handshake_failures(*e).into()))
         .collect();
@@ -572,5 +652,6 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "subscriptions": s.subscriptions,
         "request_errors": s.request_errors,
         "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},
+        "panics": s.panics,
     })
 }

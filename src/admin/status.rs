@@ -78,6 +78,7 @@ fn gather(ctx: &AdminCtx) -> serde_json::Value {
         "api": {
             "publishes": ctx.api_publishes.load(Ordering::Relaxed),
             "sends": ctx.api_sends.load(Ordering::Relaxed),
+            "panics": ctx.panics.load(Ordering::Relaxed),
         },
     })
 }

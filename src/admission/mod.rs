@@ -8,18 +8,25 @@
 //! - [`origin`]: the `Origin` allow-list.
 //! - [`ip`]: connection attempts per source IP per window.
 //! - [`slots`]: open-connection quotas per IP and per user.
+//! - [`request`]: what admission reads off a parsed upgrade request — the
+//!   token (query `ws_token` or a `ws_token.` subprotocol), the client IP
+//!   (a trusted proxy's header) and the subprotocol answered for a token.
 //!
-//! Owns: the decision for one upgrade request and the release of what it
-//! took (quota slots) when the connection ends. Shared by all cores (one
-//! `Arc`), internally sharded. Must not touch: sockets, connections;
-//! refusals are answered by the connection with the error's HTTP status.
-//! A token is never logged.
+//! Owns: the one step between "upgrade parsed" and "`101` written": the
+//! [`Decision`] for one upgrade request (accept, refuse, or pending: decided
+//! later through the core's inbox), the [`Refusal`] reasons, and the release
+//! of what it took (quota slots) when the connection ends. Shared by all
+//! cores (one `Arc`), internally sharded. Must not touch: sockets,
+//! connections, HTTP (a refusal's status is
+//! [`Rejection::answer`](crate::error::Rejection::answer)'s). A token is
+//! never logged.
 
 pub mod demo;
 pub mod grants;
 pub mod ip;
 pub mod origin;
 pub mod replay;
+pub mod request;
 pub mod slots;
 pub mod token;
 
@@ -27,9 +34,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::config::AdmissionConfig;
-use crate::conn::Route;
-use crate::error::HandshakeError;
+use thiserror::Error;
+
+use crate::config::{AdmissionConfig, Config};
+use crate::engine::routes::Route;
 use crate::protocol::handshake::UpgradeRequest;
 
 pub use grants::Grants;
@@ -52,102 +60,199 @@ pub struct Admitted {
     pub grants: Option<Box<TokenGrants>>,
 }
 
-/// A refusal: the error (its HTTP status) and, for rate limits, seconds
-/// until a retry can succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    pub error: HandshakeError,
-    pub retry_after: Option<u64>,
+/// Why admission refused an upgrade. Mapped to its HTTP status, text body
+/// and `Retry-After` in one place, with the protocol layer's refusals:
+/// [`Rejection::answer`](crate::error::Rejection::answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("connection token required")]
+    TokenMissing,
+    #[error("connection token malformed")]
+    TokenMalformed,
+    #[error("connection token signature invalid")]
+    TokenBadSignature,
+    #[error("connection token expired")]
+    TokenExpired,
+    #[error("connection token already used")]
+    TokenReplayed,
+    #[error("origin not allowed")]
+    OriginForbidden,
+    /// Over the attempts per IP per window; a retry can succeed after
+    /// `retry_after` seconds.
+    #[error("too many connection attempts")]
+    TooManyAttempts { retry_after: u32 },
+    #[error("too many connections from this address")]
+    IpQuota,
+    #[error("too many connections for this user")]
+    UserQuota,
+    /// Over the total connections, or the used-token memory is full.
+    #[error("server full")]
+    ServerFull,
 }
 
-impl From<HandshakeError> for Refusal {
-    fn from(error: HandshakeError) -> Self {
-        Refusal {
-            error,
-            retry_after: None,
-        }
-    }
+/// Where an upgrade left pending is answered: its core, slab key and
+/// generation. Whoever decides sends
+/// [`Command::AdmissionDecision`](crate::inbox::Command::AdmissionDecision)
+/// with them to that core's inbox; an answer for a connection that is gone
+/// (or was already answered, or timed out) finds nothing and is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub core: usize,
+    pub key: u32,
+    pub gen: u32,
+}
+
+/// A decision made after the upgrade was left pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer `101`.
+    Accept,
+    /// Answer the refusal's status.
+    Refuse(Refusal),
+}
+
+/// Admission's answer to one upgrade request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer `101`.
+    Accept(Admitted),
+    /// Answer the refusal's status.
+    Refuse(Refusal),
+    /// Not decided yet: what the connection holds meanwhile (its quota
+    /// slots are taken); a [`Verdict`] for the [`Ticket`] given to
+    /// [`Admission::decide`] comes later through the core's inbox, or the
+    /// handshake deadline answers `504`. Nothing in the product returns it
+    /// yet (the gateway's `$connect` will); tests do, through a
+    /// `DeferHook` (feature `testing`).
+    Pending(Admitted),
 }
 
 /// A token refusal (all answered 401).
-fn token_refusal(e: token::TokenError) -> HandshakeError {
+fn token_refusal(e: token::TokenError) -> Refusal {
     match e {
-        token::TokenError::Malformed => HandshakeError::TokenMalformed,
-        token::TokenError::BadSignature => HandshakeError::TokenBadSignature,
-        token::TokenError::Expired => HandshakeError::TokenExpired,
+        token::TokenError::Malformed => Refusal::TokenMalformed,
+        token::TokenError::BadSignature => Refusal::TokenBadSignature,
+        token::TokenError::Expired => Refusal::TokenExpired,
     }
 }
 
 /// The shared admission state.
 pub struct Admission {
     cfg: AdmissionConfig,
+    /// Token keys, the current one first (`token.key`, `token.key_previous`).
+    token_keys: Vec<String>,
+    /// `!token.optional`.
+    require_token_on_ws: bool,
+    /// The chat demo's ephemeral key (see [`demo`]): without token keys,
+    /// `/ws` checks a presented token against it. Never printed.
+    demo_key: Option<demo::DemoKey>,
     origins: origin::OriginPolicy,
     used: replay::UsedTokens,
     attempts: ip::IpLimits,
     per_ip: slots::SlotCounts<IpAddr>,
     per_user: slots::SlotCounts<Arc<str>>,
     total: AtomicU32,
+    /// The test seam that may leave upgrades pending.
+    #[cfg(any(test, feature = "testing"))]
+    defer: Option<DeferHook>,
 }
 
 impl Admission {
-    /// Admission with `cfg`.
-    pub fn new(cfg: AdmissionConfig) -> Self {
+    /// Admission by `cfg`'s `[admission]` and `[token]`, with the demo's
+    /// key if the server made one.
+    pub fn new(cfg: &Config, demo_key: Option<demo::DemoKey>) -> Self {
         Self {
-            origins: origin::OriginPolicy::new(cfg.origins.clone()),
-            used: replay::UsedTokens::new(cfg.max_used_tokens),
+            origins: origin::OriginPolicy::new(cfg.admission.origins.clone()),
+            used: replay::UsedTokens::new(cfg.token.max_used),
+            token_keys: cfg.token.keys().map(String::from).collect(),
+            require_token_on_ws: !cfg.token.optional,
+            demo_key,
             attempts: ip::IpLimits::default(),
             per_ip: slots::SlotCounts::default(),
             per_user: slots::SlotCounts::default(),
             total: AtomicU32::new(0),
-            cfg,
+            cfg: cfg.admission.clone(),
+            #[cfg(any(test, feature = "testing"))]
+            defer: None,
         }
+    }
+
+    /// This admission with the test seam that may leave upgrades pending
+    /// (feature `testing`; see [`DeferHook`]).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_defer(mut self, hook: DeferHook) -> Self {
+        self.defer = Some(hook);
+        self
     }
 
     /// Whether `route` needs a token.
     pub fn requires_token(&self, route: Route) -> bool {
-        route == Route::Hub && self.cfg.require_token_on_ws && !self.cfg.token_keys.is_empty()
+        route == Route::Hub && self.require_token_on_ws && !self.token_keys.is_empty()
     }
 
     /// The demo key, if a token on `route` is checked against it: only on
     /// the hub, and only while no token key is configured.
     fn demo_key(&self, route: Route) -> Option<&demo::DemoKey> {
-        let demo = route == Route::Hub && self.cfg.token_keys.is_empty();
-        self.cfg.demo_key.as_ref().filter(|_| demo)
+        let demo = route == Route::Hub && self.token_keys.is_empty();
+        self.demo_key.as_ref().filter(|_| demo)
     }
 
     /// Spends a verified token's id (one-time use, across all cores).
     fn use_once(&self, claims: &token::Claims, now: u64) -> Result<(), Refusal> {
         match self.used.use_once(&claims.jti, claims.exp, now) {
             replay::Use::First => Ok(()),
-            replay::Use::Replayed => Err(HandshakeError::TokenReplayed.into()),
-            replay::Use::Full => Err(HandshakeError::ServerFull.into()),
+            replay::Use::Replayed => Err(Refusal::TokenReplayed),
+            replay::Use::Full => Err(Refusal::ServerFull),
         }
     }
 
-    /// The client's IP: the peer's, or the proxy header's first entry when
-    /// the peer is a trusted proxy.
-    fn client_ip(&self, req: &UpgradeRequest, peer: IpAddr) -> IpAddr {
-        if self.cfg.trusted_proxies.contains(&peer) {
-            if let Some(ip) = req.forwarded_for.as_deref().and_then(|v| v.parse().ok()) {
-                return ip;
-            }
+    /// Decides one upgrade to `route` from `peer` at `now` (Unix seconds):
+    /// the checks of [`Admission::admit`], then, if they pass, whether the
+    /// decision waits for someone else (answered later for `ticket`).
+    pub fn decide(
+        &self,
+        req: &UpgradeRequest,
+        route: Route,
+        peer: IpAddr,
+        now: u64,
+        ticket: Ticket,
+    ) -> Decision {
+        match self.admit(req, route, peer, now) {
+            Err(r) => Decision::Refuse(r),
+            Ok(a) if self.defers(req, route, ticket) => Decision::Pending(a),
+            Ok(a) => Decision::Accept(a),
         }
-        peer
     }
 
-    /// Decides one upgrade. Takes the token out of `req` (it is not kept).
-    /// `now` is Unix time in seconds.
+    /// Whether the upgrade waits for a decision made elsewhere. Only the
+    /// test seam says yes today.
+    #[cfg(any(test, feature = "testing"))]
+    fn defers(&self, req: &UpgradeRequest, route: Route, ticket: Ticket) -> bool {
+        self.defer
+            .as_ref()
+            .is_some_and(|hook| hook.defers(req, route, ticket))
+    }
+
+    #[cfg(not(any(test, feature = "testing")))]
+    fn defers(&self, _: &UpgradeRequest, _: Route, _: Ticket) -> bool {
+        false
+    }
+
+    /// The synchronous checks for one upgrade: origin, attempts per client
+    /// IP, the token (from the query or the subprotocol list; read, never
+    /// kept or logged) and the quotas, which it takes. `now` is Unix time
+    /// in seconds.
     pub fn admit(
         &self,
-        req: &mut UpgradeRequest,
+        req: &UpgradeRequest,
         route: Route,
         peer: IpAddr,
         now: u64,
     ) -> Result<Admitted, Refusal> {
-        let token = req.token.take();
-        let ip = self.client_ip(req, peer);
-        if !self.origins.allows(req.origin.as_deref()) {
-            return Err(HandshakeError::OriginForbidden.into());
+        let ip = request::client_ip(req, peer, &self.cfg);
+        if !self.origins.allows(req.origin()) {
+            return Err(Refusal::OriginForbidden);
         }
         if self.cfg.max_attempts_per_ip > 0 {
             let window = self.cfg.attempt_window.as_secs().max(1);
@@ -155,18 +260,18 @@ impl Admission {
                 .attempts
                 .attempt(ip, now, window, self.cfg.max_attempts_per_ip)
             {
-                return Err(Refusal {
-                    error: HandshakeError::TooManyAttempts,
-                    retry_after: Some(retry),
+                return Err(Refusal::TooManyAttempts {
+                    retry_after: u32::try_from(retry).unwrap_or(u32::MAX),
                 });
             }
         }
+        let token = request::token(req);
         let mut user = None;
         let mut grants = None;
         if self.requires_token(route) {
-            let token = token.ok_or(HandshakeError::TokenMissing)?;
-            let keys: Vec<&[u8]> = self.cfg.token_keys.iter().map(|k| k.as_bytes()).collect();
-            let claims = token::verify(&keys, &token, now).map_err(token_refusal)?;
+            let token = token.ok_or(Refusal::TokenMissing)?;
+            let keys: Vec<&[u8]> = self.token_keys.iter().map(|k| k.as_bytes()).collect();
+            let claims = token::verify(&keys, token, now).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));
             grants = Some(Box::new(TokenGrants {
@@ -176,7 +281,7 @@ impl Admission {
         } else if let (Some(key), Some(token)) = (self.demo_key(route), token) {
             // No token key: a token can only be the demo's. Without one the
             // client is anonymous as before; a bad one is refused.
-            let claims = key.verify(&token, now).map_err(token_refusal)?;
+            let claims = key.verify(token, now).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));
             grants = Some(Box::new(demo::grants()));
@@ -184,17 +289,17 @@ impl Admission {
         // Quotas last: they are taken, and given back on any later refusal.
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.cfg.max_connections {
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(HandshakeError::ServerFull.into());
+            return Err(Refusal::ServerFull);
         }
         if !self.per_ip.take(&ip, self.cfg.max_connections_per_ip) {
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(HandshakeError::IpQuota.into());
+            return Err(Refusal::IpQuota);
         }
         if let Some(u) = &user {
             if !self.per_user.take(u, self.cfg.max_connections_per_user) {
                 self.per_ip.give_back(&ip);
                 self.total.fetch_sub(1, Ordering::AcqRel);
-                return Err(HandshakeError::UserQuota.into());
+                return Err(Refusal::UserQuota);
             }
         }
         Ok(Admitted { ip, user, grants })
@@ -212,5 +317,32 @@ impl Admission {
     /// Admitted connections open now.
     pub fn open(&self) -> u32 {
         self.total.load(Ordering::Acquire)
+    }
+}
+
+/// The test seam for [`Decision::Pending`] (feature `testing`, on for the
+/// crate's own tests; never in the product build): asked after the
+/// synchronous checks passed, it may keep the [`Ticket`] and say the
+/// upgrade waits; the test then answers through the core's inbox.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Clone)]
+pub struct DeferHook(pub Arc<DeferFn>);
+
+/// The hook's function: true to leave the upgrade pending (keeping the
+/// ticket to answer it).
+#[cfg(any(test, feature = "testing"))]
+pub type DeferFn = dyn Fn(&UpgradeRequest, Route, Ticket) -> bool + Send + Sync;
+
+#[cfg(any(test, feature = "testing"))]
+impl DeferHook {
+    fn defers(&self, req: &UpgradeRequest, route: Route, ticket: Ticket) -> bool {
+        (self.0)(req, route, ticket)
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl std::fmt::Debug for DeferHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferHook")
     }
 }

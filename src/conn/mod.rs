@@ -1,32 +1,58 @@
-//! One WebSocket connection as a sans-IO state machine.
+//! One WebSocket connection as a sans-IO state machine, shaped like
+//! quinn-proto's `Connection`.
 //!
-//! Owns: the life of one connection — upgrade, open, closing, closed — its
-//! partial input, message assembly (fragments, interleaved control frames,
-//! streaming UTF-8), the close handshake, liveness (ping, pong, idle) and
-//! its outbound queue. Bytes and `now` go in; events, bytes to write and
-//! the next deadline come out.
+//! Owns: the life of one connection — upgrade, awaiting the decision on it,
+//! open, closing, closed — its partial input, message assembly (fragments,
+//! interleaved control frames, streaming UTF-8), the close handshake,
+//! liveness (ping, pong, idle), its rate limits and its outbound queue.
+//! Bytes and `now` go in; events, bytes to write and the next deadline come
+//! out.
 //! Must not touch: sockets, the clock, other connections, the timing wheel
-//! (the driver asks [`Conn::poll_timeout`] and schedules it).
+//! (the driver asks [`Conn::poll_timeout`] and schedules it), routes and
+//! admission (it reports the upgrade request; the server decides).
 //!
-//! Call order for the driver (quinn-style):
-//! 1. [`Conn::handle_read`] with bytes read, [`Conn::handle_eof`] /
-//!    [`Conn::handle_io_error`] when the socket says so,
-//!    [`Conn::handle_timeout`] when the wheel fires;
-//! 2. take events from the `events` vector it passed in;
-//! 3. write [`Conn::out`] (vectored) and [`OutQueue::advance`] it; when it
-//!    is empty, call [`Conn::handle_drained`];
-//! 4. drop the connection when [`Conn::is_dead`]; otherwise schedule
-//!    [`Conn::poll_timeout`].
+//! # Call order for the driver
+//!
+//! 1. Input: [`Conn::handle_read`] with bytes read (all of them are taken),
+//!    [`Conn::handle_eof`] / [`Conn::handle_io_error`] when the socket says
+//!    so, [`Conn::handle_timeout`] when the wheel fires, [`Conn::accept`] /
+//!    [`Conn::refuse`] when the upgrade is decided (at once or later);
+//!    the application's own calls ([`Conn::send_message`],
+//!    [`Conn::push_frame`], [`Conn::close`]) at any time.
+//! 2. Events: [`Conn::poll_event`] until it returns `None`, acting on each
+//!    before taking the next (an [`Event::Upgrade`] is answered with
+//!    `accept`/`refuse` or left pending; a message is routed). Input is
+//!    parsed here, one message at a time, so whatever the application
+//!    queues in answer to a message (an echo) is written before anything
+//!    later in the stream takes effect: a protocol error's close frame
+//!    never overtakes the echo of the message before it, and a ping's pong
+//!    follows the answers to earlier messages. Parsing stops early (the
+//!    rest stays buffered) while the out queue is over `write_budget`,
+//!    while a rate-limit pause lasts, and before the upgrade is decided;
+//!    then `poll_event` returns `None` and [`Conn::wants_read`] is false.
+//! 3. Output: [`Conn::poll_transmit`] gathers queued bytes for one
+//!    vectored write and [`Conn::handle_written`] consumes what the socket
+//!    took, until nothing is left or the socket would block. If it was
+//!    over `write_budget` and input is buffered, go back to 2.
+//! 4. Drop the connection when [`Conn::is_dead`] (after one last write
+//!    attempt); otherwise schedule [`Conn::poll_timeout`].
+//!
+//! One driver outside the engine, `conn::testing`, does the same over
+//! virtual time for the unit tests, the `connection` fuzz target and the
+//! allocation bench.
 
 pub mod outbound;
 pub mod reason;
+#[cfg(any(test, fuzzing, feature = "testing"))]
+pub mod testing;
 
+use std::io::IoSlice;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::{ConnConfig, RatePolicy};
-use crate::error::{HandshakeError, ProtocolError};
+use crate::config::{Config, ConnConfig, RatePolicy};
+use crate::error::{ProtocolError, Rejection};
 use crate::limits::TokenBucket;
 use crate::protocol::close::{code, parse_close_payload};
 use crate::protocol::encoder::FrameEncoder;
@@ -37,39 +63,22 @@ use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 pub use outbound::OutQueue;
 pub use reason::EndReason;
 
-/// What a connection serves, chosen by the request path at the upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `/echo`: every message is sent back as it came.
-    Echo,
-    /// `/ws`: the hub's JSON protocol (channels, users).
-    Hub,
-}
-
-impl Route {
-    /// The route for a request path, if any.
-    pub fn from_path(path: &str) -> Option<Self> {
-        match path {
-            "/echo" => Some(Self::Echo),
-            "/ws" => Some(Self::Hub),
-            _ => None,
-        }
-    }
-}
-
-/// Something the application layer must act on.
+/// Something the application layer must act on, taken with
+/// [`Conn::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A valid upgrade request arrived: decide with
-    /// [`Conn::accept_upgrade`] or [`Conn::refuse_upgrade`].
-    Upgrade { route: Route },
-    /// The upgrade completed.
-    Opened { route: Route },
+    /// A complete, RFC-valid upgrade request arrived ([`Conn::request`]):
+    /// answer it with [`Conn::accept`] or [`Conn::refuse`], now or later
+    /// (the handshake deadline keeps running meanwhile).
+    Upgrade,
+    /// The upgrade completed (after [`Conn::accept`]).
+    Opened,
     /// A complete, validated data message.
     Message { text: bool, payload: Bytes },
-    /// The upgrade request was refused with this error's HTTP status.
-    Refused(HandshakeError),
-    /// The connection stopped being open (delivered once).
+    /// The upgrade was refused (by the request's own defects, its
+    /// deadline, or [`Conn::refuse`]); the answer is queued.
+    Refused(Rejection),
+    /// The connection stopped being open (delivered once, last).
     Ended(EndReason),
 }
 
@@ -88,20 +97,28 @@ pub struct Tally {
     pub throttled_bytes: u64,
 }
 
-/// Everything a call into a connection may use besides the connection.
+/// Everything a call into a connection may use besides the connection:
+/// the time, and what its core lends every connection (the settings, the
+/// frame encoder's arena, the counters it folds in once per loop turn).
 pub struct Ctx<'a> {
     pub now: Instant,
-    pub cfg: &'a ConnConfig,
+    /// The server's settings (the connection reads `conn`, `rate_limit`
+    /// and what the handshake needs).
+    pub cfg: &'a Config,
     pub enc: &'a mut FrameEncoder,
-    pub events: &'a mut Vec<Event>,
     pub tally: &'a mut Tally,
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. It only moves down this list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for the complete upgrade request.
     Handshake,
+    /// The request is parsed ([`Event::Upgrade`]); waiting for
+    /// [`Conn::accept`] or [`Conn::refuse`], with the handshake deadline
+    /// still armed (`504` when it passes). The socket is not read
+    /// meanwhile (a client may not send before the `101`).
+    Deciding,
     /// Exchanging messages.
     Open,
     /// We sent a close frame and wait for the peer's.
@@ -124,16 +141,8 @@ pub enum Push {
     NotOpen,
 }
 
-/// What happens when a connection's queue is over `max_pending_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlowConsumerPolicy {
-    /// Close it with 1008 "slow consumer" (default): the client reconnects
-    /// and resynchronises instead of silently missing messages.
-    #[default]
-    Close,
-    /// Drop the message for this connection and count it.
-    Drop,
-}
+/// The slow-consumer policy is a setting; re-exported where it acts.
+pub use crate::config::SlowConsumerPolicy;
 
 /// A fragmented message being assembled.
 #[derive(Debug)]
@@ -142,13 +151,21 @@ struct Assembly {
     buf: BytesMut,
 }
 
+/// Events waiting for [`Conn::poll_event`] besides messages (which are
+/// parsed on demand), as bits of [`Conn::report`].
+const REPORT_UPGRADE: u8 = 1;
+const REPORT_OPENED: u8 = 2;
+const REPORT_ENDED: u8 = 4;
+
 /// One connection's state. Small on purpose: an idle open connection holds
 /// no buffers (see PERF.md for the measured bytes per connection).
 #[derive(Debug)]
 pub struct Conn {
     phase: Phase,
+    /// Events to report (`REPORT_*` bits); a refusal waits in `refused`.
+    report: u8,
     /// Unconsumed input: only non-empty while a request head or a frame is
-    /// partly received.
+    /// partly received, or while parsing is paused (see the module doc).
     rx: BytesMut,
     /// `rx` is a slice of the core's shared receive block.
     rx_borrowed: bool,
@@ -156,11 +173,12 @@ pub struct Conn {
     assembly: Option<Box<Assembly>>,
     utf8: Utf8Validator,
     out: OutQueue,
-    request: Option<Box<UpgradeRequest>>,
-    /// A parsed request awaiting the admission decision.
-    pending: Option<Box<handshake::Parsed>>,
-    route: Option<Route>,
-    /// Deadline of the current phase: handshake, close answer, or final flush.
+    /// The parsed upgrade request, until it is answered.
+    upgrade: Option<Box<UpgradeRequest>>,
+    /// A refusal not yet reported.
+    refused: Option<Rejection>,
+    /// Deadline of the current phase: handshake (and decision), close
+    /// answer, or final flush.
     phase_deadline: Instant,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
@@ -177,32 +195,35 @@ struct Limiter {
     bytes: TokenBucket,
     /// Reading is paused until then (back-pressure policy).
     paused_until: Option<Instant>,
+    policy: RatePolicy,
 }
 
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(now: Instant, cfg: &ConnConfig) -> Self {
+    pub fn new(now: Instant, config: &Config) -> Self {
+        let cfg = &config.conn;
         Self {
             phase: Phase::Handshake,
+            report: 0,
             rx: BytesMut::new(),
             rx_borrowed: false,
             decoder: FrameDecoder::new(Role::Server, cfg.max_frame_size as u64),
             assembly: None,
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
-            request: None,
-            pending: None,
-            route: None,
+            upgrade: None,
+            refused: None,
             phase_deadline: now + cfg.handshake_timeout,
             next_ping: now,
             pong_deadline: None,
             last_message: now,
             end: None,
-            limiter: cfg.rate_limit.map(|r| {
+            limiter: config.rate_limit.buckets().map(|r| {
                 Box::new(Limiter {
                     msgs: TokenBucket::new(r.msgs_per_sec, r.msgs_burst, now),
                     bytes: TokenBucket::new(r.bytes_per_sec, r.bytes_burst, now),
                     paused_until: None,
+                    policy: r.policy,
                 })
             }),
         }
@@ -213,31 +234,16 @@ impl Conn {
         self.phase
     }
 
-    /// The accepted upgrade request (path, query, subprotocol), once open.
+    /// The upgrade request awaiting its answer (from [`Event::Upgrade`]
+    /// until [`Conn::accept`] or [`Conn::refuse`]; an open connection
+    /// keeps nothing of it).
     pub fn request(&self) -> Option<&UpgradeRequest> {
-        self.request.as_deref()
-    }
-
-    /// Takes the accepted upgrade request away (the driver drops it once it
-    /// has read what it needs at `Opened`, so an open connection keeps
-    /// nothing of its request).
-    pub fn take_request(&mut self) -> Option<Box<UpgradeRequest>> {
-        self.request.take()
-    }
-
-    /// The route chosen at the upgrade.
-    pub fn route(&self) -> Option<Route> {
-        self.route
+        self.upgrade.as_deref()
     }
 
     /// Why the connection ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.end
-    }
-
-    /// The outbound queue (the driver writes from it and advances it).
-    pub fn out(&mut self) -> &mut OutQueue {
-        &mut self.out
     }
 
     /// Bytes waiting in the outbound queue.
@@ -250,20 +256,31 @@ impl Conn {
         self.phase == Phase::Dead
     }
 
+    /// True while a rate-limit pause lasts.
+    fn throttled(&self) -> bool {
+        self.limiter
+            .as_ref()
+            .is_some_and(|l| l.paused_until.is_some())
+    }
+
     /// Whether the driver should read from the socket now. False while the
-    /// outbound queue is over its budget (back-pressure on the peer).
+    /// outbound queue is over its budget (back-pressure on the peer), while
+    /// a rate-limit pause lasts and while the upgrade awaits its decision.
     pub fn wants_read(&self, cfg: &ConnConfig) -> bool {
         match self.phase {
-            Phase::Dead => false,
+            Phase::Dead | Phase::Deciding => false,
             Phase::Closed => true,
-            _ => {
-                self.out.len() <= cfg.write_budget
-                    && !self
-                        .limiter
-                        .as_ref()
-                        .is_some_and(|l| l.paused_until.is_some())
+            Phase::Handshake | Phase::Open | Phase::Closing => {
+                self.out.len() <= cfg.write_budget && !self.throttled()
             }
         }
+    }
+
+    /// Whether frames may be parsed now (see the module doc).
+    fn may_parse(&self, cfg: &ConnConfig) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Closing)
+            && self.out.len() <= cfg.write_budget
+            && !self.throttled()
     }
 
     /// Charges one message (or ping) of `len` payload bytes to the rate
@@ -288,7 +305,7 @@ impl Conn {
         if wait_b.is_some() {
             ctx.tally.throttled_bytes += 1;
         }
-        match ctx.cfg.rate_limit.map(|r| r.policy).unwrap_or_default() {
+        match l.policy {
             RatePolicy::Backpressure => {
                 let wait = wait_m.unwrap_or_default().max(wait_b.unwrap_or_default());
                 let until = now + wait;
@@ -305,19 +322,12 @@ impl Conn {
         }
     }
 
-    /// The driver found the outbound queue empty. In the closed phase the
-    /// connection is then dead: the socket is dropped (closing it sends our
-    /// FIN after the bytes already written).
-    pub fn handle_drained(&mut self) {
-        if self.phase == Phase::Closed && self.out.is_empty() {
-            self.phase = Phase::Dead;
-        }
-    }
-
     /// The next instant at which [`Conn::handle_timeout`] has work to do.
     pub fn poll_timeout(&self, cfg: &ConnConfig) -> Option<Instant> {
         match self.phase {
-            Phase::Handshake | Phase::Closing | Phase::Closed => Some(self.phase_deadline),
+            Phase::Handshake | Phase::Deciding | Phase::Closing | Phase::Closed => {
+                Some(self.phase_deadline)
+            }
             Phase::Open => {
                 let mut t = self.next_ping;
                 if let Some(p) = self.limiter.as_ref().and_then(|l| l.paused_until) {
@@ -335,43 +345,80 @@ impl Conn {
         }
     }
 
-    /// Records the end reason once and tells the application.
-    fn end(&mut self, reason: EndReason, ctx: &mut Ctx<'_>) {
+    /// Records the end reason once; reported by the next `poll_event`.
+    fn end(&mut self, reason: EndReason) {
         if self.end.is_none() {
             self.end = Some(reason);
-            ctx.events.push(Event::Ended(reason));
+            self.report |= REPORT_ENDED;
         }
     }
 
     /// Nothing more will be sent after the queue; the deadline bounds the
-    /// flush to a peer that does not read.
+    /// flush to a peer that does not read. Dead at once if nothing waits.
     fn enter_closed(&mut self, ctx: &mut Ctx<'_>) {
         self.phase = Phase::Closed;
-        self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+        self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
         self.assembly = None;
         self.rx = BytesMut::new();
+        self.rx_borrowed = false;
+        if self.out.is_empty() {
+            self.phase = Phase::Dead;
+        }
     }
 
-    fn die(&mut self, reason: EndReason, ctx: &mut Ctx<'_>) {
-        self.end(reason, ctx);
+    fn die(&mut self, reason: EndReason) {
+        self.end(reason);
         self.phase = Phase::Dead;
         self.rx = BytesMut::new();
+        self.rx_borrowed = false;
         self.assembly = None;
+        self.upgrade = None;
     }
 
     /// Starts a server-side close: sends `code`, waits for the answer.
+    /// Before the upgrade was answered the socket is just dropped.
     pub fn close(&mut self, close_code: u16, reason: &str, why: EndReason, ctx: &mut Ctx<'_>) {
         match self.phase {
             Phase::Open => {
                 self.out.push(ctx.enc.close(close_code, reason));
                 ctx.tally.frames_out += 1;
-                self.end(why, ctx);
+                self.end(why);
                 self.phase = Phase::Closing;
-                self.phase_deadline = ctx.now + ctx.cfg.close_timeout;
+                self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
                 self.assembly = None;
             }
-            Phase::Handshake => self.die(why, ctx),
+            Phase::Handshake | Phase::Deciding => self.die(why),
             Phase::Closing | Phase::Closed | Phase::Dead => {}
+        }
+    }
+
+    /// The server failed while handling this connection (a panic its core
+    /// caught): if open, queue a 1011 close; record
+    /// [`EndReason::InternalError`] unless it had already ended; then
+    /// flush what is queued and drop, without waiting for the peer's
+    /// answer. Nothing of this state machine is trusted after a panic but
+    /// its out-queue (whole frames, so the close cannot split one): buffered
+    /// input is dropped unparsed, and of the events not yet taken only an
+    /// end (and a refusal, for its count) is still reported.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.report &= REPORT_ENDED;
+        self.rx = BytesMut::new();
+        self.rx_borrowed = false;
+        self.upgrade = None;
+        match self.phase {
+            Phase::Open => {
+                self.out
+                    .push(ctx.enc.close(code::INTERNAL_ERROR, "internal error"));
+                ctx.tally.frames_out += 1;
+                self.end(EndReason::InternalError);
+                self.enter_closed(ctx);
+            }
+            Phase::Closing => {
+                self.end(EndReason::InternalError);
+                self.enter_closed(ctx);
+            }
+            Phase::Closed => self.end(EndReason::InternalError),
+            Phase::Handshake | Phase::Deciding | Phase::Dead => self.die(EndReason::InternalError),
         }
     }
 
@@ -394,8 +441,8 @@ impl Conn {
         if self.phase != Phase::Open {
             return Push::NotOpen;
         }
-        if self.out.len() + frame.len() > ctx.cfg.max_pending_bytes {
-            return match ctx.cfg.slow_consumer {
+        if self.out.len() + frame.len() > ctx.cfg.conn.max_pending_bytes {
+            return match ctx.cfg.conn.slow_consumer {
                 SlowConsumerPolicy::Drop => Push::Dropped,
                 SlowConsumerPolicy::Close => {
                     self.close(
@@ -415,25 +462,30 @@ impl Conn {
     }
 
     /// The peer closed its write side.
-    pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn handle_eof(&mut self) {
         let reason = match self.phase {
-            Phase::Open | Phase::Handshake => EndReason::PeerGone,
+            Phase::Open | Phase::Handshake | Phase::Deciding => EndReason::PeerGone,
             _ => EndReason::PeerClose,
         };
-        self.die(reason, ctx);
+        self.die(reason);
     }
 
-    /// The socket failed.
-    pub fn handle_io_error(&mut self, ctx: &mut Ctx<'_>) {
-        self.die(EndReason::IoError, ctx);
+    /// The socket failed. What is queued stays for the driver's last write
+    /// attempt before it drops the connection (as for any dead one).
+    pub fn handle_io_error(&mut self) {
+        self.die(EndReason::IoError);
     }
 
-    /// Deadlines that may have passed at `ctx.now`.
+    /// Deadlines that may have passed at `ctx.now`. A rate-limit pause
+    /// that ends here lets buffered input be parsed: poll events after it.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
         match self.phase {
             Phase::Handshake if now >= self.phase_deadline => {
-                self.refuse(HandshakeError::Timeout, ctx);
+                self.refuse(Rejection::Timeout, ctx);
+            }
+            Phase::Deciding if now >= self.phase_deadline => {
+                self.refuse(Rejection::DecisionTimeout, ctx);
             }
             Phase::Open => {
                 if let Some(l) = self.limiter.as_mut() {
@@ -445,10 +497,10 @@ impl Conn {
                     // Best effort: the driver tries one write before dropping.
                     self.out
                         .push(ctx.enc.close(code::GOING_AWAY, "pong timeout"));
-                    self.die(EndReason::PingTimeout, ctx);
+                    self.die(EndReason::PingTimeout);
                     return;
                 }
-                if let Some(idle) = ctx.cfg.idle_timeout {
+                if let Some(idle) = ctx.cfg.conn.idle_timeout {
                     if now >= self.last_message + idle {
                         self.close(
                             code::GOING_AWAY,
@@ -460,94 +512,126 @@ impl Conn {
                     }
                 }
                 if now >= self.next_ping {
+                    // Quiet since the last tick: give back the out-queue's
+                    // ring (the ping itself needs none).
+                    self.out.release_idle();
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;
-                    self.next_ping = now + ctx.cfg.ping_interval;
+                    self.next_ping = now + ctx.cfg.conn.ping_interval;
                     if self.pong_deadline.is_none() {
-                        self.pong_deadline = Some(now + ctx.cfg.pong_timeout);
+                        self.pong_deadline = Some(now + ctx.cfg.conn.pong_timeout);
                     }
                 }
             }
             Phase::Closing if now >= self.phase_deadline => {
-                self.end(EndReason::CloseTimeout, ctx);
+                self.end(EndReason::CloseTimeout);
                 self.enter_closed(ctx);
             }
             Phase::Closed if now >= self.phase_deadline => {
-                self.die(EndReason::CloseTimeout, ctx);
+                self.die(EndReason::CloseTimeout);
             }
             _ => {}
         }
     }
 
-    /// Bytes read from the socket. `input` is taken over (left empty).
-    ///
-    /// Parsing stops after each delivered message, so the application can
-    /// answer it before anything later in the stream takes effect (a
-    /// protocol error's close frame must not overtake the echo of the
-    /// message before it). Returns true if it stopped there: route the
-    /// events, then call [`Conn::process`] until it returns false.
-    pub fn handle_read(&mut self, input: &mut BytesMut, ctx: &mut Ctx<'_>) -> bool {
+    /// Bytes read from the socket: all of `input` is taken (left empty);
+    /// [`Conn::poll_event`] parses it. Anything from the peer counts as a
+    /// sign of life (it clears the pong deadline).
+    pub fn handle_read(&mut self, input: &mut BytesMut) {
         if input.is_empty() {
-            return false;
+            return;
         }
-        match self.phase {
-            Phase::Dead => return false,
-            Phase::Closed => {
-                // Only our queue matters now; what the peer sends is dropped.
-                input.clear();
-                return false;
-            }
-            _ => {}
+        if matches!(self.phase, Phase::Closed | Phase::Dead) {
+            // Only our queue matters now; what the peer sends is dropped.
+            input.clear();
+            return;
         }
         self.pong_deadline = None;
         if self.rx.is_empty() {
-            // Parse straight from the core's block; copied only if a tail
+            // Parsed straight from the core's block; copied only if a tail
             // must be kept (see `keep_partial`).
             self.rx = std::mem::take(input);
             self.rx_borrowed = true;
         } else {
+            if self.rx_borrowed {
+                let mut own = BytesMut::with_capacity(self.rx.len() + input.len());
+                own.extend_from_slice(&self.rx);
+                self.rx = own;
+                self.rx_borrowed = false;
+            }
             self.rx.extend_from_slice(input);
             input.clear();
         }
-        self.process(ctx)
     }
 
-    /// Parses buffered input until a message is delivered (returns true:
-    /// call again after routing it) or the input is used up or must wait
-    /// for a rate-limit pause to end (false). Call it again after
-    /// [`Conn::handle_timeout`] ends a pause.
-    pub fn process(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let mut buf = std::mem::take(&mut self.rx);
-        let borrowed = std::mem::replace(&mut self.rx_borrowed, false);
-        let mut delivered = false;
-        if self.phase == Phase::Handshake && self.pending.is_none() && !buf.is_empty() {
-            self.read_handshake(&mut buf, ctx);
-        }
-        // While rate-limited, buffered input waits too: back-pressure works
-        // message by message, not only at the socket.
-        let throttled = self
-            .limiter
-            .as_ref()
-            .is_some_and(|l| l.paused_until.is_some());
-        if matches!(self.phase, Phase::Open | Phase::Closing) && !throttled {
-            delivered = self.read_frames(&mut buf, ctx);
-        }
-        if !buf.is_empty() && !matches!(self.phase, Phase::Closed | Phase::Dead) {
-            if delivered {
-                self.rx = buf;
-                self.rx_borrowed = borrowed;
-            } else {
-                self.keep_partial(buf, !borrowed);
+    /// The next event, parsing buffered input as far as the next message.
+    /// `None` when nothing is left to report and parsing cannot go on (the
+    /// input is used up, or paused: see the module doc). Events come in
+    /// this order: `Upgrade`; then `Opened` or `Refused`; messages;
+    /// `Ended` as soon as the connection stops being open, and last.
+    pub fn poll_event(&mut self, ctx: &mut Ctx<'_>) -> Option<Event> {
+        loop {
+            if self.report & REPORT_UPGRADE != 0 {
+                self.report &= !REPORT_UPGRADE;
+                return Some(Event::Upgrade);
+            }
+            if self.report & REPORT_OPENED != 0 {
+                self.report &= !REPORT_OPENED;
+                return Some(Event::Opened);
+            }
+            if let Some(r) = self.refused.take() {
+                return Some(Event::Refused(r));
+            }
+            if self.report & REPORT_ENDED != 0 {
+                self.report &= !REPORT_ENDED;
+                if let Some(reason) = self.end {
+                    return Some(Event::Ended(reason));
+                }
+            }
+            if self.rx.is_empty() {
+                return None;
+            }
+            if let Some(ev) = self.parse(ctx) {
+                return Some(ev);
+            }
+            if self.report == 0 && self.refused.is_none() {
+                return None;
             }
         }
-        delivered
+    }
+
+    /// Parses buffered input until a message is delivered (returned), the
+    /// input is used up, or parsing must wait; then keeps what is left.
+    fn parse(&mut self, ctx: &mut Ctx<'_>) -> Option<Event> {
+        let mut buf = std::mem::take(&mut self.rx);
+        let borrowed = std::mem::replace(&mut self.rx_borrowed, false);
+        let ev = match self.phase {
+            Phase::Handshake => {
+                self.read_handshake(&mut buf, ctx);
+                None
+            }
+            Phase::Open | Phase::Closing => self.read_frames(&mut buf, ctx),
+            Phase::Deciding => None,
+            Phase::Closed | Phase::Dead => return None,
+        };
+        if buf.is_empty() || matches!(self.phase, Phase::Closed | Phase::Dead) {
+            return ev;
+        }
+        if ev.is_some() {
+            // More to parse at the next call: keep the slice as it is.
+            self.rx = buf;
+            self.rx_borrowed = borrowed;
+        } else {
+            self.keep_partial(buf, !borrowed, ctx.cfg.conn.buffer_growth_step);
+        }
+        ev
     }
 
     /// Keeps the unconsumed tail. A tail of the core's receive block is
     /// copied into a buffer of the connection's own, so an idle connection
     /// never pins a shared block; a buffer already ours is kept as it is.
-    fn keep_partial(&mut self, buf: BytesMut, ours: bool) {
+    fn keep_partial(&mut self, buf: BytesMut, ours: bool, growth_step: usize) {
         self.rx = if ours {
             buf
         } else {
@@ -557,85 +641,88 @@ impl Conn {
         };
         if let Some(total) = self.decoder.pending_frame_len() {
             // Grow toward the announced frame size in steps of at most
-            // 256 KiB, so a header that lies costs little memory.
+            // `connection.buffer_growth_step`, so a header that lies costs
+            // little memory.
             let missing = total.saturating_sub(self.rx.len());
-            self.rx.reserve(missing.min(256 * 1024));
+            self.rx.reserve(missing.min(growth_step));
         }
     }
 
-    fn refuse(&mut self, err: HandshakeError, ctx: &mut Ctx<'_>) {
-        self.refuse_upgrade(err, None, ctx);
-    }
-
-    /// The upgrade request waiting for the admission decision (after
-    /// [`Event::Upgrade`]); admission may take its token out.
-    pub fn upgrade_request_mut(&mut self) -> Option<&mut UpgradeRequest> {
-        self.pending.as_mut().map(|p| &mut p.request)
-    }
-
-    /// Admission said yes: answer `101` and open. Frames the client sent
-    /// early are parsed by the next [`Conn::process`] calls.
-    pub fn accept_upgrade(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(parsed) = self.pending.take() else {
+    /// Answers the upgrade: `101` (with the configured subprotocol the
+    /// client offered, else `protocol` if given), then open. Frames the
+    /// client sent early are parsed by the next [`Conn::poll_event`]s.
+    /// Only while [`Phase::Deciding`]; otherwise nothing happens.
+    pub fn accept(&mut self, protocol: Option<&str>, ctx: &mut Ctx<'_>) {
+        if self.phase != Phase::Deciding {
             return;
-        };
-        let Some(route) = self.route else {
+        }
+        let Some(req) = self.upgrade.take() else {
             return;
         };
         let mut resp = BytesMut::new();
-        handshake::write_accept(&mut resp, &parsed, &ctx.cfg.handshake);
+        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake(), protocol);
         self.out.push(resp.freeze());
-        self.request = Some(Box::new(parsed.request));
         self.phase = Phase::Open;
-        self.next_ping = ctx.now + ctx.cfg.ping_interval;
+        self.report |= REPORT_OPENED;
+        self.next_ping = ctx.now + ctx.cfg.conn.ping_interval;
         self.last_message = ctx.now;
-        ctx.events.push(Event::Opened { route });
     }
 
-    /// Admission (or the request itself) said no: answer `err`'s status
-    /// with a short text body (and `Retry-After` if given), then close.
-    pub fn refuse_upgrade(
-        &mut self,
-        err: HandshakeError,
-        retry_after: Option<u64>,
-        ctx: &mut Ctx<'_>,
-    ) {
-        if self.phase != Phase::Handshake {
+    /// Refuses the upgrade: answers the rejection's status with a short
+    /// text body (see [`Rejection::answer`]), then closes. Only before the
+    /// upgrade was answered; otherwise nothing happens.
+    pub fn refuse(&mut self, rejection: Rejection, ctx: &mut Ctx<'_>) {
+        if !matches!(self.phase, Phase::Handshake | Phase::Deciding) {
             return;
         }
-        self.pending = None;
+        self.upgrade = None;
         let mut resp = BytesMut::new();
-        handshake::write_error(&mut resp, err, retry_after);
+        handshake::write_error(&mut resp, rejection.answer(), &rejection.to_string());
         self.out.push(resp.freeze());
-        ctx.events.push(Event::Refused(err));
-        self.end(err.into(), ctx);
+        self.refused = Some(rejection);
+        self.end(rejection.into());
         self.enter_closed(ctx);
     }
 
-    fn read_handshake(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
-        let parsed = match handshake::parse_request(buf, &ctx.cfg.handshake) {
-            Ok(Some(ok)) => ok,
-            Ok(None) => return,
-            Err(e) => return self.refuse(e, ctx),
-        };
-        let Some(route) = Route::from_path(parsed.request.path()) else {
-            return self.refuse(HandshakeError::NotFound, ctx);
-        };
-        let _ = buf.split_to(parsed.head_len);
-        self.route = Some(route);
-        self.pending = Some(Box::new(parsed));
-        ctx.events.push(Event::Upgrade { route });
+    /// Queued bytes as slices for one vectored write, from the front;
+    /// returns how many of `slices` were filled (0: nothing to write).
+    pub fn poll_transmit<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.out.io_slices(slices)
     }
 
-    /// Returns true if it stopped right after delivering a message.
-    fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> bool {
-        loop {
+    /// The socket took the first `n` bytes of what [`Conn::poll_transmit`]
+    /// offered. In the closed phase, once the queue is empty the
+    /// connection is dead (dropping the socket sends our FIN after it).
+    pub fn handle_written(&mut self, n: usize) {
+        self.out.advance(n);
+        if self.phase == Phase::Closed && self.out.is_empty() {
+            self.phase = Phase::Dead;
+        }
+    }
+
+    fn read_handshake(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) {
+        match handshake::parse_request(buf, &ctx.cfg.handshake()) {
+            Ok(Some(req)) => {
+                let _ = buf.split_to(req.head_len());
+                self.upgrade = Some(Box::new(req));
+                self.phase = Phase::Deciding;
+                self.report |= REPORT_UPGRADE;
+            }
+            Ok(None) => {}
+            Err(e) => self.refuse(e.into(), ctx),
+        }
+    }
+
+    /// Parses frames until a message is delivered (returned), the input is
+    /// used up, or parsing must wait.
+    fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> Option<Event> {
+        while self.may_parse(&ctx.cfg.conn) {
             match self.decoder.decode(buf) {
                 Ok(Some(frame)) => {
                     ctx.tally.frames_in += 1;
                     match self.on_frame(frame, ctx) {
-                        Ok(true) if !buf.is_empty() => return true,
-                        Ok(_) => {}
+                        Ok(Some(ev)) => return Some(ev),
+                        Ok(None) => {}
                         Err(e) => self.fail(e, ctx),
                     }
                 }
@@ -643,7 +730,7 @@ impl Conn {
                     if let Err(e) = self.stream_partial(buf) {
                         self.fail(e, ctx);
                     }
-                    return false;
+                    return None;
                 }
                 Err(e) => {
                     self.fail(e, ctx);
@@ -652,14 +739,15 @@ impl Conn {
                         self.enter_closed(ctx);
                     }
                     buf.clear();
-                    return false;
+                    return None;
                 }
             }
             if !matches!(self.phase, Phase::Open | Phase::Closing) {
                 buf.clear();
-                return false;
+                return None;
             }
         }
+        None
     }
 
     /// UTF-8-checks the arrived part of an incomplete text frame (fail fast).
@@ -696,8 +784,12 @@ impl Conn {
         }
     }
 
-    /// Ok(true) if a message was delivered.
-    fn on_frame(&mut self, frame: Frame, ctx: &mut Ctx<'_>) -> Result<bool, ProtocolError> {
+    /// `Ok(Some(message))` if the frame completed a message to deliver.
+    fn on_frame(
+        &mut self,
+        frame: Frame,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Option<Event>, ProtocolError> {
         let Frame {
             fin,
             opcode,
@@ -710,9 +802,9 @@ impl Conn {
                 // Valid or not, the peer's close ends the wait.
                 self.enter_closed(ctx);
             }
-            return Ok(false);
+            return Ok(None);
         }
-        let max = ctx.cfg.max_message_size;
+        let max = ctx.cfg.conn.max_message_size;
         match opcode {
             OpCode::Text | OpCode::Binary => {
                 if self.assembly.is_some() {
@@ -731,8 +823,7 @@ impl Conn {
                     if text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
-                    self.deliver(text, payload, ctx);
-                    return Ok(true);
+                    return Ok(self.deliver(text, payload, ctx));
                 } else {
                     let mut buf = BytesMut::with_capacity(payload.len().max(1024));
                     buf.extend_from_slice(&payload);
@@ -757,8 +848,7 @@ impl Conn {
                     if asm.text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
-                    self.deliver(asm.text, asm.buf.freeze(), ctx);
-                    return Ok(true);
+                    return Ok(self.deliver(asm.text, asm.buf.freeze(), ctx));
                 }
             }
             OpCode::Ping => {
@@ -778,18 +868,21 @@ impl Conn {
                 };
                 self.out.push(ctx.enc.close(code, ""));
                 ctx.tally.frames_out += 1;
-                self.end(reason, ctx);
+                self.end(reason);
                 self.enter_closed(ctx);
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
-    fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) {
+    /// A complete message: counted and charged to the rate limiter, then
+    /// delivered unless that closed the connection.
+    #[inline]
+    fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> Option<Event> {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);
         self.last_message = ctx.now;
-        ctx.events.push(Event::Message { text, payload });
+        (self.phase == Phase::Open).then_some(Event::Message { text, payload })
     }
 }
 

@@ -18,32 +18,52 @@ use crate::protocol::encoder::Encoded;
 /// the gather list on the stack and is plenty for one syscall).
 pub const MAX_IOVECS: usize = 64;
 
-/// Ring slots allocated when an empty queue gets its first chunk (16 ×
-/// 32 B `Bytes` = 512 B, within the allocator's per-thread cache).
+/// Ring slots allocated when a queue first holds two chunks (16 × 32 B
+/// `Bytes` = 512 B, within the allocator's per-thread cache): room for a
+/// pipelined batch's headers and payloads without regrowing.
 const INITIAL_SLOTS: usize = 16;
 
 /// Outbound byte queue.
+///
+/// The first chunk sits inline (`front`), the rest in a ring (`rest`), so a
+/// queue that only ever holds one chunk at a time — a 101, a ping, one
+/// fan-out delivery (a whole frame in one `Bytes`) — never allocates. The
+/// ring is allocated when two chunks wait at once (an echo: header and
+/// payload; a pipelined batch) and is kept while the connection is busy, so
+/// a busy connection does not pay an allocation per flush; the connection
+/// gives it back with [`OutQueue::release_idle`] at its ping tick if the
+/// queue is empty then. An idle connection therefore holds no queue memory
+/// after at most one ping interval, and none at all if it was never sent
+/// two chunks at once.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Bytes>,
+    front: Option<Bytes>,
+    rest: VecDeque<Bytes>,
     len: usize,
 }
 
 impl OutQueue {
     /// Appends a chunk (empty chunks are skipped).
+    #[inline]
     pub fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            if self.chunks.capacity() == 0 {
-                // One allocation per busy spell: room for a pipelined
-                // batch's headers and payloads without regrowing.
-                self.chunks.reserve_exact(INITIAL_SLOTS);
-            }
-            self.len += chunk.len();
-            self.chunks.push_back(chunk);
+        if chunk.is_empty() {
+            return;
         }
+        self.len += chunk.len();
+        if self.front.is_none() {
+            // Only empty when the ring is empty too (see `advance`).
+            debug_assert!(self.rest.is_empty());
+            self.front = Some(chunk);
+            return;
+        }
+        if self.rest.capacity() == 0 {
+            self.rest.reserve_exact(INITIAL_SLOTS);
+        }
+        self.rest.push_back(chunk);
     }
 
     /// Appends an encoded frame.
+    #[inline]
     pub fn push_frame(&mut self, frame: Encoded) {
         match frame {
             Encoded::One(a) => self.push(a),
@@ -67,7 +87,8 @@ impl OutQueue {
     /// Fills `slices` with the front chunks; returns how many were filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+        let chunks = self.front.iter().chain(self.rest.iter());
+        for (slot, chunk) in slices.iter_mut().zip(chunks) {
             *slot = IoSlice::new(chunk);
             n += 1;
         }
@@ -79,35 +100,37 @@ impl OutQueue {
         debug_assert!(written <= self.len);
         self.len -= written.min(self.len);
         while written > 0 {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = self.front.as_mut() else {
                 return;
             };
             if written >= front.len() {
                 written -= front.len();
-                self.chunks.pop_front();
+                // Keep the invariant: `front` is empty only with the ring.
+                self.front = self.rest.pop_front();
             } else {
                 front.advance(written);
                 return;
             }
         }
-        if self.chunks.is_empty() {
-            // Drained: give the ring back, so an idle connection holds no
-            // queue memory (≈144 B with the allocator's header for the
-            // smallest ring). The next write allocates it again: one
-            // malloc/free pair per flush that empties the queue, not per
-            // message (`cargo bench --bench allocs` counts it).
-            self.chunks = VecDeque::new();
+    }
+
+    /// Gives the ring's memory back if nothing waits (the connection calls
+    /// this when it has been quiet: at its ping tick).
+    pub fn release_idle(&mut self) {
+        if self.front.is_none() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
         }
     }
 
     /// Slots the ring holds allocated (0 when it holds no heap memory).
     pub fn capacity(&self) -> usize {
-        self.chunks.capacity()
+        self.rest.capacity()
     }
 
     /// Drops everything.
     pub fn clear(&mut self) {
-        self.chunks = VecDeque::new();
+        self.front = None;
+        self.rest = VecDeque::new();
         self.len = 0;
     }
 }
@@ -131,6 +154,52 @@ mod tests {
         assert_eq!(&*slices[0], b"efg");
         q.advance(3);
         assert!(q.is_empty());
-        assert_eq!(q.capacity(), 0, "a drained queue holds no allocation");
+        assert_eq!(q.capacity(), 16, "a busy queue keeps its ring");
+        q.release_idle();
+        assert_eq!(q.capacity(), 0, "an idle queue gives it back");
+    }
+
+    #[test]
+    fn one_chunk_at_a_time_never_allocates() {
+        let mut q = OutQueue::default();
+        for i in 0..100u8 {
+            q.push(Bytes::from(vec![i; 10]));
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            assert_eq!(q.io_slices(&mut slices), 1);
+            assert_eq!(&*slices[0], &[i; 10][..]);
+            q.advance(4);
+            q.advance(6);
+            assert!(q.is_empty());
+        }
+        assert_eq!(q.capacity(), 0);
+    }
+
+    #[test]
+    fn order_holds_across_the_inline_slot_and_the_ring() {
+        let mut q = OutQueue::default();
+        let mut expect = Vec::new();
+        let mut got = Vec::new();
+        for round in 0..50u32 {
+            for i in 0..(round % 7) {
+                let b = Bytes::from(format!("<{round}.{i}>"));
+                expect.extend_from_slice(&b);
+                q.push(b);
+            }
+            // Write a prefix of whatever waits, as a short write would.
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = q.io_slices(&mut slices);
+            let all: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            let take = all.len() / 2 + usize::from(round % 3 == 0) * (all.len() / 2);
+            got.extend_from_slice(&all[..take]);
+            q.advance(take);
+        }
+        while !q.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = q.io_slices(&mut slices);
+            let all: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            got.extend_from_slice(&all);
+            q.advance(all.len());
+        }
+        assert_eq!(got, expect);
     }
 }

@@ -3,7 +3,7 @@
 //! Owns: the list of end reasons and their stable names. Must not touch:
 //! the decision (that is `Conn`'s) or the counting (the core's).
 
-use crate::error::{HandshakeError, ProtocolErrorKind};
+use crate::error::{ProtocolErrorKind, Rejection};
 
 /// The reason a connection ended, recorded once, when it stops being open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,8 @@ pub enum EndReason {
     Shutdown,
     /// The upgrade request was refused (see the handshake counters).
     HandshakeFailed,
-    /// The upgrade request did not arrive in time (408).
+    /// The upgrade request did not arrive in time (408), or the decision
+    /// on it did not (504).
     HandshakeTimeout,
     /// Framing violation (1002).
     ProtocolError,
@@ -40,11 +41,14 @@ pub enum EndReason {
     Kicked,
     /// Over its rate limit under the `close` policy (1008).
     RateLimited,
+    /// A panic while the server handled it (1011): the core closed it and
+    /// serves the rest (README "Fault isolation").
+    InternalError,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 16] = [
+    pub const ALL: [EndReason; 17] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -61,6 +65,7 @@ impl EndReason {
         Self::SlowConsumer,
         Self::Kicked,
         Self::RateLimited,
+        Self::InternalError,
     ];
 
     /// Index into [`Self::ALL`].
@@ -90,6 +95,7 @@ impl EndReason {
             Self::SlowConsumer => "slow_consumer",
             Self::Kicked => "kicked",
             Self::RateLimited => "rate_limited",
+            Self::InternalError => "internal_error",
         }
     }
 }
@@ -105,10 +111,10 @@ impl From<ProtocolErrorKind> for EndReason {
     }
 }
 
-impl From<HandshakeError> for EndReason {
-    fn from(e: HandshakeError) -> Self {
-        match e {
-            HandshakeError::Timeout => Self::HandshakeTimeout,
+impl From<Rejection> for EndReason {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Timeout | Rejection::DecisionTimeout => Self::HandshakeTimeout,
             _ => Self::HandshakeFailed,
         }
     }

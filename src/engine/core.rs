@@ -3,16 +3,32 @@
 //! receive block shared by all its connections, and an inbox.
 //!
 //! Owns: every socket call and every clock read of the data plane, turning
-//! readiness and timer expiry into calls on the sans-IO [`Conn`], routing
-//! its events, writing its queue, and removing it — from the slab, the
-//! poll registry and the wheel — the moment it is dead.
-//! Must not touch: protocol rules (that is `protocol`/`conn`), what a hub
-//! message means (the core's [`Hub`] decides; this driver hands it the
-//! connection's events and queues the frames it returns), other cores'
-//! state (only their inboxes, through handles).
+//! readiness and timer expiry into calls on the sans-IO [`Conn`] (in the
+//! call order of its module doc), routing its events — an upgrade through
+//! the route table and admission (answered at once, or later by a
+//! `Command::AdmissionDecision`), a message to its route — writing its
+//! queue, and removing it — from the slab, the poll registry and the wheel
+//! — the moment it is dead.
+//! Must not touch: protocol rules (that is `protocol`/`conn`), admission
+//! policy (`admission`), what a hub message means (the core's [`Hub`]
+//! decides; this driver hands it the connection's events and queues the
+//! frames it returns), other cores' state (only their inboxes, through
+//! handles).
+//!
+//! Fault isolation: the handling of one connection — a readiness event,
+//! a timer expiry, an end-of-turn flush, a shutdown close, a delivery to
+//! it, a disconnect, an admission decision — runs under `Core::guarded`; a
+//! panic there closes that connection with 1011 (`Core::contain`) and the
+//! loop goes on. Work that belongs to no one connection (an accept, an
+//! inbox command as a whole) runs under `Core::contained`: a panic drops
+//! that piece of work. Anything else that panics (the loop's own
+//! bookkeeping) ends the thread; `Server` logs it and the other cores go
+//! on.
 
+use std::any::Any;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +37,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::admission::Admission;
+use super::routes::{Route, Routes};
+use crate::admission::{self, Admission, Admitted, Decision, Ticket, Verdict};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
-use crate::conn::{Conn, Ctx, EndReason, Event, Route, Tally};
-use crate::error::HandshakeError;
+use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Tally};
+use crate::error::Rejection;
 use crate::hub::{ConnId, Hub};
 use crate::inbox::{CoreHandle, Inbox};
 use crate::protocol::close::code;
@@ -41,9 +58,8 @@ macro_rules! ctx {
     ($core:expr, $now:expr) => {
         Ctx {
             now: $now,
-            cfg: &$core.cfg.conn,
+            cfg: &$core.cfg,
             enc: &mut $core.enc,
-            events: &mut $core.events,
             tally: &mut $core.tally,
         }
     };
@@ -78,6 +94,8 @@ pub(super) struct Slot {
     ip: IpAddr,
     /// Admission took quota slots for it (given back on removal).
     admitted: bool,
+    /// What it serves, from the route table at its upgrade.
+    route: Option<Route>,
 }
 
 /// A shutdown in progress: connections get their 1001 close spread
@@ -109,13 +127,13 @@ impl Drain {
 #[derive(Default)]
 struct RefusalLog {
     last: Option<Instant>,
-    counts: [u32; HandshakeError::ALL.len()],
+    counts: [u32; Rejection::ALL.len()],
 }
 
 impl RefusalLog {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn note(&mut self, err: HandshakeError, now: Instant) {
+    fn note(&mut self, err: Rejection, now: Instant) {
         let c = &mut self.counts[err.index()];
         *c = c.saturating_add(1);
         if self
@@ -126,7 +144,7 @@ impl RefusalLog {
         }
         self.last = Some(now);
         let mut line = String::new();
-        for (e, n) in HandshakeError::ALL.iter().zip(&mut self.counts) {
+        for (e, n) in Rejection::ALL.iter().zip(&mut self.counts) {
             if *n > 0 {
                 line.push_str(&format!(" {}={n}", e.name()));
                 *n = 0;
@@ -145,6 +163,8 @@ pub(crate) struct Core {
     /// This core's hub: what its connections are to channels and users.
     pub(super) hub: Hub,
     admission: Arc<Admission>,
+    /// Which paths are served, and how.
+    routes: Routes,
     pub(super) conns: Slab<Slot>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
@@ -153,7 +173,6 @@ pub(crate) struct Core {
     next_gen: u32,
     rx: BytesMut,
     pub(super) enc: FrameEncoder,
-    pub(super) events: Vec<Event>,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
     /// Set once shutdown began.
@@ -165,6 +184,13 @@ pub(crate) struct Core {
     refusal_log: RefusalLog,
     /// Set after an `accept` error (e.g. out of file descriptors).
     accept_retry_at: Option<Instant>,
+    /// Connections, as (key, generation), closing with 1011 after a panic:
+    /// a second panic removes them without another call into them. Kept
+    /// here rather than as a flag in `Slot` (8 bytes more per connection).
+    panicked: Vec<(usize, u32)>,
+    /// Test-only faults armed by connections (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub(super) faults: crate::panics::fault::Armed,
 }
 
 impl Core {
@@ -193,6 +219,7 @@ impl Core {
             inbox,
             hub,
             admission,
+            routes: Routes::default(),
             conns: Slab::new(),
             dirty: Vec::new(),
             wheel: TimingWheel::new(),
@@ -200,7 +227,6 @@ impl Core {
             next_gen: 0,
             rx: BytesMut::new(),
             enc: FrameEncoder::new(),
-            events: Vec::new(),
             tally: Tally::default(),
             counters,
             drain: None,
@@ -208,6 +234,9 @@ impl Core {
             publish_stamps: Vec::new(),
             accept_retry_at: None,
             refusal_log: RefusalLog::default(),
+            panicked: Vec::new(),
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
         })
     }
 
@@ -261,7 +290,7 @@ impl Core {
             let now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.contained("accept", |core| core.accept(now)),
                     WAKER => self.drain_inbox(now),
                     Token(t) => {
                         let key = t - FIRST_CONN;
@@ -269,17 +298,17 @@ impl Core {
                             continue;
                         }
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.service(key, readable, now);
+                        self.guarded(key, |core| core.service(key, readable, now));
                     }
                 }
             }
             let woke = now;
             let now = Instant::now();
             self.fire_timers(now);
-            self.flush_dirty();
+            self.flush_dirty(now);
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
-                self.accept(now);
+                self.contained("accept", |core| core.accept(now));
             }
             self.publish_tally();
             let done = Instant::now();
@@ -300,22 +329,25 @@ impl Core {
         while d.next < d.order.len() && d.due(d.next) <= now {
             let (key, gen) = d.order[d.next];
             d.next += 1;
-            if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                let mut ctx = ctx!(self, now);
-                slot.conn.close(
-                    code::GOING_AWAY,
-                    "server shutting down",
-                    EndReason::Shutdown,
-                    &mut ctx,
-                );
-                self.after(key, now);
+            if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                self.guarded(key, |core| {
+                    let slot = &mut core.conns[key];
+                    let mut ctx = ctx!(core, now);
+                    slot.conn.close(
+                        code::GOING_AWAY,
+                        "server shutting down",
+                        EndReason::Shutdown,
+                        &mut ctx,
+                    );
+                    core.after(key, now);
+                });
             }
         }
         if d.next == d.order.len() && d.deadline.is_none() {
-            d.deadline = Some(now + self.cfg.drain_timeout);
+            d.deadline = Some(now + self.cfg.shutdown.drain_timeout);
         }
         self.drain = Some(d);
-        self.flush_dirty();
+        self.flush_dirty(now);
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -372,13 +404,14 @@ impl Core {
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
-                        conn: Conn::new(now, &self.cfg.conn),
+                        conn: Conn::new(now, &self.cfg),
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
                         dirty: false,
                         ip: peer.ip(),
                         admitted: false,
+                        route: None,
                     });
                     self.counters.open.add(1);
                     self.schedule(key);
@@ -405,10 +438,14 @@ impl Core {
         // Clear first: a command sent after this point wakes us again.
         self.inbox.woken();
         if self.inbox.shutdown_requested() {
-            self.begin_shutdown(now);
+            self.contained("shutdown", |core| core.begin_shutdown(now));
         }
         while let Some(cmd) = self.inbox.next() {
-            self.handle_command(cmd, now);
+            // Per command: a panic drops the rest of this command (a query
+            // goes unanswered: the admin plane's wait is bounded; a
+            // delivery's part for each connection is guarded on its own,
+            // so one connection's panic does not stop it).
+            self.contained("command", |core| core.handle_command(cmd, now));
         }
     }
 
@@ -421,7 +458,7 @@ impl Core {
         }
         self.drain = Some(Drain {
             began: now,
-            window: self.cfg.drain_window,
+            window: self.cfg.shutdown.drain_window,
             order: self.conns.iter().map(|(k, s)| (k, s.gen)).collect(),
             next: 0,
             deadline: None,
@@ -448,19 +485,29 @@ impl Core {
                 continue;
             }
             slot.timer = None;
-            let mut ctx = ctx!(self, now);
-            slot.conn.handle_timeout(&mut ctx);
-            self.after(key, now);
+            self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                core.faults
+                    .fire(key, gen, crate::panics::fault::Trigger::Timer);
+                let slot = &mut core.conns[key];
+                let mut ctx = ctx!(core, now);
+                slot.conn.handle_timeout(&mut ctx);
+                core.after(key, now);
+            });
         }
     }
 
-    /// Reads (if `readable`) and writes one connection, then settles it.
+    /// Reads (if `readable`), takes the events, writes, and reads again
+    /// while a pause (back-pressure, rate limit, pending upgrade) has just
+    /// ended; then settles the connection.
     fn service(&mut self, key: usize, readable: bool, now: Instant) {
         let mut read = readable;
         loop {
             if read {
                 self.read(key, now);
             }
+            // Events of a non-I/O input, or input buffered while parsing
+            // was paused (it is parsed before anything read after it).
             self.route_events(key, now);
             self.flush(key);
             let Some(slot) = self.conns.get_mut(key) else {
@@ -473,23 +520,13 @@ impl Core {
             }
             break;
         }
-        self.settle(key);
+        self.settle(key, now);
     }
 
-    /// Routes events, flushes, and settles after a non-I/O input.
+    /// After a non-I/O input (a timer, a command, a shutdown close):
+    /// events, writes, a read that may resume, settle.
     pub(super) fn after(&mut self, key: usize, now: Instant) {
-        self.route_events(key, now);
-        self.flush(key);
-        if let Some(slot) = self.conns.get_mut(key) {
-            // A rate-limit pause may have ended: input buffered during the
-            // pause first, then the socket.
-            if slot.read_paused && slot.conn.wants_read(&self.cfg.conn) {
-                slot.read_paused = false;
-                self.drain_input(key, now);
-                return self.service(key, true, now);
-            }
-        }
-        self.settle(key);
+        self.service(key, false, now);
     }
 
     fn read(&mut self, key: usize, now: Instant) {
@@ -504,30 +541,17 @@ impl Core {
                 // is one memset per 64 KiB received.
                 self.rx = BytesMut::zeroed(RX_BLOCK);
             }
-            let mut ctx = ctx!(self, now);
             let want = self.rx.len();
             match slot.stream.read(&mut self.rx[..]) {
                 Ok(0) => {
-                    slot.conn.handle_eof(&mut ctx);
+                    slot.conn.handle_eof();
                     return;
                 }
                 Ok(n) => {
                     self.counters.bytes_in.add(n as u64);
                     let mut chunk = self.rx.split_to(n);
-                    let mut more = slot.conn.handle_read(&mut chunk, &mut ctx);
+                    slot.conn.handle_read(&mut chunk);
                     self.route_events(key, now);
-                    while more {
-                        let slot = &mut self.conns[key];
-                        let mut ctx = ctx!(self, now);
-                        more = slot.conn.process(&mut ctx);
-                        self.route_events(key, now);
-                    }
-                    let slot = &mut self.conns[key];
-                    if !slot.conn.wants_read(&self.cfg.conn) {
-                        // Back-pressure or a rate-limit pause: resume later.
-                        slot.read_paused = !slot.conn.is_dead();
-                        return;
-                    }
                     if n < want {
                         // A short read drained the socket; the next byte to
                         // arrive raises a new edge.
@@ -537,26 +561,33 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    slot.conn.handle_io_error(&mut ctx);
+                    slot.conn.handle_io_error();
                     return;
                 }
             }
         }
     }
 
+    /// Takes the connection's events until it has none, acting on each
+    /// before the next is parsed. If parsing then waits (back-pressure, a
+    /// rate-limit pause, a pending upgrade), reading is marked paused so it
+    /// resumes, buffered input first, when the connection wants to read.
     pub(super) fn route_events(&mut self, key: usize, now: Instant) {
-        if self.events.is_empty() {
-            return;
-        }
-        let mut events = std::mem::take(&mut self.events);
-        for ev in events.drain(..) {
+        while let Some(slot) = self.conns.get_mut(key) {
+            let mut ctx = ctx!(self, now);
+            let Some(ev) = slot.conn.poll_event(&mut ctx) else {
+                if !slot.conn.wants_read(&self.cfg.conn) && !slot.conn.is_dead() {
+                    slot.read_paused = true;
+                }
+                return;
+            };
             match ev {
-                Event::Upgrade { route } => self.admit(key, route, now),
-                Event::Opened { route } => {
+                Event::Upgrade => self.admit(key, now),
+                Event::Opened => {
                     self.counters.upgraded.add(1);
-                    if route == Route::Hub {
-                        let query = self.conns[key].conn.request().and_then(|r| r.query());
-                        self.hub.opened(key, query);
+                    let route = self.conns[key].route;
+                    if route == Some(Route::Hub) {
+                        self.hub.opened(key);
                     }
                     tracing::debug!(
                         conn = %self.conn_id(key),
@@ -564,10 +595,6 @@ impl Core {
                         user = self.hub.user(key).map(|u| &**u),
                         "opened"
                     );
-                    // Nothing reads the request after this point: freeing
-                    // it (target, origin and their boxes) saves ≈130 bytes
-                    // per open connection.
-                    drop(self.conns[key].conn.take_request());
                 }
                 Event::Ended(reason) => {
                     self.counters.ended[reason.index()].add(1);
@@ -575,13 +602,15 @@ impl Core {
                     // Out of every index the moment it stops being open.
                     self.hub.leave_all(key);
                 }
-                Event::Refused(err) => {
-                    self.counters.handshake_failures[err.index()].add(1);
-                    self.refusal_log.note(err, now);
+                Event::Refused(rejection) => {
+                    self.counters.handshake_failures[rejection.index()].add(1);
+                    self.refusal_log.note(rejection, now);
                 }
                 Event::Message { text, payload } => {
+                    #[cfg(feature = "fault-injection")]
+                    self.faults.on_message(key, self.conns[key].gen, &payload);
                     let slot = &mut self.conns[key];
-                    match slot.conn.route() {
+                    match slot.route {
                         Some(Route::Echo) => {
                             let mut ctx = ctx!(self, now);
                             slot.conn.send_message(text, payload, &mut ctx);
@@ -595,64 +624,110 @@ impl Core {
                 }
             }
         }
-        // Handlers may have produced events of this connection (a reply
-        // that tripped the slow-consumer close): route them too.
-        let more = std::mem::replace(&mut self.events, events);
-        if !more.is_empty() {
-            self.events.extend(more);
-            self.route_events(key, now);
-        }
     }
 
-    /// Parses input the connection has buffered, routing each message
-    /// before the next is parsed.
-    fn drain_input(&mut self, key: usize, now: Instant) {
-        loop {
-            let Some(slot) = self.conns.get_mut(key) else {
-                return;
-            };
-            let mut ctx = ctx!(self, now);
-            let more = slot.conn.process(&mut ctx);
-            self.route_events(key, now);
-            if !more {
-                return;
-            }
-        }
-    }
-
-    /// Decides an upgrade request with the shared admission state.
-    fn admit(&mut self, key: usize, route: Route, now: Instant) {
+    /// An upgrade request arrived: its route from the table (`404` for an
+    /// unknown path), then admission's decision — answered now, or left
+    /// pending (its handshake deadline still armed, its socket not read)
+    /// until a [`Command::AdmissionDecision`](crate::inbox::Command::AdmissionDecision) comes.
+    fn admit(&mut self, key: usize, now: Instant) {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let slot = &mut self.conns[key];
-        let mut ctx = ctx!(self, now);
-        let Some(req) = slot.conn.upgrade_request_mut() else {
+        let Some(req) = slot.conn.request() else {
             return;
         };
-        match self.admission.admit(req, route, slot.ip, unix) {
-            Ok(a) => {
-                slot.admitted = true;
-                slot.ip = a.ip;
-                self.hub.admitted(key, a.user, a.grants.map(|g| *g));
-                slot.conn.accept_upgrade(&mut ctx);
-                self.route_events(key, now);
-                // Frames the client sent right after its request.
-                self.drain_input(key, now);
+        let Some(route) = self.routes.get(req.path()) else {
+            let mut ctx = ctx!(self, now);
+            return slot.conn.refuse(Rejection::NotFound, &mut ctx);
+        };
+        slot.route = Some(route);
+        let ticket = Ticket {
+            core: self.id,
+            key: key as u32,
+            gen: slot.gen,
+        };
+        match self.admission.decide(req, route, slot.ip, unix, ticket) {
+            Decision::Accept(a) => {
+                self.hold(key, a);
+                self.open(key, now);
             }
-            Err(r) => slot.conn.refuse_upgrade(r.error, r.retry_after, &mut ctx),
+            Decision::Pending(a) => self.hold(key, a),
+            Decision::Refuse(r) => {
+                let mut ctx = ctx!(self, now);
+                slot.conn.refuse(r.into(), &mut ctx);
+            }
         }
     }
 
-    /// Flushes and settles every connection that got output this turn.
-    pub(super) fn flush_dirty(&mut self) {
+    /// Keeps what admission granted (and took: quota slots, given back on
+    /// removal) on the slot.
+    fn hold(&mut self, key: usize, a: Admitted) {
+        let slot = &mut self.conns[key];
+        slot.admitted = true;
+        slot.ip = a.ip;
+        self.hub.admitted(key, a.user, a.grants.map(|g| *g));
+    }
+
+    /// Answers an admitted upgrade `101`, with the subprotocol admission
+    /// answers for a token; in dev mode a hub connection without a token
+    /// user takes its user from the query first (the request goes with
+    /// the answer).
+    fn open(&mut self, key: usize, now: Instant) {
+        let slot = &mut self.conns[key];
+        let Some(req) = slot.conn.request() else {
+            return;
+        };
+        let protocol = admission::request::answer_protocol(req);
+        if slot.route == Some(Route::Hub) {
+            self.hub.upgrading(key, req.query());
+        }
+        let mut ctx = ctx!(self, now);
+        slot.conn.accept(protocol, &mut ctx);
+    }
+
+    /// The decision on an upgrade left pending, from the inbox. Nothing
+    /// happens if the connection is gone or no longer waits (its deadline
+    /// answered first).
+    pub(super) fn decided(&mut self, key: usize, gen: u32, verdict: Verdict, now: Instant) {
+        let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) else {
+            return;
+        };
+        if slot.conn.phase() != Phase::Deciding {
+            return;
+        }
+        match verdict {
+            Verdict::Accept => self.open(key, now),
+            Verdict::Refuse(r) => {
+                let mut ctx = ctx!(self, now);
+                slot.conn.refuse(r.into(), &mut ctx);
+            }
+        }
+        self.after(key, now);
+    }
+
+    /// Flushes and settles every connection that got output this turn
+    /// (resuming its reading if the flush ended a back-pressure pause).
+    pub(super) fn flush_dirty(&mut self, now: Instant) {
         while let Some((key, gen)) = self.dirty.pop() {
             match self.conns.get_mut(key) {
                 Some(slot) if slot.gen == gen => slot.dirty = false,
                 _ => continue,
             }
-            self.flush(key);
-            self.settle(key);
+            self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                core.faults
+                    .fire(key, gen, crate::panics::fault::Trigger::Flush);
+                core.flush(key);
+                let slot = &core.conns[key];
+                if slot.read_paused && slot.conn.wants_read(&core.cfg.conn) {
+                    // The flush ended a back-pressure pause: read again.
+                    core.service(key, false, now);
+                } else {
+                    core.settle(key, now);
+                }
+            });
         }
     }
 
@@ -671,50 +746,39 @@ impl Core {
             return;
         };
         loop {
-            let out = slot.conn.out();
-            if out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = slot.conn.poll_transmit(&mut slices);
+            if n == 0 {
                 break;
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = out.io_slices(&mut slices);
             let res = if n == 1 {
                 slot.stream.write(&slices[0])
             } else {
                 slot.stream.write_vectored(&slices[..n])
             };
             match res {
-                Ok(0) => {
-                    out.clear();
-                    break;
-                }
-                Ok(w) => {
+                Ok(w) if w > 0 => {
                     self.counters.bytes_out.add(w as u64);
-                    out.advance(w);
+                    slot.conn.handle_written(w);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    out.clear();
-                    let mut ctx = ctx!(self, Instant::now());
-                    slot.conn.handle_io_error(&mut ctx);
+                // A socket that takes nothing of a non-empty write is gone.
+                Ok(_) | Err(_) => {
+                    slot.conn.handle_io_error();
                     break;
                 }
             }
         }
     }
 
-    /// After any input: remove the dead, schedule the living.
-    pub(super) fn settle(&mut self, key: usize) {
-        // Count an end that the flush itself caused (write error).
-        if !self.events.is_empty() {
-            self.route_events(key, Instant::now());
-        }
-        let Some(slot) = self.conns.get_mut(key) else {
+    /// After any input: count an end the flush itself caused (a write
+    /// error), remove the dead, schedule the living.
+    pub(super) fn settle(&mut self, key: usize, now: Instant) {
+        self.route_events(key, now);
+        let Some(slot) = self.conns.get(key) else {
             return;
         };
-        if slot.conn.out().is_empty() {
-            slot.conn.handle_drained();
-        }
         if slot.conn.is_dead() {
             self.remove(key);
         } else {
@@ -735,6 +799,9 @@ impl Core {
             self.wheel.cancel(tk);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
+        if !self.panicked.is_empty() {
+            self.panicked.retain(|&(k, _)| k != key);
+        }
         if slot.conn.end_reason().is_none() {
             // Dropped without having ended (drain timeout).
             self.counters.ended[EndReason::Shutdown.index()].add(1);
@@ -745,6 +812,145 @@ impl Core {
             self.accept_retry_at = None;
             self.accept(Instant::now());
         }
+    }
+
+    /// Runs `f`, the handling of connection `key`, and contains a panic in
+    /// it to that connection: [`Core::contain`] closes it with 1011 and
+    /// removes it from every index; the caller and every other connection
+    /// go on. `None` if it panicked.
+    ///
+    /// `AssertUnwindSafe`: what `f` may leave half-changed is either
+    /// discarded or safe to keep —
+    /// - the connection's own state (`Conn`, its hub lists): no longer
+    ///   trusted; it is only asked to queue its close and flush it
+    ///   ([`Conn::abort`]), its key is swept out of the hub index
+    ///   ([`Hub::forget`]), and a
+    ///   second panic removes it without another call into it;
+    /// - its events not yet taken: held by the `Conn`, which
+    ///   [`Conn::abort`] reduces to its end;
+    /// - the encoder arena: bytes not yet split off are dropped
+    ///   ([`FrameEncoder::discard_partial`]);
+    /// - the receive block: a read is split off it before it is parsed;
+    /// - the wheel and the dirty list: entries carry the generation, so a
+    ///   stale one finds nothing; the hub's key list: taken while in use,
+    ///   at worst replaced by an empty one;
+    /// - counters, tally, latency stamps: plain numbers, at worst one count
+    ///   off;
+    /// - shared state (registry, admission): behind locks that ignore
+    ///   poisoning, each change one map operation.
+    #[inline]
+    pub(super) fn guarded<R>(&mut self, key: usize, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        let gen = self.conns.get(key).map(|s| s.gen);
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.contain(key, gen, &*payload);
+                None
+            }
+        }
+    }
+
+    /// Runs `what`, work that belongs to no one connection (an accept, an
+    /// inbox command), and contains a panic in it: counted, logged, the
+    /// rest of that work dropped, the loop goes on. The same reasoning as
+    /// for [`Core::guarded`] applies to the state it touches.
+    fn contained(&mut self, what: &'static str, f: impl FnOnce(&mut Self)) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.counters.panics.add(1);
+            self.enc.discard_partial();
+            let note = crate::panics::take_note(&*payload);
+            tracing::error!(
+                core = self.id,
+                what,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic; dropped that {what}, the core goes on"
+            );
+        }
+    }
+
+    /// After a panic in the handling of connection `key` (`gen` when it
+    /// began): count and log it once, then close the
+    /// connection with 1011 and take it out of every index, exactly as a
+    /// normal end does (counted as `internal_error`, hub indexes, then at
+    /// the end of the turn the wheel, admission quota and slab).
+    #[cold]
+    #[inline(never)]
+    fn contain(&mut self, key: usize, gen: Option<u32>, payload: &(dyn Any + Send)) {
+        self.counters.panics.add(1);
+        self.enc.discard_partial();
+        let note = crate::panics::take_note(payload);
+        let live = gen.filter(|&g| self.conns.get(key).is_some_and(|s| s.gen == g));
+        let Some(gen) = live else {
+            tracing::error!(
+                core = self.id,
+                at = %note.location,
+                panic = %note.message,
+                backtrace = note.backtrace.as_deref(),
+                "panic while handling a connection that is gone"
+            );
+            return;
+        };
+        let id = ConnId {
+            core: self.id as u16,
+            key: key as u32,
+            gen,
+        };
+        let again = self.panicked.contains(&(key, gen));
+        if !again {
+            self.panicked.push((key, gen));
+        }
+        tracing::error!(
+            conn = %id,
+            at = %note.location,
+            panic = %note.message,
+            backtrace = note.backtrace.as_deref(),
+            "{}",
+            if again {
+                "panic again while closing a connection after a panic; dropped it"
+            } else {
+                "panic while handling a connection; closed it with 1011"
+            }
+        );
+        if again {
+            return self.remove_after_panics(key);
+        }
+        // Itself guarded: if closing panics too, the second branch above
+        // drops the connection.
+        self.guarded(key, |core| {
+            let now = Instant::now();
+            let slot = &mut core.conns[key];
+            let mut ctx = ctx!(core, now);
+            slot.conn.abort(&mut ctx);
+            core.hub.forget(key);
+            // Its `Ended(InternalError)`, unless it had ended before: counted
+            // and detached as any end.
+            core.route_events(key, now);
+            // Flushed (the close) and removed at the end of the turn.
+            core.mark_dirty(key);
+        });
+    }
+
+    /// A connection that panicked twice: out of every index and the slab
+    /// without another call into its state machine.
+    fn remove_after_panics(&mut self, key: usize) {
+        self.hub.forget(key);
+        let member = self.hub.remove(key);
+        let mut slot = self.conns.remove(key);
+        self.panicked.retain(|&(k, _)| k != key);
+        if slot.admitted {
+            let user = member.as_ref().and_then(|m| m.token_user());
+            self.admission.release(slot.ip, user);
+        }
+        if let Some((tk, _)) = slot.timer.take() {
+            self.wheel.cancel(tk);
+        }
+        let _ = self.poll.registry().deregister(&mut slot.stream);
+        if slot.conn.end_reason().is_none() {
+            self.counters.ended[EndReason::InternalError.index()].add(1);
+        }
+        self.counters.open.sub(1);
     }
 
     /// Makes sure the wheel holds an entry no later than the connection's

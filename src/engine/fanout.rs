@@ -5,7 +5,8 @@
 //! Owns: turning a hub [`Output`] or [`Fanout`] into pushes on
 //! connections (and counting what was queued or dropped), and the inbox
 //! commands that are about connections rather than the hub (disconnect,
-//! queued bytes). Must not touch: what a hub request means or who receives
+//! an admission decision, queued bytes). Each connection's part runs
+//! under `Core::guarded` (a panic closes that one with 1011). Must not touch: what a hub request means or who receives
 //! a frame (the hub decides), sockets (it marks connections dirty; the
 //! driver in `core` writes).
 //!
@@ -57,7 +58,19 @@ impl Core {
         let Fanout { keys, frame, at } = fanout;
         let mut queued = 0;
         for &key in &keys {
-            queued += u64::from(self.push_to(key as usize, frame.clone(), now) == Push::Queued);
+            // Per delivery: a panic in one connection's part closes that
+            // one (1011); the others still get the frame.
+            let key = key as usize;
+            let pushed = self.guarded(key, |core| {
+                #[cfg(feature = "fault-injection")]
+                if let Some(slot) = core.conns.get(key) {
+                    let gen = slot.gen;
+                    core.faults
+                        .fire(key, gen, crate::panics::fault::Trigger::Delivery);
+                }
+                core.push_to(key, frame.clone(), now)
+            });
+            queued += u64::from(pushed == Some(Push::Queued));
         }
         self.counters.deliveries.add(queued);
         self.publish_stamps.push(at);
@@ -86,11 +99,20 @@ impl Core {
             }
             Command::Disconnect { key, gen, code } => {
                 let key = key as usize;
-                if let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) {
-                    let mut ctx = ctx!(self, now);
-                    slot.conn
-                        .close(code, "disconnected", EndReason::Kicked, &mut ctx);
-                    self.after(key, now);
+                if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| {
+                        let slot = &mut core.conns[key];
+                        let mut ctx = ctx!(core, now);
+                        slot.conn
+                            .close(code, "disconnected", EndReason::Kicked, &mut ctx);
+                        core.after(key, now);
+                    });
+                }
+            }
+            Command::AdmissionDecision { key, gen, verdict } => {
+                let key = key as usize;
+                if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| core.decided(key, gen, verdict, now));
                 }
             }
         }

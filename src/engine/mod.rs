@@ -11,6 +11,7 @@
 pub mod core;
 mod fanout;
 pub mod listener;
+pub mod routes;
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::hub::registry::MAX_CORES;
 use crate::hub::Hub;
 use crate::inbox::{self, CoreHandle, Inbox};
+pub use routes::{Route, Routes};
 
 /// One core, bound and reachable, not yet running.
 struct Seat {
@@ -44,10 +46,11 @@ pub struct Cores {
 }
 
 impl Cores {
-    /// Binds `cfg.cores` listeners (clamped to 1..=64) on one address and
-    /// makes each core's poll, waker and inbox of `cfg.inbox_capacity`.
+    /// Binds one listener per core (`cfg.core_count()`, clamped to
+    /// 1..=64) on one address and makes each core's poll, waker and inbox
+    /// of `cfg.inbox_capacity`.
     pub fn bind(cfg: &Config) -> io::Result<Cores> {
-        let n = cfg.cores.clamp(1, MAX_CORES);
+        let n = cfg.core_count().clamp(1, MAX_CORES);
         let first = listener::bind_reuseport(cfg.listen)?;
         // With port 0 the first bind picks the port all cores then share.
         let local_addr = first.local_addr()?;
@@ -86,7 +89,10 @@ impl Cores {
     }
 
     /// Starts one thread per core, core `i` with `hubs[i]`. Each thread
-    /// returns once its core drained after a shutdown.
+    /// returns once its core drained after a shutdown. Panics in a
+    /// connection's handling are contained inside the core; one outside
+    /// any connection ends that core's thread (logged and counted), and
+    /// the other cores go on.
     pub fn start(
         self,
         cfg: Arc<Config>,
@@ -106,14 +112,33 @@ impl Cores {
                 hub,
                 admission.clone(),
             )?;
+            let counters = self.handles[i].counters_arc();
             let thread = std::thread::Builder::new()
                 .name(format!("wsedge-core-{i}"))
                 .spawn(move || {
-                    let res = core.run();
-                    if let Err(e) = &res {
-                        tracing::error!(core = i, error = %e, "core stopped");
+                    crate::panics::own_thread();
+                    // Panics in a connection's handling are contained
+                    // inside `run`; one here (the loop's own bookkeeping)
+                    // ends this core: its sockets close, the others go on.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run())) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => {
+                            tracing::error!(core = i, error = %e, "core stopped");
+                            Err(e)
+                        }
+                        Err(payload) => {
+                            counters.panics.add(1);
+                            let note = crate::panics::take_note(&*payload);
+                            tracing::error!(
+                                core = i,
+                                at = %note.location,
+                                panic = %note.message,
+                                backtrace = note.backtrace.as_deref(),
+                                "core stopped by a panic outside any connection; the other cores go on"
+                            );
+                            Err(io::Error::other("core thread panicked"))
+                        }
                     }
-                    res
                 })?;
             threads.push(thread);
         }

@@ -1,7 +1,9 @@
 //! The `connection` harness (structure-aware): the input is decoded into a
-//! configuration, a read size, admission's answer and a sequence of
-//! operations, and one `Conn` is driven through them the way a core drives
-//! it, with a simulated peer (`Peer`) parsing everything it writes.
+//! configuration, a read size, admission's answer (at once or deferred)
+//! and a sequence of operations, and one `Conn` is driven through them by
+//! the shared test driver (`conn::testing`, the core's call order over
+//! virtual time), with a stand-in server (route table, admission's answer,
+//! echo) and a simulated peer (`Peer`) parsing everything it writes.
 //!
 //! Checks: phases only move forward and events come in order; messages
 //! only while open, within limits, text as UTF-8; the output is one HTTP
@@ -16,20 +18,19 @@
 //! any other global state.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::{unmask_scalar, Input};
+use crate::admission::Refusal;
 use crate::config::ConnConfig;
-use crate::conn::outbound::MAX_IOVECS;
-use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Push, Route, SlowConsumerPolicy, Tally};
-use crate::error::HandshakeError;
+use crate::conn::testing::{App, Driver};
+use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Push, SlowConsumerPolicy, Tally};
+use crate::engine::{Route, Routes};
+use crate::error::Rejection;
 use crate::protocol::close::is_valid_close_code;
-use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::frame::encode_frame;
-use crate::protocol::handshake::HandshakeConfig;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
 /// Upgrade requests the connection target can send (it also sends raw
@@ -56,22 +57,20 @@ pub(super) const UPGRADES: [&[u8]; 7] = [
 /// 1005, which means "no code" and sends an empty close payload).
 const APP_CLOSE_CODES: [u16; 8] = [1000, 1001, 1008, 1011, 1005, 3000, 4000, 4999];
 
-/// Limits and deadlines for one connection run, from the input. Durations
-/// are never zero: a zero interval would be a configuration that asks for
-/// a busy loop, which the config layer is responsible for refusing.
-fn conn_config(inp: &mut Input<'_>) -> ConnConfig {
+/// Limits and deadlines for one connection run, from the input, and
+/// whether admission defers its answer (flag bit 5). Durations are never
+/// zero: a zero interval would be a configuration that asks for a busy
+/// loop, which the config layer is responsible for refusing.
+fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool) {
     let ms = Duration::from_millis;
     let flags = inp.byte();
-    ConnConfig {
-        handshake: HandshakeConfig {
-            max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
-            max_headers: if flags & 2 == 0 { 32 } else { 4 },
-            subprotocols: if flags & 4 == 0 {
-                Vec::new()
-            } else {
-                vec!["chat".into()]
-            },
-            ..HandshakeConfig::default()
+    let cfg = ConnConfig {
+        max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
+        max_headers: if flags & 2 == 0 { 32 } else { 4 },
+        subprotocols: if flags & 4 == 0 {
+            Vec::new()
+        } else {
+            vec!["chat".into()]
         },
         slow_consumer: if flags & 8 == 0 {
             SlowConsumerPolicy::Close
@@ -82,13 +81,14 @@ fn conn_config(inp: &mut Input<'_>) -> ConnConfig {
         max_message_size: inp.pick(&[200_000, 1024, 125, 0]),
         write_budget: inp.pick(&[1 << 20, 4096, 64, 0]),
         max_pending_bytes: inp.pick(&[1 << 20, 4096, 100, 0]),
-        rate_limit: None,
+        buffer_growth_step: if flags & 16 == 0 { 256 * 1024 } else { 64 },
         handshake_timeout: inp.pick(&[ms(10_000), ms(1), ms(500)]),
         ping_interval: inp.pick(&[ms(25_000), ms(1), ms(300)]),
         pong_timeout: inp.pick(&[ms(10_000), ms(1), ms(300)]),
         idle_timeout: inp.pick(&[None, Some(ms(60_000)), Some(ms(1)), Some(ms(400))]),
         close_timeout: inp.pick(&[ms(5_000), ms(1), ms(200)]),
-    }
+    };
+    (cfg, flags & 0x20 != 0)
 }
 
 /// Appends a client frame with the header fields as given (so also broken
@@ -122,10 +122,11 @@ fn client_frame(out: &mut Vec<u8>, b0: u8, mask: Option<[u8; 4]>, len_form: u8, 
 fn phase_rank(p: Phase) -> u8 {
     match p {
         Phase::Handshake => 0,
-        Phase::Open => 1,
-        Phase::Closing => 2,
-        Phase::Closed => 3,
-        Phase::Dead => 4,
+        Phase::Deciding => 1,
+        Phase::Open => 2,
+        Phase::Closing => 3,
+        Phase::Closed => 4,
+        Phase::Dead => 5,
     }
 }
 
@@ -280,23 +281,21 @@ impl Peer {
     }
 }
 
-/// One connection and everything a core would hand it, plus the peer.
-struct Sim {
-    cfg: ConnConfig,
-    conn: Conn,
-    enc: FrameEncoder,
-    events: Vec<Event>,
-    tally: Tally,
-    now: Instant,
-    /// Bytes the peer sent that the "socket" holds until the driver reads.
-    socket_in: BytesMut,
-    eof_sent: bool,
-    read_chunk: usize,
+/// What the server does with the connection's events, and the checks on
+/// them: the route table and admission's answer for upgrades, echo on
+/// `/echo`, a small reply on `/ws` (standing in for the hub).
+struct Server {
+    routes: Routes,
     /// Admission's answer to every upgrade request: `None` accepts.
-    refusal: Option<(HandshakeError, Option<u64>)>,
+    refusal: Option<Refusal>,
+    /// Admission leaves the upgrade pending; the answer comes at the next
+    /// "socket takes output" operation.
+    defer: bool,
+    /// A deferred upgrade waits for its answer.
+    deciding: bool,
     peer: Peer,
-    phase: Phase,
-    opened: Option<Route>,
+    route: Option<Route>,
+    opened: bool,
     refused: bool,
     ended: Option<EndReason>,
     messages: u64,
@@ -306,127 +305,10 @@ struct Sim {
     ping_timed_out: bool,
 }
 
-impl Sim {
-    fn new(
-        cfg: ConnConfig,
-        read_chunk: usize,
-        refusal: Option<(HandshakeError, Option<u64>)>,
-    ) -> Self {
-        let now = Instant::now();
-        Self {
-            conn: Conn::new(now, &cfg),
-            cfg,
-            enc: FrameEncoder::new(),
-            events: Vec::new(),
-            tally: Tally::default(),
-            now,
-            socket_in: BytesMut::new(),
-            eof_sent: false,
-            read_chunk,
-            refusal,
-            peer: Peer::new(),
-            phase: Phase::Handshake,
-            opened: None,
-            refused: false,
-            ended: None,
-            messages: 0,
-            app_bytes: 0,
-            ping_timed_out: false,
-        }
-    }
-
-    fn with<R>(&mut self, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R) -> R {
-        let mut ctx = Ctx {
-            now: self.now,
-            cfg: &self.cfg,
-            enc: &mut self.enc,
-            events: &mut self.events,
-            tally: &mut self.tally,
-        };
-        f(&mut self.conn, &mut ctx)
-    }
-
-    /// Most bytes the queue may hold: the write budget (reading stops
-    /// beyond it), plus what one read can add (answers to its control
-    /// frames, one echo of an up-to-max message, a handshake answer or
-    /// close frame), plus what the application queued on its own.
-    fn out_bound(&self) -> usize {
-        self.cfg.write_budget + self.read_chunk + self.cfg.max_message_size + 1024 + self.app_bytes
-    }
-
-    /// What the core does with events: count, echo on `/echo`, a small
-    /// reply on `/ws` (standing in for the hub).
-    fn route_events(&mut self) {
-        loop {
-            let events = std::mem::take(&mut self.events);
-            if events.is_empty() {
-                return;
-            }
-            for ev in events {
-                match ev {
-                    Event::Upgrade { route } => {
-                        assert!(
-                            self.opened.is_none() && !self.refused && self.ended.is_none(),
-                            "Upgrade out of order"
-                        );
-                        assert_eq!(self.conn.route(), Some(route));
-                        assert!(self.conn.upgrade_request_mut().is_some());
-                        self.admit();
-                    }
-                    Event::Opened { route } => {
-                        assert!(
-                            self.opened.is_none() && !self.refused && self.ended.is_none(),
-                            "Opened out of order"
-                        );
-                        assert_eq!(self.conn.route(), Some(route));
-                        assert!(self.conn.request().is_some());
-                        self.opened = Some(route);
-                    }
-                    Event::Refused(_) => {
-                        assert!(
-                            self.opened.is_none() && !self.refused,
-                            "Refused out of order"
-                        );
-                        self.refused = true;
-                    }
-                    Event::Ended(reason) => {
-                        assert!(self.ended.is_none(), "Ended twice");
-                        assert_eq!(self.conn.end_reason(), Some(reason));
-                        self.ping_timed_out = reason == EndReason::PingTimeout;
-                        self.ended = Some(reason);
-                    }
-                    Event::Message { text, payload } => {
-                        assert!(
-                            self.opened.is_some() && self.ended.is_none(),
-                            "a message outside the open phase"
-                        );
-                        assert!(
-                            payload.len() <= self.cfg.max_message_size,
-                            "oversize message"
-                        );
-                        if text {
-                            assert!(std::str::from_utf8(&payload).is_ok(), "text is not UTF-8");
-                        }
-                        self.messages += 1;
-                        match self.opened {
-                            Some(Route::Echo) => {
-                                self.send(text, payload);
-                            }
-                            _ => {
-                                let reply = Bytes::from_static(b"{\"type\":\"ack\"}");
-                                self.app_bytes += reply.len() + 2;
-                                self.send(true, reply);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
+impl Server {
     /// `send_message`, remembering what the peer must receive.
-    fn send(&mut self, text: bool, payload: Bytes) -> bool {
-        let sent = self.with(|c, ctx| c.send_message(text, payload.clone(), ctx));
+    fn send(&mut self, conn: &mut Conn, ctx: &mut Ctx<'_>, text: bool, payload: Bytes) -> bool {
+        let sent = conn.send_message(text, payload.clone(), ctx);
         if sent {
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
             self.peer.expected.push_back((opcode, payload));
@@ -434,79 +316,170 @@ impl Sim {
         sent
     }
 
-    /// What the core's admission does with an upgrade request, decided
-    /// there and then: accept it and parse what the client sent after it,
-    /// or refuse it.
-    fn admit(&mut self) {
+    /// Admission's answer, now or (deferred) later.
+    fn answer(&mut self, conn: &mut Conn, ctx: &mut Ctx<'_>) {
         match self.refusal {
-            None => {
-                self.with(|c, ctx| c.accept_upgrade(ctx));
-                self.route_events();
-                while self.with(|c, ctx| c.process(ctx)) {
-                    self.route_events();
+            None => conn.accept(None, ctx),
+            Some(r) => conn.refuse(r.into(), ctx),
+        }
+    }
+}
+
+impl App for Server {
+    fn on_event(&mut self, conn: &mut Conn, ctx: &mut Ctx<'_>, ev: Event) {
+        match ev {
+            Event::Upgrade => {
+                assert!(
+                    self.route.is_none() && !self.opened && !self.refused && self.ended.is_none(),
+                    "Upgrade out of order"
+                );
+                assert_eq!(conn.phase(), Phase::Deciding);
+                let req = conn.request().expect("the request awaits its answer");
+                let Some(route) = self.routes.get(req.path()) else {
+                    return conn.refuse(Rejection::NotFound, ctx);
+                };
+                self.route = Some(route);
+                if self.defer {
+                    self.deciding = true;
+                } else {
+                    self.answer(conn, ctx);
                 }
-                self.route_events();
             }
-            Some((err, retry_after)) => {
-                self.with(|c, ctx| c.refuse_upgrade(err, retry_after, ctx));
+            Event::Opened => {
+                assert!(
+                    self.route.is_some() && !self.opened && !self.refused && self.ended.is_none(),
+                    "Opened out of order"
+                );
+                assert!(
+                    conn.request().is_none(),
+                    "an open connection keeps no request"
+                );
+                self.opened = true;
+            }
+            Event::Refused(_) => {
+                assert!(!self.opened && !self.refused, "Refused out of order");
+                self.refused = true;
+            }
+            Event::Ended(reason) => {
+                assert!(self.ended.is_none(), "Ended twice");
+                assert_eq!(conn.end_reason(), Some(reason));
+                self.ping_timed_out = reason == EndReason::PingTimeout;
+                self.ended = Some(reason);
+                self.deciding = false;
+            }
+            Event::Message { text, payload } => {
+                assert!(
+                    self.opened && self.ended.is_none(),
+                    "a message outside the open phase"
+                );
+                assert!(
+                    payload.len() <= ctx.cfg.conn.max_message_size,
+                    "oversize message"
+                );
+                if text {
+                    assert!(std::str::from_utf8(&payload).is_ok(), "text is not UTF-8");
+                }
+                self.messages += 1;
+                match self.route {
+                    Some(Route::Echo) => {
+                        self.send(conn, ctx, text, payload);
+                    }
+                    _ => {
+                        let reply = Bytes::from_static(b"{\"type\":\"ack\"}");
+                        self.app_bytes += reply.len() + 2;
+                        self.send(conn, ctx, true, reply);
+                    }
+                }
             }
         }
+    }
+}
+
+/// The connection (through the shared test driver), the server, and the
+/// peer's side of the socket.
+struct Sim {
+    d: Driver,
+    server: Server,
+    /// Bytes the peer sent that the "socket" holds until the driver reads.
+    socket_in: BytesMut,
+    eof_sent: bool,
+    read_chunk: usize,
+    phase: Phase,
+}
+
+impl Sim {
+    fn new(cfg: ConnConfig, read_chunk: usize, refusal: Option<Refusal>, defer: bool) -> Self {
+        Self {
+            d: Driver::new(cfg),
+            server: Server {
+                routes: Routes::default(),
+                refusal,
+                defer,
+                deciding: false,
+                peer: Peer::new(),
+                route: None,
+                opened: false,
+                refused: false,
+                ended: None,
+                messages: 0,
+                app_bytes: 0,
+                ping_timed_out: false,
+            },
+            socket_in: BytesMut::new(),
+            eof_sent: false,
+            read_chunk,
+            phase: Phase::Handshake,
+        }
+    }
+
+    /// Most bytes the queue may hold: the write budget (reading and
+    /// parsing stop beyond it), plus what one message can add (answers to
+    /// control frames, one echo of an up-to-max message, a handshake
+    /// answer or close frame), plus what the application queued on its own.
+    fn out_bound(&self) -> usize {
+        let cfg = &self.d.cfg.conn;
+        cfg.write_budget + self.read_chunk + cfg.max_message_size + 1024 + self.server.app_bytes
+    }
+
+    /// The driver takes the connection's events to the server.
+    fn dispatch(&mut self) {
+        self.d.dispatch(&mut self.server);
     }
 
     /// The driver's read loop: reads while the connection wants to, in
     /// chunks of `read_chunk`; the end of the stream comes after its bytes.
     fn pump(&mut self) {
-        while !self.conn.is_dead() && self.conn.wants_read(&self.cfg) {
+        while !self.d.conn.is_dead() && self.d.conn.wants_read(&self.d.cfg.conn) {
             if self.socket_in.is_empty() {
                 if std::mem::take(&mut self.eof_sent) {
-                    self.with(|c, ctx| c.handle_eof(ctx));
-                    self.route_events();
+                    self.d.eof(&mut self.server);
                 }
                 return;
             }
             let n = self.read_chunk.min(self.socket_in.len());
             let mut chunk = self.socket_in.split_to(n);
-            let mut more = self.with(|c, ctx| c.handle_read(&mut chunk, ctx));
+            self.d.read(&mut chunk, &mut self.server);
             assert!(chunk.is_empty(), "handle_read takes all its input");
-            self.route_events();
-            while more {
-                more = self.with(|c, ctx| c.process(ctx));
-                self.route_events();
-            }
-            let len = self.conn.out().len();
+            let len = self.d.conn.queued_bytes();
             assert!(len <= self.out_bound(), "out queue of {len} bytes");
         }
     }
 
-    /// The socket takes up to `max` bytes; the peer sees them.
+    /// The socket takes up to `max` bytes; the peer sees them. Then the
+    /// driver polls again: parsing paused over the budget may resume.
     fn drain(&mut self, max: usize) {
-        let mut left = max;
-        while left > 0 && !self.conn.out().is_empty() {
-            let out = self.conn.out();
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = out.io_slices(&mut slices);
-            let mut written = Vec::new();
-            for s in &slices[..n] {
-                let take = s.len().min(left - written.len());
-                written.extend_from_slice(&s[..take]);
-                if take < s.len() {
-                    break;
-                }
-            }
-            out.advance(written.len());
-            left -= written.len();
-            self.peer.receive(&written);
-        }
+        let peer = &mut self.server.peer;
+        self.d.transmit(max, |bytes| peer.receive(bytes));
+        self.dispatch();
     }
 
     /// What `settle` does after every input, then the invariants that hold
     /// between any two inputs.
     fn settle(&mut self) {
-        if self.conn.out().is_empty() {
-            self.app_bytes = 0;
-            self.conn.handle_drained();
+        if self.d.conn.queued_bytes() == 0 {
+            self.server.app_bytes = 0;
         }
-        let phase = self.conn.phase();
+        let phase = self.d.conn.phase();
         assert!(
             phase_rank(phase) >= phase_rank(self.phase),
             "phase went back from {:?} to {phase:?}",
@@ -514,31 +487,31 @@ impl Sim {
         );
         self.phase = phase;
         match phase {
-            Phase::Handshake | Phase::Open => {
-                assert_eq!(self.conn.end_reason(), None);
-                assert_eq!(phase == Phase::Open, self.opened.is_some());
+            Phase::Handshake | Phase::Deciding | Phase::Open => {
+                assert_eq!(self.d.conn.end_reason(), None);
+                assert_eq!(phase == Phase::Open, self.server.opened);
+                assert_eq!(phase == Phase::Deciding, self.d.conn.request().is_some());
             }
-            _ => assert!(self.ended.is_some(), "{phase:?} without an Ended event"),
+            _ => assert!(
+                self.server.ended.is_some(),
+                "{phase:?} without an Ended event"
+            ),
         }
-        assert_eq!(
-            self.conn.poll_timeout(&self.cfg).is_none(),
-            self.conn.is_dead()
-        );
-        let len = self.conn.out().len();
+        assert_eq!(self.d.poll_timeout().is_none(), self.d.conn.is_dead());
+        let len = self.d.conn.queued_bytes();
         assert!(len <= self.out_bound(), "out queue of {len} bytes");
-        assert_eq!(self.tally.messages_in, self.messages);
+        assert_eq!(self.d.tally.messages_in, self.server.messages);
     }
 
     fn elapse(&mut self, to: Instant) {
-        self.now = self.now.max(to);
-        self.with(|c, ctx| c.handle_timeout(ctx));
-        self.route_events();
-        if let Some(next) = self.conn.poll_timeout(&self.cfg) {
+        self.d.advance_to(to, &mut self.server);
+        if let Some(next) = self.d.poll_timeout() {
+            let now = self.d.now;
             assert!(
-                next > self.now,
+                next > now,
                 "poll_timeout {:?} not after now in {:?}",
-                next - self.now.min(next),
-                self.conn.phase()
+                next - now.min(next),
+                self.d.conn.phase()
             );
         }
     }
@@ -591,12 +564,12 @@ impl Sim {
             }
             5 => {
                 let ms = u64::from(inp.u16());
-                let to = self.now + Duration::from_millis(ms);
+                let to = self.d.now + Duration::from_millis(ms);
                 self.elapse(to);
             }
             6 => {
                 // Exactly at the next deadline, or just before it.
-                if let Some(at) = self.conn.poll_timeout(&self.cfg) {
+                if let Some(at) = self.d.poll_timeout() {
                     let early = Duration::from_nanos(u64::from(inp.byte() & 1));
                     self.elapse(at.checked_sub(early).unwrap_or(at));
                 }
@@ -615,11 +588,12 @@ impl Sim {
                     inp.take(len).to_vec()
                 };
                 let payload = Bytes::from(payload);
-                let before = self.conn.out().len();
-                let open = self.conn.phase() == Phase::Open;
-                let sent = self.send(text, payload);
+                let before = self.d.conn.queued_bytes();
+                let open = self.d.conn.phase() == Phase::Open;
+                let server = &mut self.server;
+                let sent = self.d.with(|c, ctx| server.send(c, ctx, text, payload));
                 assert_eq!(sent, open, "send_message accepted iff open");
-                self.app_bytes += self.conn.out().len() - before;
+                self.server.app_bytes += self.d.conn.queued_bytes() - before;
             }
             8 => {
                 let len = match inp.byte() {
@@ -631,50 +605,57 @@ impl Sim {
                 encode_frame(&mut frame, true, OpCode::Binary, &payload);
                 let frame = frame.freeze();
                 let flen = frame.len();
-                let before = self.conn.out().len();
-                let phase = self.conn.phase();
-                let res = self.with(|c, ctx| c.push_frame(frame, ctx));
-                let after = self.conn.out().len();
+                let before = self.d.conn.queued_bytes();
+                let phase = self.d.conn.phase();
+                let res = self.d.with(|c, ctx| c.push_frame(frame, ctx));
+                let after = self.d.conn.queued_bytes();
+                let cfg = &self.d.cfg.conn;
                 match res {
                     Push::Queued => {
                         assert_eq!(after, before + flen);
-                        assert!(after <= self.cfg.max_pending_bytes, "pushed over the limit");
-                        self.app_bytes += flen;
-                        self.peer.expected.push_back((OpCode::Binary, payload));
+                        assert!(after <= cfg.max_pending_bytes, "pushed over the limit");
+                        self.server.app_bytes += flen;
+                        self.server
+                            .peer
+                            .expected
+                            .push_back((OpCode::Binary, payload));
                     }
                     Push::Dropped => {
-                        assert_eq!(self.cfg.slow_consumer, SlowConsumerPolicy::Drop);
+                        assert_eq!(cfg.slow_consumer, SlowConsumerPolicy::Drop);
                         assert_eq!(after, before);
                     }
                     Push::Closed => {
-                        assert_eq!(self.cfg.slow_consumer, SlowConsumerPolicy::Close);
-                        assert_eq!(self.conn.phase(), Phase::Closing);
-                        assert_eq!(self.conn.end_reason(), Some(EndReason::SlowConsumer));
-                        self.app_bytes += after - before;
+                        assert_eq!(cfg.slow_consumer, SlowConsumerPolicy::Close);
+                        assert_eq!(self.d.conn.phase(), Phase::Closing);
+                        assert_eq!(self.d.conn.end_reason(), Some(EndReason::SlowConsumer));
+                        self.server.app_bytes += after - before;
                     }
                     Push::NotOpen => assert_ne!(phase, Phase::Open),
                 }
-                self.route_events();
+                self.dispatch();
             }
             9 => {
                 let code = inp.pick(&APP_CLOSE_CODES);
                 let reason_len = usize::from(inp.byte() % 200);
                 let reason = String::from_utf8_lossy(inp.take(reason_len));
                 let why = inp.pick(&[EndReason::Kicked, EndReason::Shutdown]);
-                let before = self.conn.out().len();
-                self.with(|c, ctx| c.close(code, &reason, why, ctx));
-                self.app_bytes += self.conn.out().len() - before;
-                self.route_events();
+                let before = self.d.conn.queued_bytes();
+                self.d.with(|c, ctx| c.close(code, &reason, why, ctx));
+                self.server.app_bytes += self.d.conn.queued_bytes() - before;
+                self.dispatch();
             }
             10 => {
+                if std::mem::take(&mut self.server.deciding) {
+                    // The deferred decision arrives.
+                    let server = &mut self.server;
+                    self.d.with(|c, ctx| server.answer(c, ctx));
+                    self.dispatch();
+                }
                 let max = inp.pick(&[0, 1, 2, 7, 100, 4096, usize::MAX]);
                 self.drain(max);
             }
             _ => match inp.byte() % 4 {
-                0 => {
-                    self.with(|c, ctx| c.handle_io_error(ctx));
-                    self.route_events();
-                }
+                0 => self.d.io_error(&mut self.server),
                 _ => self.eof_sent = true,
             },
         }
@@ -682,30 +663,38 @@ impl Sim {
         self.settle();
     }
 
-    /// The driver's last flush before the socket is dropped (or the end of
-    /// the run): the peer gets everything.
+    /// The driver's last flushes before the socket is dropped (or the end
+    /// of the run): the peer gets everything, including what input
+    /// buffered over the write budget still produces once it is written.
     fn finish(&mut self) {
-        self.drain(usize::MAX);
+        while self.d.conn.queued_bytes() > 0 {
+            self.drain(usize::MAX);
+        }
         self.settle();
-        self.peer.finish();
-        let frames_out = self.tally.frames_out + u64::from(self.ping_timed_out);
+        self.server.peer.finish();
+        let frames_out = self.d.tally.frames_out + u64::from(self.server.ping_timed_out);
         // The best-effort close on a pong timeout is not counted in
         // `frames_out` (see fuzz/README.md); every other frame is.
-        assert_eq!(self.peer.frames, frames_out, "frames written vs counted");
+        assert_eq!(
+            self.server.peer.frames, frames_out,
+            "frames written vs counted"
+        );
     }
 }
 
 /// A structure-aware run of one connection: the input is decoded into a
 /// configuration, a read size, admission's answer to the upgrade (accept,
-/// or refuse with a status) and a sequence of operations — peer bytes
-/// (upgrade requests, raw bytes, client frames, valid or broken), elapsed
-/// virtual time (arbitrary or exactly to the next deadline), the
-/// application's sends, pushes and closes, the socket taking some output,
-/// EOF and I/O errors — driven the way the core drives a connection.
+/// or refuse with a status; at once, or deferred to the next "socket takes
+/// output" operation) and a sequence of operations — peer bytes (upgrade
+/// requests, raw bytes, client frames, valid or broken), elapsed virtual
+/// time (arbitrary or exactly to the next deadline), the application's
+/// sends, pushes and closes, the socket taking some output, EOF and I/O
+/// errors — driven by the shared test driver in the core's call order.
 ///
 /// Invariants: no panic; phases only move forward, and past `Open` the
 /// connection has ended (one `Ended`, after at most one `Opened` or
-/// `Refused`); messages arrive only while open, within
+/// `Refused`, which come after `Upgrade`); the request is held exactly
+/// while the upgrade awaits its answer; messages arrive only while open, within
 /// `max_message_size`, text as UTF-8; the output is one HTTP response
 /// (then frames after a `101`, nothing after an error), whole unmasked
 /// frames, no frame at all after a close frame, close codes the RFC
@@ -724,21 +713,21 @@ pub fn connection(data: &[u8]) {
 /// frames the peer received.
 fn simulate(data: &[u8]) -> (Tally, u64) {
     let mut inp = Input::new(data);
-    let cfg = conn_config(&mut inp);
+    let (cfg, defer) = conn_config(&mut inp);
     let read_chunk = inp.pick(&[65536, 1, 2, 7, 64, 1000]);
     let refusal = inp.pick(&[
         None,
         None,
         None,
-        Some((HandshakeError::TooManyAttempts, Some(30))),
-        Some((HandshakeError::ServerFull, None)),
+        Some(Refusal::TooManyAttempts { retry_after: 30 }),
+        Some(Refusal::ServerFull),
     ]);
-    let mut sim = Sim::new(cfg, read_chunk, refusal);
-    while !inp.is_empty() && !sim.conn.is_dead() {
+    let mut sim = Sim::new(cfg, read_chunk, refusal, defer);
+    while !inp.is_empty() && !sim.d.conn.is_dead() {
         sim.step(&mut inp);
     }
     sim.finish();
-    (sim.tally, sim.peer.frames)
+    (sim.d.tally, sim.server.peer.frames)
 }
 
 #[cfg(test)]
@@ -751,6 +740,19 @@ mod tests {
         // frame, drain all.
         let mut data = vec![0; 12];
         data.extend_from_slice(&[0, 0]); // upgrade /echo
+        data.extend_from_slice(&[2, 0, 0, 0, 1, 2, 3, 4, 2, b'h', b'i']);
+        data.extend_from_slice(&[10, 6]);
+        let (tally, frames) = simulate(&data);
+        assert_eq!((tally.messages_in, tally.messages_out, frames), (1, 1, 1));
+    }
+
+    #[test]
+    fn connection_answers_a_deferred_upgrade_later() {
+        // As above with admission deferring: the frame waits unread until
+        // the answer comes with the "socket takes output" operation.
+        let mut data = vec![0x20];
+        data.extend_from_slice(&[0; 11]);
+        data.extend_from_slice(&[0, 0]);
         data.extend_from_slice(&[2, 0, 0, 0, 1, 2, 3, 4, 2, b'h', b'i']);
         data.extend_from_slice(&[10, 6]);
         let (tally, frames) = simulate(&data);

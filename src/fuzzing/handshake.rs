@@ -4,15 +4,18 @@
 //!
 //! Checks: an incomplete head is only ever below `max_request_bytes`; an
 //! accepted request is one `httparse` parses the same way (complete, same
-//! length, `GET`, HTTP/1.1, same target), every strict prefix of it is
-//! incomplete and its subprotocol was offered; the `101` and every error
-//! response are one well-formed HTTP response each.
+//! length, `GET`, HTTP/1.1, same target, same headers), every strict
+//! prefix of it is incomplete and its subprotocol was offered; the `101`
+//! and every error response are one well-formed HTTP response each.
 //!
-//! Must not touch: I/O, the clock, global state, admission (the refusals
-//! checked are the parser's own).
+//! Must not touch: I/O, the clock, global state, admission's decisions
+//! (the refusals checked are the parser's own; admission's reading of the
+//! token subprotocol is used for the `101`).
 
 use bytes::BytesMut;
 
+use crate::admission::request;
+use crate::error::Rejection;
 use crate::protocol::handshake::{self, HandshakeConfig};
 
 /// Checks that `out` is one complete HTTP/1.1 response head (plus a body of
@@ -54,32 +57,46 @@ fn offered_protocol(req: &httparse::Request<'_, '_>, protocol: &[u8]) -> bool {
     })
 }
 
+/// HTTP optional whitespace trimmed at both ends.
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
 /// Arbitrary bytes as an HTTP upgrade request. The first byte picks the
-/// limits, the server's subprotocols, the client-IP header and whether
-/// error responses carry `Retry-After`.
+/// limits, the server's subprotocols and whether error responses carry
+/// `Retry-After` (bit 0x40 is unused: it once picked a client-IP header,
+/// which admission reads now).
 ///
 /// Invariants: no panic; `Ok(None)` only below `max_request_bytes` (the
 /// bytes a connection buffers are bounded); an accepted request is one
 /// `httparse` also parses as complete, with the same length, method `GET`,
-/// HTTP/1.1 and target, within the size limit, with a chosen subprotocol
-/// that the client offered, and every strict prefix of its head is
-/// `Ok(None)`; the `101` answer and every error response are one
-/// well-formed HTTP response each.
+/// HTTP/1.1, target and headers (the request's own header scan reads
+/// every header `httparse` read, in order, with the same value), within
+/// the size limit, with a chosen subprotocol that the client offered, and
+/// every strict prefix of its head is `Ok(None)`; the `101` answer (with
+/// admission's subprotocol for a token when no configured one matched) and
+/// every error response are one well-formed HTTP response each.
 ///
 /// Returns the status answered: 101, the refusal's status, or `None` when
 /// the head is incomplete (or `data` empty).
 pub fn handshake(data: &[u8]) -> Option<u16> {
     let (&seed, data) = data.split_first()?;
+    let subprotocols: Vec<String> = match (seed >> 4) & 3 {
+        0 => Vec::new(),
+        1 => vec!["chat".into()],
+        2 => vec!["superchat".into(), "chat".into()],
+        _ => vec!["v2.wsedge".into(), "v1.wsedge".into(), "x".into()],
+    };
     let cfg = HandshakeConfig {
         max_request_bytes: [64, 512, 1024, 8192][usize::from(seed & 3)],
         max_headers: [0, 1, 4, 32][usize::from((seed >> 2) & 3)],
-        subprotocols: match (seed >> 4) & 3 {
-            0 => Vec::new(),
-            1 => vec!["chat".into()],
-            2 => vec!["superchat".into(), "chat".into()],
-            _ => vec!["v2.wsedge".into(), "v1.wsedge".into(), "x".into()],
-        },
-        client_ip_header: (seed & 0x40 != 0).then(|| "x-forwarded-for".into()),
+        subprotocols: &subprotocols,
     };
     let retry_after = (seed & 0x80 != 0).then_some(30);
     match handshake::parse_request(data, &cfg) {
@@ -88,32 +105,40 @@ pub fn handshake(data: &[u8]) -> Option<u16> {
             let mut req = httparse::Request::new(&mut headers);
             assert_eq!(
                 req.parse(data),
-                Ok(httparse::Status::Complete(parsed.head_len)),
+                Ok(httparse::Status::Complete(parsed.head_len())),
                 "httparse disagrees on an accepted request"
             );
             assert_eq!(req.method, Some("GET"));
             assert_eq!(req.version, Some(1));
-            assert_eq!(req.path, Some(&*parsed.request.target));
-            assert!(parsed.head_len <= cfg.max_request_bytes);
-            if let Some(i) = parsed.request.subprotocol {
+            assert_eq!(req.path, Some(parsed.target()));
+            assert!(parsed.head_len() <= cfg.max_request_bytes);
+            let ours: Vec<(&str, &[u8])> = parsed.headers().collect();
+            let theirs: Vec<(&str, &[u8])> = req
+                .headers
+                .iter()
+                .map(|h| (h.name, trim_ows(h.value)))
+                .collect();
+            assert_eq!(ours, theirs, "the header scan disagrees with httparse");
+            if let Some(i) = parsed.subprotocol() {
                 assert!(
                     offered_protocol(&req, cfg.subprotocols[i].as_bytes()),
                     "chose a subprotocol the client did not offer"
                 );
             }
+            let accept_key = parsed.accept_key();
             use base64::Engine as _;
             let accept = base64::engine::general_purpose::STANDARD
-                .decode(&parsed.accept_key)
+                .decode(&accept_key)
                 .expect("accept key is base64");
             assert_eq!(accept.len(), 20, "accept key is a SHA-1");
 
             // The same head alone parses the same; any strict prefix of it
             // is incomplete (a slow client is never refused early).
+            let n = parsed.head_len();
             assert_eq!(
-                handshake::parse_request(&data[..parsed.head_len], &cfg).as_ref(),
+                handshake::parse_request(&data[..n], &cfg).as_ref(),
                 Ok(&Some(parsed.clone()))
             );
-            let n = parsed.head_len;
             let cuts = [0, 1, n / 2, n.saturating_sub(2), n.saturating_sub(1)];
             for cut in cuts {
                 assert_eq!(
@@ -123,8 +148,9 @@ pub fn handshake(data: &[u8]) -> Option<u16> {
                 );
             }
 
+            let fallback = request::answer_protocol(&parsed);
             let mut out = BytesMut::new();
-            handshake::write_accept(&mut out, &parsed, &cfg);
+            handshake::write_accept(&mut out, &parsed, &cfg, fallback);
             let headers = check_response(&out, 101);
             let value = |name: &str| {
                 headers
@@ -134,20 +160,17 @@ pub fn handshake(data: &[u8]) -> Option<u16> {
             };
             assert_eq!(
                 value("sec-websocket-accept").as_deref(),
-                Some(parsed.accept_key.as_bytes())
+                Some(accept_key.as_bytes())
             );
-            let answered = match parsed.request.subprotocol {
+            let answered = match parsed.subprotocol() {
                 Some(i) => Some(cfg.subprotocols[i].as_bytes().to_vec()),
-                None if parsed.answer_default_protocol => {
-                    Some(handshake::DEFAULT_PROTOCOL.as_bytes().to_vec())
-                }
-                None => None,
+                None => fallback.map(|p| p.as_bytes().to_vec()),
             };
             assert_eq!(value("sec-websocket-protocol"), answered);
-            if parsed.answer_default_protocol {
-                assert!(parsed.request.token.is_some());
+            if let Some(p) = fallback {
+                assert!(request::token(&parsed).is_some());
                 assert!(
-                    offered_protocol(&req, handshake::DEFAULT_PROTOCOL.as_bytes()),
+                    offered_protocol(&req, p.as_bytes()),
                     "answered the default subprotocol the client did not offer"
                 );
             }
@@ -161,10 +184,13 @@ pub fn handshake(data: &[u8]) -> Option<u16> {
             None
         }
         Err(e) => {
+            let rejection = Rejection::from(e);
+            let mut answer = rejection.answer();
+            answer.retry_after = retry_after;
             let mut out = BytesMut::new();
-            handshake::write_error(&mut out, e, retry_after);
-            check_response(&out, e.status().0);
-            Some(e.status().0)
+            handshake::write_error(&mut out, answer, &rejection.to_string());
+            check_response(&out, answer.status);
+            Some(answer.status)
         }
     }
 }
@@ -176,8 +202,8 @@ mod tests {
 
     #[test]
     fn handshake_accepts_the_rfc_sample() {
-        // Seed 0x0f: 8 KiB and 32 headers, no subprotocols, no client-IP
-        // header, no Retry-After.
+        // Seed 0x0f: 8 KiB and 32 headers, no subprotocols, no
+        // Retry-After.
         let mut data = vec![0x0f];
         data.extend_from_slice(UPGRADES[0]);
         assert_eq!(handshake(&data), Some(101));

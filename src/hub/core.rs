@@ -13,9 +13,11 @@
 //! (only their inboxes).
 //!
 //! Call order, per connection: [`Hub::admitted`] (if admission knew a user
-//! or grants), [`Hub::opened`] once its upgrade to `/ws` completed, then
-//! any number of [`Hub::request`]; [`Hub::leave_all`] when it stops being
-//! open (idempotent), and [`Hub::remove`] when its slab key is freed.
+//! or grants), [`Hub::upgrading`] as its upgrade to `/ws` is answered,
+//! [`Hub::opened`] once it completed, then any number of
+//! [`Hub::request`]; [`Hub::leave_all`] when it stops being open
+//! (idempotent; [`Hub::forget`] after a panic), and [`Hub::remove`] when
+//! its slab key is freed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,20 +143,31 @@ impl Hub {
         m.grants = grants;
     }
 
-    /// Connection `key` completed its upgrade to `/ws`: its user — its
-    /// token's, or in dev mode the query parameter's (`query` is the
-    /// request's query string) — joins the user index.
-    pub fn opened(&mut self, key: usize, query: Option<&str>) {
-        let user: Option<Box<str>> = match self.member(key).and_then(|m| m.user.as_deref()) {
-            Some(u) => Some(u.into()),
-            None => self.cfg.dev_user_param.as_deref().and_then(|param| {
-                query?.split('&').find_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == param && !v.is_empty()).then(|| v.into())
-                })
-            }),
+    /// Connection `key`'s upgrade to `/ws` is being answered: in dev mode
+    /// (`hub.dev_user_param`), a connection without a token user takes its
+    /// user from that parameter of the request's query string `query`.
+    pub fn upgrading(&mut self, key: usize, query: Option<&str>) {
+        let Some(param) = self.cfg.dev_user_param.as_deref() else {
+            return;
         };
+        if self.user(key).is_some() {
+            return;
+        }
+        let user = query.and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == param && !v.is_empty()).then_some(v)
+            })
+        });
         if let Some(user) = user {
+            self.member_mut(key).user = Some(user.into());
+        }
+    }
+
+    /// Connection `key` completed its upgrade to `/ws`: its user (its
+    /// token's, or the dev parameter's) joins the user index.
+    pub fn opened(&mut self, key: usize) {
+        if let Some(user) = self.user(key).cloned() {
             let name = self.index.add_user(&user, key as u32);
             self.member_mut(key).user = Some(name);
         }
@@ -181,6 +194,16 @@ impl Hub {
         if let Some(user) = user {
             self.index.remove_user(&user, key as u32);
         }
+    }
+
+    /// After a panic in connection `key`'s handling: out of every index,
+    /// its own lists and a sweep of every set for what they may have
+    /// missed (a subscribe cut short between the two). Its user and grants
+    /// stay until [`Hub::remove`].
+    pub fn forget(&mut self, key: usize) {
+        self.leave_all(key);
+        let stray = self.index.forget(key as u32);
+        self.counters.subscriptions.sub(stray as u64);
     }
 
     /// Forgets connection `key` (its slab key is being freed): out of
@@ -518,7 +541,9 @@ mod tests {
             publish: Grants::default(),
         };
         hub.admitted(1, Some("ann".into()), Some(grants));
-        hub.opened(1, None);
+        hub.upgrading(1, Some("user=mallory"));
+        hub.opened(1);
+        assert_eq!(hub.user(1).map(|u| &**u), Some("ann"), "a token's user wins");
         let now = Instant::now();
         let code = |out: Output| -> String {
             let v: serde_json::Value = serde_json::from_str(text(&out.reply.unwrap())).unwrap();
@@ -565,9 +590,10 @@ mod tests {
             ..dev_cfg()
         };
         let mut hub = Hub::new(0, cfg, reg.clone(), handles.clone());
-        hub.opened(5, Some("x=1&user=bob"));
-        hub.opened(6, Some("user=bob"));
-        hub.opened(7, None);
+        for (key, query) in [(5, Some("x=1&user=bob")), (6, Some("user=bob")), (7, None)] {
+            hub.upgrading(key, query);
+            hub.opened(key);
+        }
         let now = Instant::now();
         for key in [5, 6, 7] {
             hub.request(key, true, br#"{"type":"subscribe","channel":"c"}"#, now);

@@ -21,12 +21,8 @@ use super::id::ConnId;
 use super::protocol;
 use super::registry::{CoreMask, Registry};
 use super::route;
-use crate::config::HubConfig;
+use crate::config::Config;
 use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Target};
-
-/// How long a presence query waits for the cores' answers; a core that
-/// has not answered by then is left out.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a hub operation from the control plane was not done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +43,20 @@ pub struct HubHandle {
     registry: Arc<Registry>,
     cores: Arc<[CoreHandle]>,
     max_channel_len: usize,
+    /// How long a presence query waits for the cores' answers
+    /// (`admin.query_timeout`); a core that has not answered by then is
+    /// left out.
+    query_timeout: Duration,
 }
 
 impl HubHandle {
     /// The hub of `cores`, sharing `registry` with their [`super::Hub`]s.
-    pub fn new(registry: Arc<Registry>, cores: Arc<[CoreHandle]>, cfg: &HubConfig) -> Self {
+    pub fn new(registry: Arc<Registry>, cores: Arc<[CoreHandle]>, cfg: &Config) -> Self {
         Self {
             registry,
             cores,
-            max_channel_len: cfg.max_channel_len,
+            max_channel_len: cfg.hub.max_channel_len,
+            query_timeout: cfg.admin.query_timeout,
         }
     }
 
@@ -206,7 +207,7 @@ impl HubHandle {
     }
 
     /// Sends a query to every core in `mask` and gathers the answers that
-    /// come within [`QUERY_TIMEOUT`], each with the core that gave it. Each
+    /// come within the query timeout, each with the core that gave it. Each
     /// core answers on a channel of its own with room for the answer, so a
     /// core never waits to give one.
     fn ask<T>(
@@ -223,7 +224,7 @@ impl HubHandle {
                 .map_err(|_| HubError::Busy)?;
             asked.push((core, rx));
         }
-        let deadline = Instant::now() + QUERY_TIMEOUT;
+        let deadline = Instant::now() + self.query_timeout;
         Ok(asked
             .into_iter()
             .filter_map(|(core, rx)| Some((core, rx.recv_deadline(deadline).ok()?)))
@@ -243,7 +244,7 @@ mod tests {
         let waker = Waker::new(poll.registry(), Token(1)).unwrap();
         let (core, inbox) = inbox(capacity, waker);
         let registry = Arc::new(Registry::default());
-        let hub = HubHandle::new(registry.clone(), vec![core].into(), &HubConfig::default());
+        let hub = HubHandle::new(registry.clone(), vec![core].into(), &Config::default());
         (hub, registry, inbox, poll)
     }
 

@@ -83,6 +83,25 @@ impl Index {
         true
     }
 
+    /// Removes `key` from every name's members; how many it was in.
+    fn forget(&mut self, shared: &Names, core: usize, key: u32) -> usize {
+        let mut removed = 0;
+        let mut empty = Vec::new();
+        for (name, local) in &mut self.names {
+            if local.keys.remove(&key) {
+                removed += 1;
+                if local.keys.is_empty() {
+                    empty.push(name.clone());
+                }
+            }
+        }
+        for name in empty {
+            self.names.remove(&name);
+            shared.leave(&name, core);
+        }
+        removed
+    }
+
     /// Local members of `name`, if it has any.
     fn keys(&self, name: &str) -> Option<&FxHashSet<u32>> {
         self.names
@@ -226,6 +245,19 @@ impl LocalHub {
     pub fn remove_user(&mut self, user: &str, key: u32) {
         self.users
             .remove(&self.registry.users, self.core, user, key);
+    }
+
+    /// Removes `key` from every channel and user set, whatever the
+    /// connection's own lists say: after a panic they may be out of step
+    /// with the index (a subscribe cut short between the two). Returns the
+    /// channel subscriptions removed. Scans the whole index, so it is for
+    /// the panic path only.
+    pub fn forget(&mut self, key: u32) -> usize {
+        let removed = self
+            .channels
+            .forget(&self.registry.channels, self.core, key);
+        self.users.forget(&self.registry.users, self.core, key);
+        removed
     }
 
     /// Local connections of `user`.
@@ -408,5 +440,27 @@ mod tests {
             done.store(true, Ordering::Release);
         });
         assert_eq!(reg.channel_count(), 0);
+    }
+
+    #[test]
+    fn forget_sweeps_a_key_out_of_every_set() {
+        let reg = Arc::new(Registry::default());
+        let mut a = LocalHub::new(0, reg.clone());
+        a.subscribe("news", 1);
+        a.subscribe("news", 2);
+        a.subscribe("solo", 1);
+        a.add_user("alice", 1);
+        a.add_user("bob", 2);
+        others(&mut a, "cached-only");
+        assert_eq!(a.forget(1), 2);
+        assert_eq!(a.forget(1), 0, "idempotent");
+        assert_eq!(a.subscribers("news").map(|s| s.len()), Some(1));
+        assert!(a.subscribers("solo").is_none());
+        assert_eq!(cores(&reg, "solo"), 0);
+        assert_eq!(cores(&reg, "news"), 0b1);
+        assert!(a.user_conns("alice").is_none());
+        assert!(reg.users.mask("alice").is_none());
+        assert_eq!(reg.users.mask("bob").map(|(_, m)| m), Some(0b1));
+        assert_eq!(a.cached_channels(), 1, "a cached answer is no member");
     }
 }

@@ -101,6 +101,13 @@ impl FrameEncoder {
     }
 
     /// Copies arbitrary bytes (an HTTP response head) into the arena.
+    /// Forgets bytes written but not yet split off (a frame cut short by a
+    /// panic), so they cannot prefix the next frame. Frames already handed
+    /// out are unaffected; the block's remaining room is kept.
+    pub fn discard_partial(&mut self) {
+        self.arena.clear();
+    }
+
     pub fn raw(&mut self, bytes: &[u8]) -> Bytes {
         self.room(bytes.len());
         self.arena.extend_from_slice(bytes);

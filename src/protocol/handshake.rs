@@ -1,90 +1,146 @@
 //! The HTTP/1.1 upgrade (RFC 6455 §4.2): request parsing and responses.
 //!
 //! Owns: reading an upgrade request with `httparse` under size and header
-//! limits, checking it, choosing a subprotocol, and writing the `101`
-//! answer or an error status with a short text body.
-//! Must not touch: routing decisions beyond returning the request target,
-//! sockets, time (the handshake timeout lives in `conn`).
+//! limits, the RFC's checks (method, version, `Host`, `Upgrade`,
+//! `Connection`, `Sec-WebSocket-Version`, `Sec-WebSocket-Key`), choosing a
+//! configured subprotocol from those offered, and writing the `101` answer
+//! or an error response with a short text body.
+//! Must not touch: routing and admission (tokens, client IPs behind
+//! proxies, origins policy: `admission` reads them off [`UpgradeRequest`]),
+//! what a refusal's status is (`error::Rejection::answer`), sockets, time
+//! (the handshake timeout lives in `conn`).
 
+use std::fmt;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use base64::Engine as _;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::HandshakeError;
+use crate::error::{Answer, HandshakeError};
 
-/// Limits and choices for the upgrade.
-#[derive(Debug, Clone)]
-pub struct HandshakeConfig {
+/// Limits and choices for the upgrade, borrowed from the configuration
+/// (`Config::handshake`).
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeConfig<'a> {
     /// Largest request head accepted, in bytes (431 beyond it).
     pub max_request_bytes: usize,
     /// Most headers accepted (431 beyond it).
     pub max_headers: usize,
     /// Subprotocols the server speaks, most preferred first.
-    pub subprotocols: Vec<String>,
-    /// Header whose first entry names the client's IP (set by a trusted
-    /// proxy), captured for the admission layer; lower case.
-    pub client_ip_header: Option<String>,
+    pub subprotocols: &'a [String],
 }
 
-impl Default for HandshakeConfig {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: 8 * 1024,
-            max_headers: 32,
-            subprotocols: Vec::new(),
-            client_ip_header: None,
-        }
+/// A complete upgrade request that passed the RFC's checks: an owned copy
+/// of its head (so a request waiting for a decision pins no shared receive
+/// block) and what the protocol read from it. Kept by the connection only
+/// until the upgrade is answered.
+///
+/// `Debug` shows the path only: the query and headers may carry a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// Request line, headers and the blank line, as received.
+    head: Bytes,
+    /// Where the request target is in `head`.
+    target: Range<usize>,
+    /// Index into [`HandshakeConfig::subprotocols`] of the chosen one.
+    subprotocol: Option<usize>,
+}
+
+impl fmt::Debug for UpgradeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradeRequest")
+            .field("path", &self.path())
+            .field("head_len", &self.head.len())
+            .finish_non_exhaustive()
     }
 }
 
-/// What the server keeps of an accepted upgrade request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpgradeRequest {
-    /// Request target as sent: path and query (kept for routing and tokens).
-    pub target: Box<str>,
-    /// Index into [`HandshakeConfig::subprotocols`] of the chosen one.
-    pub subprotocol: Option<usize>,
-    /// The `Origin` header, if any.
-    pub origin: Option<Box<str>>,
-    /// A connection token, from `?ws_token=` or a `ws_token.<token>`
-    /// subprotocol entry. A secret: taken out by admission, never logged.
-    pub token: Option<Box<str>>,
-    /// The first entry of the configured client-IP header, if present.
-    pub forwarded_for: Option<Box<str>>,
+/// Trims spaces and tabs (HTTP's optional whitespace) at both ends.
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
 }
 
-/// Subprotocol prefix that carries a token (for browsers, which cannot set
-/// headers): `new WebSocket(url, ["wsedge", "ws_token." + token])`.
-pub const TOKEN_PROTOCOL_PREFIX: &str = "ws_token.";
-/// The subprotocol answered when the token came in the protocol list and
-/// no configured subprotocol matched (browsers require an answer).
-pub const DEFAULT_PROTOCOL: &str = "wsedge";
-
 impl UpgradeRequest {
+    /// Bytes the request head took: what follows it in the stream are
+    /// WebSocket frames the client sent early.
+    pub fn head_len(&self) -> usize {
+        self.head.len()
+    }
+
+    /// The request target as sent: path and query.
+    pub fn target(&self) -> &str {
+        // The range was taken from `httparse`'s `&str` target.
+        std::str::from_utf8(&self.head[self.target.clone()]).unwrap_or("")
+    }
+
     /// The path part of the target (before `?`).
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        let t = self.target();
+        t.split('?').next().unwrap_or(t)
     }
 
     /// The query part of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.target().split_once('?').map(|(_, q)| q)
     }
-}
 
-/// A complete, valid upgrade request as parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parsed {
-    /// What the connection keeps.
-    pub request: UpgradeRequest,
-    /// `Sec-WebSocket-Accept` value to answer with (not kept).
-    pub accept_key: String,
-    /// Bytes the request head took; what follows are WebSocket frames the
-    /// client sent early.
-    pub head_len: usize,
-    /// Answer [`DEFAULT_PROTOCOL`] (the token came as a subprotocol).
-    pub answer_default_protocol: bool,
+    /// Every header as (name as sent, value without surrounding
+    /// whitespace), in order. The head was validated by `httparse`, so a
+    /// plain line scan reads it the same way (the `handshake` fuzz target
+    /// checks that).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut lines = self
+            .head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            // `httparse` skips empty lines before the request line.
+            .skip_while(|l| l.is_empty());
+        lines.next(); // the request line
+        lines.take_while(|l| !l.is_empty()).filter_map(|l| {
+            let colon = l.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&l[..colon]).ok()?;
+            Some((name, trim_ows(&l[colon + 1..])))
+        })
+    }
+
+    /// The first header named `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The `Origin` header, if any (and UTF-8).
+    pub fn origin(&self) -> Option<&str> {
+        std::str::from_utf8(self.header("origin")?).ok()
+    }
+
+    /// Every subprotocol the client offered, over all its
+    /// `Sec-WebSocket-Protocol` headers, in order.
+    pub fn offered_protocols(&self) -> impl Iterator<Item = &[u8]> {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(|&b| b == b',').map(<[u8]>::trim_ascii))
+    }
+
+    /// Index into [`HandshakeConfig::subprotocols`] of the one chosen (the
+    /// server's most preferred among those offered), if any.
+    pub fn subprotocol(&self) -> Option<usize> {
+        self.subprotocol
+    }
+
+    /// The `Sec-WebSocket-Accept` value answering this request's key.
+    pub fn accept_key(&self) -> String {
+        let key = self.header("sec-websocket-key").unwrap_or_default();
+        tungstenite::handshake::derive_accept_key(key)
+    }
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -96,7 +152,10 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// Parses an upgrade request from the front of `buf`.
 ///
 /// `Ok(None)` if the head is incomplete (and within limits).
-pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>, HandshakeError> {
+pub fn parse_request(
+    buf: &[u8],
+    cfg: &HandshakeConfig<'_>,
+) -> Result<Option<UpgradeRequest>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; cfg.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -122,15 +181,16 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
         return Err(HandshakeError::MethodNotAllowed);
     }
     let target = req.path.ok_or(HandshakeError::Malformed)?;
+    // `target` borrows from `buf`: its offset there is its place in the head.
+    let start = target.as_ptr() as usize - buf.as_ptr() as usize;
+    let target = start..start + target.len();
 
     let mut host = false;
     let mut upgrade = false;
     let mut connection = false;
     let mut version = None;
     let mut key = None;
-    let mut origin = None;
     let mut offered: Vec<&[u8]> = Vec::new();
-    let mut forwarded_for = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -143,19 +203,8 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
             version = Some(h.value);
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             key = Some(h.value);
-        } else if name.eq_ignore_ascii_case("origin") {
-            origin = std::str::from_utf8(h.value).ok().map(Box::from);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             offered.extend(h.value.split(|&b| b == b',').map(|t| t.trim_ascii()));
-        } else if cfg
-            .client_ip_header
-            .as_deref()
-            .is_some_and(|c| name.eq_ignore_ascii_case(c))
-        {
-            forwarded_for = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().into());
         }
     }
     if !upgrade {
@@ -179,110 +228,114 @@ pub fn parse_request(buf: &[u8], cfg: &HandshakeConfig) -> Result<Option<Parsed>
         .subprotocols
         .iter()
         .position(|p| offered.contains(&p.as_bytes()));
-    let protocol_token = offered.iter().find_map(|o| {
-        let o = std::str::from_utf8(o).ok()?;
-        o.strip_prefix(TOKEN_PROTOCOL_PREFIX).map(Box::<str>::from)
-    });
-    let answer_default = subprotocol.is_none()
-        && protocol_token.is_some()
-        && offered.contains(&DEFAULT_PROTOCOL.as_bytes());
-    let query_token = target.split_once('?').and_then(|(_, q)| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == "ws_token" && !v.is_empty()).then(|| Box::<str>::from(v))
-        })
-    });
-    Ok(Some(Parsed {
-        request: UpgradeRequest {
-            target: target.into(),
-            subprotocol,
-            origin,
-            token: query_token.or(protocol_token),
-            forwarded_for,
-        },
-        answer_default_protocol: answer_default,
-        accept_key: tungstenite::handshake::derive_accept_key(key),
-        head_len: len,
+    Ok(Some(UpgradeRequest {
+        head: Bytes::copy_from_slice(&buf[..len]),
+        target,
+        subprotocol,
     }))
 }
 
-/// Appends the `101 Switching Protocols` answer.
-pub fn write_accept(out: &mut BytesMut, parsed: &Parsed, cfg: &HandshakeConfig) {
-    let req = &parsed.request;
+/// Appends the `101 Switching Protocols` answer to `req`, with the chosen
+/// configured subprotocol, or else `fallback_protocol` if given (a
+/// subprotocol the caller answers by a convention of its own).
+pub fn write_accept(
+    out: &mut BytesMut,
+    req: &UpgradeRequest,
+    cfg: &HandshakeConfig<'_>,
+    fallback_protocol: Option<&str>,
+) {
     let mut head = String::with_capacity(160);
     head.push_str(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
-    let _ = write!(head, "Sec-WebSocket-Accept: {}\r\n", parsed.accept_key);
-    if let Some(i) = req.subprotocol {
-        let _ = write!(head, "Sec-WebSocket-Protocol: {}\r\n", cfg.subprotocols[i]);
-    } else if parsed.answer_default_protocol {
-        let _ = write!(head, "Sec-WebSocket-Protocol: {DEFAULT_PROTOCOL}\r\n");
+    let _ = write!(head, "Sec-WebSocket-Accept: {}\r\n", req.accept_key());
+    let protocol = req
+        .subprotocol
+        .and_then(|i| cfg.subprotocols.get(i))
+        .map(String::as_str)
+        .or(fallback_protocol);
+    if let Some(p) = protocol {
+        let _ = write!(head, "Sec-WebSocket-Protocol: {p}\r\n");
     }
     head.push_str("\r\n");
     out.put_slice(head.as_bytes());
 }
 
-/// Appends an error response: status, short text body, `Connection: close`
-/// and, for rate limits, `Retry-After` in seconds.
-pub fn write_error(out: &mut BytesMut, err: HandshakeError, retry_after: Option<u64>) {
-    let (status, phrase) = err.status();
-    let body = format!("{err}\n");
-    let retry = retry_after.map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
+/// Appends an error response: the answer's status line and headers,
+/// `Connection: close`, `Retry-After` if given, and `body` (one line of
+/// text) as `text/plain`.
+pub fn write_error(out: &mut BytesMut, answer: Answer, body: &str) {
+    let retry = answer
+        .retry_after
+        .map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
     let head = format!(
-        "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n{}{retry}\r\n",
-        body.len(),
-        err.extra_headers()
+        answer.status,
+        answer.phrase,
+        body.len() + 1,
+        answer.headers
     );
     out.put_slice(head.as_bytes());
     out.put_slice(body.as_bytes());
+    out.put_slice(b"\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Rejection;
 
     const GOOD: &str = "GET /echo?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n\
         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
 
-    fn parse(req: &str) -> Result<Option<Parsed>, HandshakeError> {
-        let cfg = HandshakeConfig {
-            subprotocols: vec!["superchat".into(), "chat".into()],
-            ..HandshakeConfig::default()
-        };
-        parse_request(req.as_bytes(), &cfg)
+    /// The default limits, with `subprotocols`.
+    fn config(subprotocols: &[String]) -> HandshakeConfig<'_> {
+        HandshakeConfig {
+            max_request_bytes: 8192,
+            max_headers: 32,
+            subprotocols,
+        }
+    }
+
+    fn parse(req: &str) -> Result<Option<UpgradeRequest>, HandshakeError> {
+        let subprotocols = ["superchat".to_string(), "chat".to_string()];
+        parse_request(req.as_bytes(), &config(&subprotocols))
     }
 
     #[test]
     fn accepts_rfc_sample_key() {
-        let parsed = parse(GOOD).unwrap().unwrap();
-        assert_eq!(parsed.head_len, GOOD.len());
-        assert_eq!(parsed.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        let req = parsed.request;
+        let req = parse(GOOD).unwrap().unwrap();
+        assert_eq!(req.head_len(), GOOD.len());
+        assert_eq!(req.accept_key(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(req.path(), "/echo");
         assert_eq!(req.query(), Some("x=1"));
         // Server preference order wins.
-        assert_eq!(req.subprotocol, Some(0));
+        assert_eq!(req.subprotocol(), Some(0));
+        assert!(!format!("{req:?}").contains("x=1"), "Debug shows no query");
     }
 
     #[test]
-    fn token_from_query_or_subprotocol() {
-        let req = GOOD.replace("/echo?x=1", "/ws?a=1&ws_token=abc.def");
-        assert_eq!(
-            parse(&req).unwrap().unwrap().request.token.as_deref(),
-            Some("abc.def")
+    fn headers_are_read_as_sent() {
+        let req = GOOD.replace(
+            "Host: h\r\n",
+            "Host: h\r\nX-Forwarded-For:  10.0.0.1, 10.0.0.2 \r\nOrigin: https://a.example\r\n\
+             Sec-WebSocket-Protocol: wsedge, ws_token.t\r\n",
         );
-        let req = GOOD.replace("chat, superchat", "wsedge, ws_token.tok");
-        let parsed = parse(&req).unwrap().unwrap();
-        assert_eq!(parsed.request.token.as_deref(), Some("tok"));
-        assert!(parsed.answer_default_protocol);
-        let mut out = BytesMut::new();
-        write_accept(&mut out, &parsed, &HandshakeConfig::default());
-        assert!(std::str::from_utf8(&out)
-            .unwrap()
-            .contains("Sec-WebSocket-Protocol: wsedge\r\n"));
+        let req = parse(&req).unwrap().unwrap();
+        assert_eq!(
+            req.header("x-forwarded-for"),
+            Some(&b"10.0.0.1, 10.0.0.2"[..])
+        );
+        assert_eq!(req.origin(), Some("https://a.example"));
+        assert_eq!(req.header("nope"), None);
+        let offered: Vec<&[u8]> = req.offered_protocols().collect();
+        assert_eq!(
+            offered,
+            [&b"wsedge"[..], b"ws_token.t", b"chat", b"superchat"]
+        );
+        assert_eq!(req.headers().count(), 9);
     }
 
     #[test]
@@ -343,27 +396,28 @@ mod tests {
 
     #[test]
     fn responses_are_well_formed() {
-        let parsed = parse(GOOD).unwrap().unwrap();
+        let req = parse(GOOD).unwrap().unwrap();
         let mut out = BytesMut::new();
-        write_accept(
-            &mut out,
-            &parsed,
-            &HandshakeConfig {
-                subprotocols: vec!["superchat".into()],
-                ..Default::default()
-            },
-        );
+        let superchat = ["superchat".to_string()];
+        write_accept(&mut out, &req, &config(&superchat), Some("ignored"));
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Protocol: superchat\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
 
         let mut out = BytesMut::new();
-        write_error(&mut out, HandshakeError::UnsupportedVersion, None);
+        write_accept(&mut out, &req, &config(&[]), Some("wsedge"));
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains("Sec-WebSocket-Protocol: wsedge\r\n"));
+
+        let mut out = BytesMut::new();
+        let rejection = Rejection::from(HandshakeError::UnsupportedVersion);
+        write_error(&mut out, rejection.answer(), &rejection.to_string());
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
         let body = text.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body, format!("{rejection}\n"));
         assert!(text.contains(&format!("Content-Length: {}\r\n", body.len())));
     }
 }

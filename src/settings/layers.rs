@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{InvalidSetting, Settings, SECRET_KEYS};
+use super::InvalidSetting;
 use crate::Config;
 
 /// Where a key's effective value came from.
@@ -63,7 +63,6 @@ pub enum LoadError {
 /// A loaded configuration.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    pub settings: Settings,
     pub config: Config,
     /// Keys (`section.name`) not at their default, and where from.
     pub sources: BTreeMap<String, Source>,
@@ -78,9 +77,9 @@ impl Loaded {
     /// The effective configuration as TOML, secrets masked, each key that
     /// is not at its default followed by a comment naming its source.
     pub fn render(&self) -> String {
-        let mut table = Table::try_from(&self.settings).expect("settings serialize");
-        for key in SECRET_KEYS {
-            if let Some(Value::String(s)) = lookup_mut(&mut table, key) {
+        let mut table = Table::try_from(&self.config).expect("the config serializes");
+        for key in super::secret_keys() {
+            if let Some(Value::String(s)) = lookup_mut(&mut table, &key) {
                 if !s.is_empty() {
                     *s = "********".into();
                 }
@@ -107,17 +106,10 @@ impl Loaded {
 
 /// Every key of the schema (`section.name`) with its default value.
 pub fn known_keys() -> Vec<(String, Value)> {
-    let table = Table::try_from(Settings::default()).expect("settings serialize");
-    let mut keys = Vec::new();
-    for (k, v) in table {
-        match v {
-            Value::Table(t) => {
-                keys.extend(t.into_iter().map(|(n, v)| (format!("{k}.{n}"), v)));
-            }
-            v => keys.push((k, v)),
-        }
-    }
-    keys
+    super::settings()
+        .into_iter()
+        .map(|(key, _, default)| (key, default))
+        .collect()
 }
 
 /// The environment variable that overrides `key`.
@@ -145,7 +137,7 @@ pub fn load(
             path: path.to_owned(),
             message: e.to_string().trim_end().to_string(),
         };
-        toml::from_str::<Settings>(&text).map_err(file_err)?;
+        toml::from_str::<Config>(&text).map_err(file_err)?;
         table = text.parse::<Table>().map_err(file_err)?;
         for (k, v) in &table {
             match v {
@@ -189,19 +181,15 @@ pub fn load(
         })?;
         sources.insert(key.clone(), Source::Flag(flag.clone()));
     }
-    let settings = Settings::deserialize(Value::Table(table)).map_err(|e| LoadError::File {
+    let config = Config::deserialize(Value::Table(table)).map_err(|e| LoadError::File {
         path: file.map_or_else(|| PathBuf::from("<merged>"), Path::to_owned),
         message: e.to_string(),
     })?;
-    let config = settings.to_config().map_err(|e| {
+    config.validate().map_err(|e| {
         let src = sources.get(e.key).cloned().unwrap_or(Source::Default);
         LoadError::Invalid(e, src)
     })?;
-    Ok(Loaded {
-        settings,
-        config,
-        sources,
-    })
+    Ok(Loaded { config, sources })
 }
 
 /// Sets `key` in `table` and checks that the table still deserializes, so
@@ -226,13 +214,14 @@ fn apply(
             table.insert(key.to_string(), value);
         }
     }
-    Settings::deserialize(Value::Table(table.clone()))
+    Config::deserialize(Value::Table(table.clone()))
         .map(drop)
-        .map_err(|e| err(e.message().to_string()))
+        .map_err(|e| err(format!("{key}: {}", e.message())))
 }
 
-/// Reads a variable's text as a value of the same kind as `like`.
-fn parse_like(raw: &str, like: &Value) -> Result<Value, String> {
+/// Reads a variable's (or a flag's) text as a value of the same kind as
+/// `like`.
+pub(super) fn parse_like(raw: &str, like: &Value) -> Result<Value, String> {
     let raw_t = raw.trim();
     Ok(match like {
         Value::String(_) => Value::String(raw.to_string()),
@@ -389,14 +378,46 @@ mod tests {
             e.contains("WSEDGE_CORES") && e.contains("not an integer"),
             "{e}"
         );
+        // A value of the wrong form: the file, its line and the key.
         let f = write("[connection]\nslow_consumer = \"maybe\"\n");
         match load(Some(&f.0), &[], &[]).unwrap_err() {
+            LoadError::File { path, message } => {
+                assert_eq!(path, f.0);
+                assert!(message.contains("line 2"), "{message}");
+                assert!(message.contains("slow_consumer"), "{message}");
+                assert!(message.contains("`close`"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        // A flag: the flag and the key.
+        let flags = [(
+            "connection.slow_consumer".to_string(),
+            Value::String("maybe".into()),
+            "--slow-consumer".to_string(),
+        )];
+        let e = load(None, &[], &flags).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--slow-consumer: connection.slow_consumer: "),
+            "{e}"
+        );
+        // A value of the right form that cannot be used: the key, and the
+        // layer it came from.
+        let f = write("[connection]\nping_interval = \"0s\"\n");
+        match load(Some(&f.0), &[], &[]).unwrap_err() {
             LoadError::Invalid(inv, Source::File(p)) => {
-                assert_eq!(inv.key, "connection.slow_consumer");
+                assert_eq!(inv.key, "connection.ping_interval");
                 assert_eq!(p, f.0);
             }
             other => panic!("{other}"),
         }
+        let e = load(None, &env(&[("WSEDGE_ADMIN_WORKERS", "0")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid setting admin.workers: must be more than 0 \
+             (from env WSEDGE_ADMIN_WORKERS)"
+        );
     }
 
     #[test]
@@ -418,7 +439,7 @@ mod tests {
             l.config.admission.origins,
             ["https://a.example", "https://*.b.example"]
         );
-        assert_eq!(l.config.conn.handshake.subprotocols, ["v2", "v1"]);
+        assert_eq!(l.config.conn.subprotocols, ["v2", "v1"]);
         assert_eq!(l.config.admission.trusted_proxies.len(), 1);
     }
 
@@ -438,8 +459,9 @@ mod tests {
         );
         assert!(text.contains("key_previous = \"\"\n"), "{text}");
         // The rendering is itself a valid file with the same settings.
-        let back: Settings = toml::from_str(&text.replace("********", "x")).unwrap();
-        assert_eq!(back.connection, l.settings.connection);
+        let back: Config = toml::from_str(&text.replace("********", "x")).unwrap();
+        assert_eq!(back.conn, l.config.conn);
+        assert_eq!(back.token.key.as_deref(), Some("x"));
     }
 
     #[test]

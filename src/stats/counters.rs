@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conn::EndReason;
-use crate::error::HandshakeError;
+use crate::error::Rejection;
 
 /// One single-writer counter.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ impl SharedCounter {
 }
 
 const N_END: usize = EndReason::ALL.len();
-const N_HS: usize = HandshakeError::ALL.len();
+const N_HS: usize = Rejection::ALL.len();
 
 /// The counters of one core.
 #[derive(Debug, Default)]
@@ -110,6 +110,9 @@ pub struct CoreCounters {
     pub throttled_msgs: Counter,
     /// Rate limit: reading paused (or closed) on the byte bucket.
     pub throttled_bytes: Counter,
+    /// Panics caught on this core (a connection closed with 1011, or a
+    /// command or accept dropped).
+    pub panics: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -137,6 +140,7 @@ pub struct Stats {
     pub request_errors: u64,
     pub throttled_msgs: u64,
     pub throttled_bytes: u64,
+    pub panics: u64,
 }
 
 impl CoreCounters {
@@ -165,6 +169,7 @@ impl CoreCounters {
             request_errors: self.request_errors.get(),
             throttled_msgs: self.throttled_msgs.get(),
             throttled_bytes: self.throttled_bytes.get(),
+            panics: self.panics.get(),
         }
     }
 }
@@ -175,9 +180,10 @@ impl Stats {
         self.ended[reason.index()]
     }
 
-    /// Upgrades refused for `err`.
-    pub fn handshake_failures(&self, err: HandshakeError) -> u64 {
-        self.handshake_failures[err.index()]
+    /// Upgrades refused for `rejection` (a [`Rejection`], or what converts
+    /// into one: a `HandshakeError`, an admission `Refusal`).
+    pub fn handshake_failures(&self, rejection: impl Into<Rejection>) -> u64 {
+        self.handshake_failures[rejection.into().index()]
     }
 
     /// Adds another snapshot into this one.
@@ -208,6 +214,7 @@ impl Stats {
         self.request_errors += o.request_errors;
         self.throttled_msgs += o.throttled_msgs;
         self.throttled_bytes += o.throttled_bytes;
+        self.panics += o.panics;
     }
 }
 
@@ -233,7 +240,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
-             dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} throttled.bytes={}",
+             dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} \
+             throttled.bytes={} panics={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
@@ -242,7 +250,8 @@ impl fmt::Display for Stats {
             self.subscriptions,
             self.request_errors,
             self.throttled_msgs,
-            self.throttled_bytes
+            self.throttled_bytes,
+            self.panics
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);
@@ -250,7 +259,7 @@ impl fmt::Display for Stats {
                 write!(f, " ended.{}={n}", r.name())?;
             }
         }
-        for e in HandshakeError::ALL {
+        for e in Rejection::ALL {
             let n = self.handshake_failures(e);
             if n > 0 {
                 write!(f, " refused.{}={n}", e.name())?;

@@ -14,12 +14,14 @@ pub fn config(cores: usize) -> Config {
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         cores,
-        drain_window: Duration::ZERO,
-        drain_timeout: Duration::from_secs(2),
         ..Config::default()
     };
+    cfg.shutdown.drain_window = Duration::ZERO;
+    cfg.shutdown.drain_timeout = Duration::from_secs(2);
     // Tests open many connections from 127.0.0.1 in a burst.
     cfg.admission.max_attempts_per_ip = 0;
+    // Many servers run at once: no admin plane unless a test asks.
+    cfg.admin.listen = None;
     cfg
 }
 
@@ -179,10 +181,7 @@ pub fn hub_config(cores: usize) -> Config {
     let mut cfg = config(cores);
     cfg.hub.dev_user_param = Some("user".into());
     cfg.hub.dev_client_publish = true;
-    cfg.admin = Some(wsedge::config::AdminConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        key: None,
-    });
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg
 }
 
@@ -223,10 +222,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `wsedge serve ARGS` and waits for its "listening" line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"))
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("binary starts");

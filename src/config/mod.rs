@@ -1,0 +1,574 @@
+//! Every setting of a wsedge server, declared once: its section, key,
+//! type, default, the reason for the default, its flag (if any) and
+//! whether it is a secret. The TOML file *is* [`Config`] (serde), and
+//! the `WSEDGE_*` variables, the flags of `wsedge serve`,
+//! `wsedge.example.toml` and `check-config` are all derived from these
+//! declarations (see [`schema`] and the `settings` module).
+//!
+//! Owns: the values, their defaults and documentation, and [`Config::validate`].
+//! Must not touch: reading files, variables or command lines (the
+//! `settings` module and the binary do that) or anything at run time.
+//!
+//! A new setting is one entry below (plus its check in
+//! [`Config::validate`] if not every value of its type is usable, and its
+//! row in README.md's table); then `wsedge check-config --example >
+//! wsedge.example.toml`.
+
+pub mod schema;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::handshake::HandshakeConfig;
+
+/// What happens when a connection's queue is over `max_pending_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Close it with 1008 "slow consumer" (default): the client reconnects
+    /// and resynchronises instead of silently missing messages.
+    #[default]
+    Close,
+    /// Drop the message for this connection and count it.
+    Drop,
+}
+
+use schema::section;
+
+/// What happens to a client over its rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePolicy {
+    /// Stop reading its socket until the bucket refills (TCP
+    /// back-pressure; nothing is lost). Default.
+    #[default]
+    Backpressure,
+    /// Close it with 1008.
+    Close,
+}
+
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+section! {
+    /// The whole server: the top-level keys and one field per section of
+    /// the file.
+    pub struct Config {
+        /// Address every core thread listens on (each core has its own
+        /// SO_REUSEPORT socket). Loopback by default: exposing a server is a
+        /// decision. Port 0 picks a free port, shared by all cores.
+        pub listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), flag = "listen";
+        /// Core threads, each owning its connections; 0 = one per available
+        /// CPU.
+        pub cores: usize = 0, flag = "cores";
+        /// Commands each core's inbox holds: deliveries from other cores and
+        /// the admin API, and the admin plane's queries. Nothing waits on a
+        /// full inbox: a delivery to it is dropped and counted
+        /// (wsedge_dropped_total{reason="inbox_full"}), a query is answered
+        /// 503. Allocated up front at 80 bytes a slot (1.25 MiB per core at
+        /// the default); absorbs a burst of that many publishes to one busy
+        /// core (at 100 000 cross-core publishes a second, 160 ms of them).
+        pub inbox_capacity: usize = 16_384, flag = "inbox-capacity";
+
+        sections {
+            /// Per-connection limits and deadlines.
+            "connection" => pub conn: ConnConfig;
+            /// Token buckets on what each client sends. 0 = no limit (the
+            /// default: the right numbers depend on your application). An unset
+            /// burst is one second's worth of the rate.
+            "rate_limit" => pub rate_limit: RateLimitConfig;
+            /// Channels and users on /ws.
+            "hub" => pub hub: HubConfig;
+            /// One-time connection tokens.
+            "token" => pub token: TokenConfig;
+            /// Who may connect, checked before the upgrade completes.
+            "admission" => pub admission: AdmissionConfig;
+            /// The admin HTTP listener: push API, /metrics, /healthz, /readyz,
+            /// the status page (/), the browser client (/client/wsedge.js) and
+            /// /demo.
+            "admin" => pub admin: AdminConfig;
+            /// Graceful shutdown on SIGTERM/SIGINT.
+            "shutdown" => pub shutdown: ShutdownConfig;
+            /// Logging.
+            "log" => pub log: LogConfig;
+        }
+    }
+}
+
+section! {
+    /// Per-connection limits and deadlines (`[connection]`), shared
+    /// read-only by every connection of a core.
+    pub struct ConnConfig {
+        /// The server pings every open connection this often: a dead peer
+        /// (cable pulled, NAT mapping gone) is found within ping_interval +
+        /// pong_timeout. 25 s stays under the 30 s idle cut of common proxies
+        /// and load balancers.
+        #[serde(with = "humantime_serde")]
+        pub ping_interval: Duration = Duration::from_secs(25), flag = "ping-interval";
+        /// After a ping the peer must send something (its pong will do)
+        /// within this long, or it is dropped.
+        #[serde(with = "humantime_serde")]
+        pub pong_timeout: Duration = Duration::from_secs(10), flag = "pong-timeout";
+        /// Close (1001) connections that send no data message for this long;
+        /// "0s" = off. Off by default: liveness is the ping's job, and
+        /// push-only clients never send.
+        #[serde(with = "schema::zero_is_off")]
+        pub idle_timeout: Option<Duration> = None, flag = "idle-timeout";
+        /// Time from accept to a complete upgrade request (slowloris guard;
+        /// answered 408), and to the decision on it when admission leaves it
+        /// pending (answered 504).
+        #[serde(with = "humantime_serde")]
+        pub handshake_timeout: Duration = Duration::from_secs(10), flag = "handshake-timeout";
+        /// How long to wait for the peer's answer to our close frame (and for
+        /// its FIN after ours) before dropping the socket.
+        #[serde(with = "humantime_serde")]
+        pub close_timeout: Duration = Duration::from_secs(5), flag = "close-timeout";
+        /// Largest frame payload accepted, in bytes (close 1009 beyond).
+        /// 16 MiB passes the Autobahn suite (its 9.* cases send single
+        /// 16 MiB frames); lower it to what your messages really need.
+        pub max_frame_size: usize = 16 << 20, flag = "max-frame-size";
+        /// Largest assembled message, in bytes (close 1009 beyond); 16 MiB
+        /// like max_frame_size.
+        pub max_message_size: usize = 16 << 20, flag = "max-message-size";
+        /// Bytes queued for one connection beyond which the server stops
+        /// reading from it until its queue drains (TCP back-pressure on
+        /// echo-style traffic).
+        pub write_budget: usize = 1 << 20, flag = "write-budget";
+        /// Bytes of pushed (hub) messages one connection may have queued
+        /// before the slow-consumer policy applies: this bounds memory per
+        /// connection.
+        pub max_pending_bytes: usize = 4 << 20, flag = "max-pending-bytes";
+        /// Slow-consumer policy: "close" closes a connection over
+        /// max_pending_bytes with 1008 so it reconnects and resyncs (nothing
+        /// is silently lost); "drop" skips messages for it and counts them.
+        pub slow_consumer: SlowConsumerPolicy = SlowConsumerPolicy::Close, flag = "slow-consumer";
+        /// Largest upgrade request head, in bytes (431 beyond).
+        pub max_request_bytes: usize = 8 * 1024, flag = "max-request-bytes";
+        /// Most upgrade request headers (431 beyond).
+        pub max_headers: usize = 32, flag = "max-headers";
+        /// Subprotocols the server accepts, most preferred first (the
+        /// `wsedge` token subprotocol is always answered when a browser uses
+        /// it).
+        pub subprotocols: Vec<String> = Vec::new(), flag = "subprotocol";
+        /// Growth step, in bytes, of the buffer that holds a frame arriving in
+        /// pieces: it grows toward the frame's announced length by at most
+        /// this much per read, so a header that announces a large frame and
+        /// never sends it costs little memory. 256 KiB: four 64 KiB reads.
+        pub buffer_growth_step: usize = 256 * 1024;
+    }
+}
+
+section! {
+    /// Per-client token buckets (`[rate_limit]`).
+    pub struct RateLimitConfig {
+        /// Data messages (and pings) per second a client may send; 0 = no
+        /// limit.
+        pub messages_per_sec: f64 = 0.0, flag = "rate-msgs";
+        /// Burst of the message bucket; 0 = one second's worth of the rate.
+        pub messages_burst: f64 = 0.0, flag = "rate-msgs-burst";
+        /// Payload bytes per second a client may send; 0 = no limit.
+        pub bytes_per_sec: f64 = 0.0, flag = "rate-bytes";
+        /// Burst of the byte bucket; 0 = one second's worth of the rate.
+        pub bytes_burst: f64 = 0.0, flag = "rate-bytes-burst";
+        /// Over a bucket: "backpressure" stops reading the client until its
+        /// bucket refills (TCP slows it down, nothing is lost); "close"
+        /// closes it with 1008.
+        pub policy: RatePolicy = RatePolicy::Backpressure, flag = "rate-policy";
+    }
+}
+
+section! {
+    /// The hub (`[hub]`, the `/ws` route).
+    pub struct HubConfig {
+        /// Most channels one connection may subscribe to.
+        pub max_subscriptions: usize = 100, flag = "max-subscriptions";
+        /// Longest channel name, in bytes, from clients and the admin API
+        /// alike.
+        pub max_channel_len: usize = crate::hub::protocol::MAX_CHANNEL_LEN,
+            flag = "max-channel-len";
+        /// INSECURE, development only: take the user id from this query
+        /// parameter of /ws (e.g. "user" for /ws?user=alice); "" = off.
+        #[serde(with = "schema::empty_is_none")]
+        pub dev_user_param: Option<String> = None, flag = "dev-user-param";
+        /// INSECURE, development only: let clients without a token publish
+        /// anywhere.
+        pub dev_client_publish: bool = false, flag = "dev-client-publish";
+    }
+}
+
+section! {
+    /// One-time connection tokens (`[token]`).
+    pub struct TokenConfig {
+        /// HMAC-SHA256 key for one-time connection tokens; "" = no tokens.
+        /// With a key, /ws requires a token (mint them with `wsedge token`,
+        /// POST /api/tokens, or the documented Python snippet). Secret:
+        /// prefer the environment (WSEDGE_TOKEN_KEY) to a file.
+        #[serde(with = "schema::empty_is_none")]
+        pub key: Option<String> = None, flag = "token-key", secret = true;
+        /// The previous key, still accepted while its tokens drain
+        /// (rotation); only beside key.
+        #[serde(with = "schema::empty_is_none")]
+        pub key_previous: Option<String> = None, flag = "token-key-previous", secret = true;
+        /// Accept /ws connections without a token even when a key is set.
+        pub optional: bool = false, flag = "token-optional";
+        /// Token ids remembered against replay (each token works once); ids
+        /// are forgotten when their token expires.
+        pub max_used: usize = 1_000_000;
+    }
+}
+
+section! {
+    /// Who may connect, checked before the upgrade completes
+    /// (`[admission]`).
+    pub struct AdmissionConfig {
+        /// Allowed Origin headers: exact (`https://app.example.com`) or a
+        /// subdomain pattern (`https://*.example.com`); empty = all.
+        pub origins: Vec<String> = Vec::new(), flag = "origin";
+        /// Connection attempts per source IP per window (429 with
+        /// Retry-After beyond); 0 = unlimited. Loopback counts too:
+        /// benchmarks set 0.
+        pub max_attempts_per_ip: u32 = 20, flag = "max-attempts-per-ip";
+        /// The window of max_attempts_per_ip (fixed, aligned).
+        #[serde(with = "humantime_serde")]
+        pub attempt_window: Duration = Duration::from_secs(60), flag = "attempt-window";
+        /// Proxies whose client_ip_header is believed for the client IP.
+        pub trusted_proxies: Vec<IpAddr> = Vec::new(), flag = "trusted-proxy";
+        /// The client-IP header trusted proxies set; its first entry is the
+        /// client IP.
+        pub client_ip_header: String = "x-forwarded-for".into(), flag = "client-ip-header";
+        /// Open connections in total (503 beyond).
+        pub max_connections: u32 = 500_000, flag = "max-connections";
+        /// Open connections per source IP (429 beyond).
+        pub max_connections_per_ip: u32 = 10_000, flag = "max-connections-per-ip";
+        /// Open connections per token user (429 beyond).
+        pub max_connections_per_user: u32 = 100, flag = "max-connections-per-user";
+    }
+}
+
+section! {
+    /// The admin plane (`[admin]`).
+    pub struct AdminConfig {
+        /// Address of the admin HTTP listener, or "off". Loopback by
+        /// default.
+        #[serde(with = "schema::addr_or_off")]
+        pub listen: Option<SocketAddr> = Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            flag = "admin";
+        /// Bearer key of the API and /metrics; required on a non-loopback
+        /// address; "" = none. Secret: prefer WSEDGE_ADMIN_KEY.
+        #[serde(with = "schema::empty_is_none")]
+        pub key: Option<String> = None, flag = "admin-key", secret = true;
+        /// Give the chat demo (/demo) a key of its own when there is no token
+        /// key. The server makes a random key at start, kept in memory only
+        /// (never printed or logged), and POST /api/demo/tokens mints
+        /// one-time 60 s tokens with it that may subscribe and publish on
+        /// "demo:*" and nothing else. Clients without a token still may not
+        /// publish. Unused when token.key is set (the demo then takes its
+        /// tokens from POST /api/tokens) or the admin listener is off.
+        /// false = no demo key (the demo can then only read).
+        pub demo: bool = true, flag = "no-demo";
+        /// Largest request body, in bytes (413 beyond): the largest message
+        /// the API can push. 1 MiB: far above a typical pushed message,
+        /// small enough that a few concurrent requests cannot hurt.
+        pub max_body_bytes: usize = 1 << 20;
+        /// Threads answering admin requests. Two: requests are short, and a
+        /// second thread keeps the API answering while one waits on a slow
+        /// client or a query; status streams have threads of their own.
+        pub workers: usize = 2;
+        /// How long a request that asks the cores (channel and user lookups,
+        /// /metrics) waits for their answers; a core that has not answered by
+        /// then is left out. 2 s: a core answers within one loop turn, so
+        /// only a stuck core takes this long.
+        #[serde(with = "humantime_serde")]
+        pub query_timeout: Duration = Duration::from_secs(2);
+    }
+}
+
+section! {
+    /// Graceful shutdown (`[shutdown]`).
+    pub struct ShutdownConfig {
+        /// On SIGTERM/SIGINT the server stops accepting, /readyz turns 503,
+        /// and the 1001 closes are spread evenly over this window so that
+        /// clients do not all reconnect to the remaining instances in the
+        /// same instant.
+        #[serde(with = "humantime_serde")]
+        pub drain_window: Duration = Duration::from_secs(10), flag = "drain-window";
+        /// After the last close was sent, the time allowed for close
+        /// handshakes.
+        #[serde(with = "humantime_serde")]
+        pub drain_timeout: Duration = Duration::from_secs(5), flag = "drain-timeout";
+    }
+}
+
+section! {
+    /// Logging (`[log]`).
+    pub struct LogConfig {
+        /// A tracing filter ("info", "debug", "wsedge=debug,info"). Debug logs
+        /// one line per connection opened and ended (ids and reasons only).
+        /// The WSEDGE_LOG variable, when set, takes precedence.
+        pub level: String = "info".into(), flag = "log-level";
+        /// Log format: "text" for people, "json" for log pipelines (one
+        /// object per line).
+        pub format: LogFormat = LogFormat::Text, flag = "log-format";
+        /// Period of the counts line.
+        #[serde(with = "humantime_serde")]
+        pub stats_interval: Duration = Duration::from_secs(60), flag = "stats-interval";
+    }
+}
+
+/// Token buckets in effect for one client (from [`RateLimitConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Data messages (and pings) per second, and the burst.
+    pub msgs_per_sec: f64,
+    pub msgs_burst: f64,
+    /// Payload bytes per second, and the burst.
+    pub bytes_per_sec: f64,
+    pub bytes_burst: f64,
+    pub policy: RatePolicy,
+}
+
+impl RateLimitConfig {
+    /// The buckets, or `None` when neither rate is limited. An unset rate
+    /// is unlimited; an unset burst is one second's worth of the rate.
+    pub fn buckets(&self) -> Option<RateLimit> {
+        if self.messages_per_sec <= 0.0 && self.bytes_per_sec <= 0.0 {
+            return None;
+        }
+        let rate = |v: f64| if v > 0.0 { v } else { f64::MAX / 4.0 };
+        let burst = |b: f64, v: f64| if b > 0.0 { b } else { rate(v) };
+        Some(RateLimit {
+            msgs_per_sec: rate(self.messages_per_sec),
+            msgs_burst: burst(self.messages_burst, self.messages_per_sec),
+            bytes_per_sec: rate(self.bytes_per_sec),
+            bytes_burst: burst(self.bytes_burst, self.bytes_per_sec),
+            policy: self.policy,
+        })
+    }
+}
+
+impl TokenConfig {
+    /// The keys a token may be signed with: the current one first, then
+    /// the previous one during a rotation.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.key
+            .iter()
+            .chain(&self.key_previous)
+            .map(String::as_str)
+    }
+}
+
+/// A value that parses but cannot be used; names the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{key}: {reason}")]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidSetting {
+    InvalidSetting {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Core threads to run: `cores`, or one per available CPU for 0.
+    pub fn core_count(&self) -> usize {
+        match self.cores {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The upgrade's limits and choices, as the protocol layer takes them
+    /// (the client-IP header is admission's: it reads it off the parsed
+    /// request, only from a trusted proxy).
+    pub fn handshake(&self) -> HandshakeConfig<'_> {
+        HandshakeConfig {
+            max_request_bytes: self.conn.max_request_bytes,
+            max_headers: self.conn.max_headers,
+            subprotocols: &self.conn.subprotocols,
+        }
+    }
+
+    /// Whether the server makes the chat demo's ephemeral key at start
+    /// (see `admin.demo`): only without a token key (with one, the demo
+    /// uses POST /api/tokens) and with the admin plane that serves it.
+    pub fn wants_demo_key(&self) -> bool {
+        self.admin.demo && self.admin.listen.is_some() && self.token.key.is_none()
+    }
+
+    /// Checks what the types alone do not: the first unusable value,
+    /// naming its key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let c = &self.conn;
+        let a = &self.admin;
+        for (key, d) in [
+            ("connection.ping_interval", c.ping_interval),
+            ("connection.pong_timeout", c.pong_timeout),
+            ("connection.handshake_timeout", c.handshake_timeout),
+            ("connection.close_timeout", c.close_timeout),
+            ("admission.attempt_window", self.admission.attempt_window),
+            ("admin.query_timeout", a.query_timeout),
+            ("log.stats_interval", self.log.stats_interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be more than 0s"));
+            }
+        }
+        for (key, v) in [
+            ("connection.max_frame_size", c.max_frame_size),
+            ("connection.max_message_size", c.max_message_size),
+            ("connection.write_budget", c.write_budget),
+            ("connection.max_pending_bytes", c.max_pending_bytes),
+            ("connection.max_request_bytes", c.max_request_bytes),
+            ("connection.buffer_growth_step", c.buffer_growth_step),
+            ("inbox_capacity", self.inbox_capacity),
+            ("hub.max_channel_len", self.hub.max_channel_len),
+            ("admin.max_body_bytes", a.max_body_bytes),
+            ("admin.workers", a.workers),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be more than 0"));
+            }
+        }
+        let r = &self.rate_limit;
+        for (key, v) in [
+            ("rate_limit.messages_per_sec", r.messages_per_sec),
+            ("rate_limit.messages_burst", r.messages_burst),
+            ("rate_limit.bytes_per_sec", r.bytes_per_sec),
+            ("rate_limit.bytes_burst", r.bytes_burst),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(key, "must be a number ≥ 0"));
+            }
+        }
+        if self.token.key.is_none() && self.token.key_previous.is_some() {
+            return Err(invalid(
+                "token.key_previous",
+                "set only during a rotation, beside token.key",
+            ));
+        }
+        if let Some(listen) = a.listen {
+            if a.key.is_none() && !listen.ip().is_loopback() {
+                return Err(invalid(
+                    "admin.key",
+                    "required when admin.listen is not a loopback address",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let key = |cfg: &Config| cfg.validate().unwrap_err().key;
+        let mut c = Config::default();
+        c.admin.listen = Some("0.0.0.0:9090".parse().unwrap());
+        assert_eq!(key(&c), "admin.key");
+        c.admin.key = Some("k".into());
+        assert!(c.validate().is_ok());
+        let mut c = Config::default();
+        c.conn.ping_interval = Duration::ZERO;
+        assert_eq!(key(&c), "connection.ping_interval");
+        let mut c = Config::default();
+        c.conn.buffer_growth_step = 0;
+        assert_eq!(key(&c), "connection.buffer_growth_step");
+        let mut c = Config::default();
+        c.admin.workers = 0;
+        assert_eq!(key(&c), "admin.workers");
+        let mut c = Config::default();
+        c.token.key_previous = Some("old".into());
+        assert_eq!(key(&c), "token.key_previous");
+        let mut c = Config::default();
+        c.rate_limit.bytes_burst = f64::NAN;
+        assert_eq!(key(&c), "rate_limit.bytes_burst");
+    }
+
+    #[test]
+    fn the_demo_key_is_wanted_only_without_a_token_key_and_with_the_admin_plane() {
+        assert!(Config::default().wants_demo_key());
+        let mut c = Config::default();
+        c.admin.demo = false;
+        assert!(!c.wants_demo_key());
+        let mut c = Config::default();
+        c.token.key = Some("k".into());
+        assert!(!c.wants_demo_key());
+        let mut c = Config::default();
+        c.admin.listen = None;
+        assert!(!c.wants_demo_key());
+    }
+
+    #[test]
+    fn a_message_rate_alone_limits_messages_only() {
+        let mut r = RateLimitConfig::default();
+        assert_eq!(r.buckets(), None);
+        r.messages_per_sec = 10.0;
+        let rl = r.buckets().unwrap();
+        assert_eq!((rl.msgs_per_sec, rl.msgs_burst), (10.0, 10.0));
+        assert!(rl.bytes_per_sec > 1e300);
+    }
+
+    #[test]
+    fn token_keys_come_current_first() {
+        let mut t = TokenConfig::default();
+        assert_eq!(t.keys().count(), 0);
+        t.key = Some("new".into());
+        t.key_previous = Some("old".into());
+        assert_eq!(t.keys().collect::<Vec<_>>(), ["new", "old"]);
+    }
+
+    #[test]
+    fn debug_masks_secrets() {
+        let mut c = Config::default();
+        c.token.key = Some("sekrit-1".into());
+        c.admin.key = Some("sekrit-2".into());
+        let text = format!("{c:?}");
+        assert!(!text.contains("sekrit"), "{text}");
+        assert!(text.contains("key: ********"), "{text}");
+        assert!(text.contains("max_subscriptions: 100"), "{text}");
+    }
+
+    #[test]
+    fn the_schema_lists_every_field_once_with_its_docs() {
+        let table = toml::Table::try_from(Config::default()).unwrap();
+        let mut declared = 0;
+        for section in Config::SECTIONS {
+            let values = match section.name {
+                "" => &table,
+                name => table.get(name).and_then(|v| v.as_table()).unwrap(),
+            };
+            for s in section.settings {
+                declared += 1;
+                assert!(values.contains_key(s.name), "{} not serialized", s.name);
+                assert!(s.doc().next().is_some(), "{} has no doc", s.name);
+            }
+            let plain = values.values().filter(|v| !v.is_table()).count();
+            assert_eq!(plain, section.settings.len(), "[{}]", section.name);
+        }
+        let sections = table.values().filter(|v| v.is_table()).count();
+        assert_eq!(sections + 1, Config::SECTIONS.len());
+        assert!(declared >= 48, "{declared}");
+    }
+}
