@@ -17,8 +17,8 @@ use common::*;
 use crossbeam_channel::Receiver;
 use wsedge::admission::{DeferHook, Refusal, Ticket, Verdict};
 use wsedge::conn::EndReason;
-use wsedge::inbox::Command;
 use wsedge::error::Rejection;
+use wsedge::inbox::Command;
 use wsedge::{Config, Server};
 
 /// A server whose admission defers every upgrade whose query is

@@ -543,7 +543,11 @@ mod tests {
         hub.admitted(1, Some("ann".into()), Some(grants));
         hub.upgrading(1, Some("user=mallory"));
         hub.opened(1);
-        assert_eq!(hub.user(1).map(|u| &**u), Some("ann"), "a token's user wins");
+        assert_eq!(
+            hub.user(1).map(|u| &**u),
+            Some("ann"),
+            "a token's user wins"
+        );
         let now = Instant::now();
         let code = |out: Output| -> String {
             let v: serde_json::Value = serde_json::from_str(text(&out.reply.unwrap())).unwrap();
