@@ -39,7 +39,16 @@
 //! before), or a retired one (the retire happened before the new entry was
 //! interned, under the same lock, so the flag is seen and the name looked
 //! up again), or an absent mark whose epoch has moved on (looked up
-//! again). No path returns the old mask. Rejected alternatives: a
+//! again). No path returns the old mask. An answer found stale again right
+//! after its look-up can only be about a name that changed meanwhile (an
+//! acked member keeps its entry current), so a publisher then takes it as
+//! "no other core" rather than looping. The control plane
+//! (`HubHandle`) reads the map itself, under the shard's read lock: it is
+//! not a core and not on the per-message path. The one way an acked
+//! subscriber still misses a publish is a full inbox at its core, where
+//! the delivery is dropped and counted (see [`crate::inbox`]).
+//!
+//! Rejected alternatives: a
 //! per-core snapshot updated by messages would need every core to
 //! acknowledge an update before the subscriber's ack (a round trip across
 //! all cores per first subscription); `arc-swap` RCU of the whole map
@@ -60,9 +69,9 @@ pub type CoreMask = u64;
 pub const MAX_CORES: usize = 64;
 
 /// Most names a core caches without members of its own (≈ 100 B each
-/// with the name):
-/// a core publishing to more distinct channels than this looks some up
-/// again (one read lock each), and never holds more than ≈ 1 MiB for it.
+/// with the name): a core publishing to more distinct channels than this
+/// looks some up again (one read lock each), and never holds more than
+/// ≈ 1 MiB for them.
 pub const CACHE_CAP: usize = 8_192;
 
 /// The interned, shared state of one name.
