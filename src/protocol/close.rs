@@ -6,9 +6,9 @@
 
 use bytes::BytesMut;
 
+use super::error::ProtocolError;
 use super::frame::{encode_frame, OpCode};
 use super::utf8;
-use crate::error::ProtocolError;
 
 /// Well-known close codes used by the server.
 pub mod code {

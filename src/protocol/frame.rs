@@ -13,8 +13,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::error::ProtocolError;
 use super::mask::apply_mask;
-use crate::error::ProtocolError;
 
 /// Frame opcodes (RFC 6455 §5.2). Reserved values are rejected at parse time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use std::ops::Range;
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::{Answer, HandshakeError};
+use super::error::{Answer, HandshakeError};
 
 /// Limits and choices for the upgrade, borrowed from the configuration
 /// (`Config::handshake`).
