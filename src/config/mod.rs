@@ -71,6 +71,11 @@ section! {
         /// Core threads, each owning its connections; 0 = one per available
         /// CPU.
         pub cores: usize = 0, flag = "cores";
+        /// Pin core thread i to the i-th CPU the process may run on (its
+        /// sched_getaffinity set, so a `taskset` mask is respected; wraps
+        /// around when there are more cores than CPUs). Each core logs the
+        /// CPU it got; a failed pin is a warning and the core runs unpinned.
+        pub pin_cores: bool = false, flag = "pin-cores";
         /// Commands each core's inbox holds: deliveries from other cores and
         /// the admin API, and the admin plane's queries. Nothing waits on a
         /// full inbox: a delivery to it is dropped and counted

@@ -101,7 +101,19 @@ impl Cores {
     ) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
         assert_eq!(hubs.len(), self.seats.len(), "one hub per core");
         let mut threads = Vec::with_capacity(self.seats.len());
+        // The CPUs this process may run on, read once before any core
+        // thread exists (each core then narrows only its own thread).
+        let cpus = if cfg.pin_cores {
+            let cpus = core_affinity::get_core_ids().unwrap_or_default();
+            if cpus.is_empty() {
+                tracing::warn!("pin_cores: could not read the allowed CPUs; cores run unpinned");
+            }
+            cpus
+        } else {
+            Vec::new()
+        };
         for (i, (seat, hub)) in self.seats.into_iter().zip(hubs).enumerate() {
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
             let core = Core::new(
                 i,
                 cfg.clone(),
@@ -117,6 +129,9 @@ impl Cores {
                 .name(format!("wsedge-core-{i}"))
                 .spawn(move || {
                     crate::panics::own_thread();
+                    if let Some(cpu) = cpu {
+                        pin(i, cpu);
+                    }
                     // Panics in a connection's handling are contained
                     // inside `run`; one here (the loop's own bookkeeping)
                     // ends this core: its sockets close, the others go on.
@@ -143,5 +158,19 @@ impl Cores {
             threads.push(thread);
         }
         Ok(threads)
+    }
+}
+
+/// Pins the calling core thread to `cpu`, logging the outcome; a failure
+/// leaves the thread unpinned and the core runs on.
+fn pin(core: usize, cpu: core_affinity::CoreId) {
+    if core_affinity::set_for_current(cpu) {
+        tracing::info!(core, cpu = cpu.id, "core pinned");
+    } else {
+        tracing::warn!(
+            core,
+            cpu = cpu.id,
+            "pin_cores: could not pin this core; it runs unpinned"
+        );
     }
 }
