@@ -193,6 +193,16 @@ fn read_body(
     RawValue::from_string(text).map_err(|_| error(400, "bad_json", "body is not JSON"))
 }
 
+/// The body read as [`read_body`] does, then deserialized into `T` (400
+/// with serde's reason when it does not fit).
+fn read_json<T: serde::de::DeserializeOwned>(
+    req: &mut Request,
+    ctx: &AdminCtx,
+) -> Result<T, Response<io::Cursor<Vec<u8>>>> {
+    let body = read_body(req, ctx)?;
+    serde_json::from_str(body.get()).map_err(|e| error(400, "bad_request", &e.to_string()))
+}
+
 /// "METHOD /path" of a request, without the query (it may carry the key).
 fn request_target(req: &Request) -> String {
     let path = req.url().split('?').next().unwrap_or("");
@@ -544,13 +554,9 @@ fn mint_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec<u8>>
             "the server has no token key configured",
         );
     };
-    let body = match read_body(req, ctx) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let ask: Ask = match serde_json::from_str(body.get()) {
+    let ask: Ask = match read_json(req, ctx) {
         Ok(a) => a,
-        Err(e) => return error(400, "bad_request", &e.to_string()),
+        Err(resp) => return resp,
     };
     if ask.user.is_empty() || ask.user.len() > 256 {
         return error(400, "bad_user", "user must be 1 to 256 bytes");
@@ -585,13 +591,9 @@ fn mint_demo_token(req: &mut Request, ctx: &AdminCtx) -> Response<io::Cursor<Vec
     let Some(key) = &ctx.view.demo_key else {
         return error(404, "not_found", "no such endpoint (admin.demo is off)");
     };
-    let body = match read_body(req, ctx) {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
-    let ask: Ask = match serde_json::from_str(body.get()) {
+    let ask: Ask = match read_json(req, ctx) {
         Ok(a) => a,
-        Err(e) => return error(400, "bad_request", &e.to_string()),
+        Err(resp) => return resp,
     };
     if !demo::valid_user(&ask.user) {
         return error(

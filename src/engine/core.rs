@@ -787,7 +787,13 @@ impl Core {
     }
 
     fn remove(&mut self, key: usize) {
-        // `finally`: whatever path led here, no index keeps it.
+        // Dropped without having ended: the drain timeout.
+        self.take_out(key, EndReason::Shutdown);
+    }
+
+    /// `finally`: whatever path led here, no index keeps `key`. A
+    /// connection that never reported its end is counted as `unended`.
+    fn take_out(&mut self, key: usize, unended: EndReason) {
         let member = self.hub.remove(key);
         let mut slot = self.conns.remove(key);
         if slot.admitted {
@@ -803,8 +809,7 @@ impl Core {
             self.panicked.retain(|&(k, _)| k != key);
         }
         if slot.conn.end_reason().is_none() {
-            // Dropped without having ended (drain timeout).
-            self.counters.ended[EndReason::Shutdown.index()].add(1);
+            self.counters.ended[unended.index()].add(1);
         }
         self.counters.open.sub(1);
         if self.accept_retry_at.is_some() {
@@ -935,22 +940,9 @@ impl Core {
     /// A connection that panicked twice: out of every index and the slab
     /// without another call into its state machine.
     fn remove_after_panics(&mut self, key: usize) {
+        // Its own lists may be half-updated: sweep every index for it.
         self.hub.forget(key);
-        let member = self.hub.remove(key);
-        let mut slot = self.conns.remove(key);
-        self.panicked.retain(|&(k, _)| k != key);
-        if slot.admitted {
-            let user = member.as_ref().and_then(|m| m.token_user());
-            self.admission.release(slot.ip, user);
-        }
-        if let Some((tk, _)) = slot.timer.take() {
-            self.wheel.cancel(tk);
-        }
-        let _ = self.poll.registry().deregister(&mut slot.stream);
-        if slot.conn.end_reason().is_none() {
-            self.counters.ended[EndReason::InternalError.index()].add(1);
-        }
-        self.counters.open.sub(1);
+        self.take_out(key, EndReason::InternalError);
     }
 
     /// Makes sure the wheel holds an entry no later than the connection's
