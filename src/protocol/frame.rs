@@ -201,13 +201,34 @@ pub struct Frame {
     pub streamed: usize,
 }
 
-/// The header of a frame whose payload is still arriving.
+/// The header of a frame whose payload is still arriving, flattened (24
+/// bytes, not the 32 of a `FrameHeader` and two `usize`s: it sits in every
+/// connection).
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    header: FrameHeader,
-    header_len: usize,
+    payload_len: u64,
     /// Payload bytes already unmasked in place (and handed out).
-    unmasked: usize,
+    unmasked: u64,
+    mask: Option<[u8; 4]>,
+    fin: bool,
+    opcode: OpCode,
+    /// At most 14.
+    header_len: u8,
+}
+
+impl Pending {
+    fn header(&self) -> FrameHeader {
+        FrameHeader {
+            fin: self.fin,
+            opcode: self.opcode,
+            mask: self.mask,
+            payload_len: self.payload_len,
+        }
+    }
+
+    fn header_len(&self) -> usize {
+        usize::from(self.header_len)
+    }
 }
 
 /// Streaming frame parser for one connection.
@@ -233,15 +254,15 @@ impl FrameDecoder {
     }
 
     /// Header of the frame currently arriving, if its header is complete.
-    pub fn pending_header(&self) -> Option<&FrameHeader> {
-        self.pending.as_ref().map(|p| &p.header)
+    pub fn pending_header(&self) -> Option<FrameHeader> {
+        self.pending.as_ref().map(Pending::header)
     }
 
     /// Total wire length of the frame currently arriving, if known.
     pub fn pending_frame_len(&self) -> Option<usize> {
         self.pending
             .as_ref()
-            .map(|p| p.header_len + p.header.payload_len as usize)
+            .map(|p| p.header_len() + p.payload_len as usize)
     }
 
     fn header(&mut self, buf: &[u8]) -> Result<Option<Pending>, ProtocolError> {
@@ -252,9 +273,12 @@ impl FrameDecoder {
             return Ok(None);
         };
         let p = Pending {
-            header,
-            header_len,
+            payload_len: header.payload_len,
             unmasked: 0,
+            mask: header.mask,
+            fin: header.fin,
+            opcode: header.opcode,
+            header_len: header_len as u8,
         };
         self.pending = Some(p);
         Ok(Some(p))
@@ -269,21 +293,22 @@ impl FrameDecoder {
             return Ok(None);
         };
         // payload_len <= max_frame, which the caller sized to fit in memory.
-        let total = p.header_len + p.header.payload_len as usize;
+        let total = p.header_len() + p.payload_len as usize;
         if buf.len() < total {
             return Ok(None);
         }
         self.pending = None;
         let mut payload = buf.split_to(total);
-        payload.advance(p.header_len);
-        if let Some(key) = p.header.mask {
-            apply_mask(&mut payload[p.unmasked..], key, p.unmasked);
+        payload.advance(p.header_len());
+        let unmasked = p.unmasked as usize;
+        if let Some(key) = p.mask {
+            apply_mask(&mut payload[unmasked..], key, unmasked);
         }
         Ok(Some(Frame {
-            fin: p.header.fin,
-            opcode: p.header.opcode,
+            fin: p.fin,
+            opcode: p.opcode,
             payload: payload.freeze(),
-            streamed: p.unmasked,
+            streamed: unmasked,
         }))
     }
 
@@ -292,17 +317,17 @@ impl FrameDecoder {
     /// them with the header. Call only after `decode` returned `Ok(None)`.
     pub fn unmask_partial<'a>(&mut self, buf: &'a mut BytesMut) -> Option<(FrameHeader, &'a [u8])> {
         let p = self.pending.as_mut()?;
-        let start = p.header_len + p.unmasked;
-        let end = buf.len().min(p.header_len + p.header.payload_len as usize);
+        let start = p.header_len() + p.unmasked as usize;
+        let end = buf.len().min(p.header_len() + p.payload_len as usize);
         if end <= start {
-            return Some((p.header, &[]));
+            return Some((p.header(), &[]));
         }
         let piece = &mut buf[start..end];
-        if let Some(key) = p.header.mask {
-            apply_mask(piece, key, p.unmasked);
+        if let Some(key) = p.mask {
+            apply_mask(piece, key, p.unmasked as usize);
         }
-        p.unmasked += piece.len();
-        Some((p.header, &buf[start..end]))
+        p.unmasked += piece.len() as u64;
+        Some((p.header(), &buf[start..end]))
     }
 }
 
