@@ -84,8 +84,8 @@ pub(super) struct Slot {
     /// Generation of this slab entry, so a timer for a removed connection
     /// can never reach a new one that reuses the key.
     pub(super) gen: u32,
-    /// The wheel entry and the tick it fires at.
-    timer: Option<(TimerKey, u64)>,
+    /// The wheel entry (the wheel keeps the tick it fires at).
+    timer: Option<TimerKey>,
     /// Reading stopped for back-pressure; resume when the queue drains.
     read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
@@ -795,7 +795,7 @@ impl Core {
             let user = member.as_ref().and_then(|m| m.token_user());
             self.admission.release(slot.ip, user);
         }
-        if let Some((tk, _)) = slot.timer.take() {
+        if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
@@ -943,7 +943,7 @@ impl Core {
             let user = member.as_ref().and_then(|m| m.token_user());
             self.admission.release(slot.ip, user);
         }
-        if let Some((tk, _)) = slot.timer.take() {
+        if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
@@ -962,17 +962,14 @@ impl Core {
         };
         let tick = self.tick_ceil(at);
         let slot = &mut self.conns[key];
-        match slot.timer {
-            Some((_, t)) if t <= tick => {}
-            Some((tk, _)) => {
-                self.wheel.cancel(tk);
-                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
-                slot.timer = Some((tk, tick));
-            }
-            None => {
-                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
-                slot.timer = Some((tk, tick));
+        if let Some(tk) = slot.timer {
+            match self.wheel.when(tk) {
+                Some(t) if t <= tick => return,
+                _ => {
+                    self.wheel.cancel(tk);
+                }
             }
         }
+        slot.timer = Some(self.wheel.insert(tick, (key as u32, slot.gen)));
     }
 }
