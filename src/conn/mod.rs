@@ -47,7 +47,7 @@ pub mod reason;
 pub mod testing;
 
 use std::io::IoSlice;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -102,11 +102,62 @@ pub struct Tally {
 /// frame encoder's arena, the counters it folds in once per loop turn).
 pub struct Ctx<'a> {
     pub now: Instant,
+    /// Tick 0 of the connection's deadlines (the core's start): the same
+    /// for every call into one connection. See [`Tick`].
+    pub epoch: Instant,
     /// The server's settings (the connection reads `conn`, `rate_limit`
     /// and what the handshake needs).
     pub cfg: &'a Config,
     pub enc: &'a mut FrameEncoder,
     pub tally: &'a mut Tally,
+}
+
+/// A deadline as whole milliseconds since [`Ctx::epoch`], in 32 bits (4
+/// bytes where an `Instant` takes 16). It wraps after ≈49.7 days, so ticks
+/// are compared by their wrapping difference ([`reached`]), which is right
+/// while every deadline is less than 2^31 ms (≈24.8 days) from now: the
+/// settings keep every connection timeout at most [`MAX_TIMEOUT`].
+///
+/// A deadline `now + d` is stored rounded *up* to its tick and is due once
+/// the current tick (rounded down) reaches it: it never fires early, and at
+/// most 1 ms late — the core's timing wheel rounds the same way.
+pub type Tick = u32;
+
+/// The longest connection timeout the settings accept (see [`Tick`]).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// `t` as a tick, rounded down (a deadline at or before it is due).
+fn tick_floor(epoch: Instant, t: Instant) -> Tick {
+    // Truncation to 32 bits is the wrap.
+    t.saturating_duration_since(epoch).as_millis() as Tick
+}
+
+/// `t` as a tick, rounded up (a deadline there is never early).
+fn tick_ceil(epoch: Instant, t: Instant) -> Tick {
+    ceil_ms(t.saturating_duration_since(epoch))
+}
+
+/// Whether deadline `at` is due at tick `now` (wrapping comparison).
+fn reached(now: Tick, at: Tick) -> bool {
+    now.wrapping_sub(at) as i32 >= 0
+}
+
+/// `d` in whole milliseconds, rounded up (wrapping to 32 bits).
+fn ceil_ms(d: Duration) -> Tick {
+    let up = u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    (d.as_millis() + up) as Tick
+}
+
+impl Ctx<'_> {
+    /// The current tick, rounded down.
+    fn tick(&self) -> Tick {
+        tick_floor(self.epoch, self.now)
+    }
+
+    /// The tick of `now + d`, rounded up.
+    fn deadline(&self, d: Duration) -> Tick {
+        tick_ceil(self.epoch, self.now + d)
+    }
 }
 
 /// Where a connection is in its life. It only moves down this list.
@@ -179,10 +230,14 @@ pub struct Conn {
     refused: Option<Rejection>,
     /// Deadline of the current phase: handshake (and decision), close
     /// answer, or final flush.
-    phase_deadline: Instant,
-    next_ping: Instant,
-    pong_deadline: Option<Instant>,
-    last_message: Instant,
+    phase_deadline: Tick,
+    next_ping: Tick,
+    /// Meaningful while `awaiting_pong`.
+    pong_deadline: Tick,
+    /// A ping is out and nothing came back since.
+    awaiting_pong: bool,
+    /// Rounded up, so the idle deadline from it is never early.
+    last_message: Tick,
     end: Option<EndReason>,
     /// Rate limiter, only when limits are configured.
     limiter: Option<Box<Limiter>>,
@@ -200,7 +255,8 @@ struct Limiter {
 
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(now: Instant, config: &Config) -> Self {
+    /// `epoch` is tick 0 of its deadlines (see [`Tick`]).
+    pub fn new(now: Instant, epoch: Instant, config: &Config) -> Self {
         let cfg = &config.conn;
         Self {
             phase: Phase::Handshake,
@@ -213,10 +269,11 @@ impl Conn {
             out: OutQueue::default(),
             upgrade: None,
             refused: None,
-            phase_deadline: now + cfg.handshake_timeout,
-            next_ping: now,
-            pong_deadline: None,
-            last_message: now,
+            phase_deadline: tick_ceil(epoch, now + cfg.handshake_timeout),
+            next_ping: 0,
+            pong_deadline: 0,
+            awaiting_pong: false,
+            last_message: 0,
             end: None,
             limiter: config.rate_limit.buckets().map(|r| {
                 Box::new(Limiter {
@@ -322,22 +379,32 @@ impl Conn {
         }
     }
 
-    /// The next instant at which [`Conn::handle_timeout`] has work to do.
-    pub fn poll_timeout(&self, cfg: &ConnConfig) -> Option<Instant> {
+    /// The next instant at which [`Conn::handle_timeout`] has work to do
+    /// (a whole millisecond after `epoch`, but for a rate-limit pause: see
+    /// [`Tick`]), seen at `now` with deadlines counted from `epoch` (as in
+    /// [`Ctx`]).
+    pub fn poll_timeout(&self, cfg: &ConnConfig, epoch: Instant, now: Instant) -> Option<Instant> {
+        // Ticks back to instants, by their (wrapping) distance from now.
+        let since = now.saturating_duration_since(epoch).as_millis() as i128;
+        let now_tick = since as Tick;
+        let at = |t: Tick| {
+            let ms = since + i128::from(t.wrapping_sub(now_tick) as i32);
+            epoch + Duration::from_millis(ms.max(0) as u64)
+        };
         match self.phase {
             Phase::Handshake | Phase::Deciding | Phase::Closing | Phase::Closed => {
-                Some(self.phase_deadline)
+                Some(at(self.phase_deadline))
             }
             Phase::Open => {
-                let mut t = self.next_ping;
+                let mut t = at(self.next_ping);
                 if let Some(p) = self.limiter.as_ref().and_then(|l| l.paused_until) {
                     t = t.min(p);
                 }
-                if let Some(p) = self.pong_deadline {
-                    t = t.min(p);
+                if self.awaiting_pong {
+                    t = t.min(at(self.pong_deadline));
                 }
                 if let Some(idle) = cfg.idle_timeout {
-                    t = t.min(self.last_message + idle);
+                    t = t.min(at(self.last_message.wrapping_add(ceil_ms(idle))));
                 }
                 Some(t)
             }
@@ -357,7 +424,7 @@ impl Conn {
     /// flush to a peer that does not read. Dead at once if nothing waits.
     fn enter_closed(&mut self, ctx: &mut Ctx<'_>) {
         self.phase = Phase::Closed;
-        self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
+        self.phase_deadline = ctx.deadline(ctx.cfg.conn.close_timeout);
         self.assembly = None;
         self.rx = BytesMut::new();
         self.rx_borrowed = false;
@@ -384,7 +451,7 @@ impl Conn {
                 ctx.tally.frames_out += 1;
                 self.end(why);
                 self.phase = Phase::Closing;
-                self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
+                self.phase_deadline = ctx.deadline(ctx.cfg.conn.close_timeout);
                 self.assembly = None;
             }
             Phase::Handshake | Phase::Deciding => self.die(why),
@@ -480,11 +547,12 @@ impl Conn {
     /// that ends here lets buffered input be parsed: poll events after it.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        let tick = ctx.tick();
         match self.phase {
-            Phase::Handshake if now >= self.phase_deadline => {
+            Phase::Handshake if reached(tick, self.phase_deadline) => {
                 self.refuse(Rejection::Timeout, ctx);
             }
-            Phase::Deciding if now >= self.phase_deadline => {
+            Phase::Deciding if reached(tick, self.phase_deadline) => {
                 self.refuse(Rejection::DecisionTimeout, ctx);
             }
             Phase::Open => {
@@ -493,7 +561,7 @@ impl Conn {
                         l.paused_until = None;
                     }
                 }
-                if self.pong_deadline.is_some_and(|d| now >= d) {
+                if self.awaiting_pong && reached(tick, self.pong_deadline) {
                     // Best effort: the driver tries one write before dropping.
                     self.out
                         .push(ctx.enc.close(code::GOING_AWAY, "pong timeout"));
@@ -501,7 +569,7 @@ impl Conn {
                     return;
                 }
                 if let Some(idle) = ctx.cfg.conn.idle_timeout {
-                    if now >= self.last_message + idle {
+                    if reached(tick, self.last_message.wrapping_add(ceil_ms(idle))) {
                         self.close(
                             code::GOING_AWAY,
                             "idle timeout",
@@ -511,24 +579,25 @@ impl Conn {
                         return;
                     }
                 }
-                if now >= self.next_ping {
+                if reached(tick, self.next_ping) {
                     // Quiet since the last tick: give back the out-queue's
                     // ring (the ping itself needs none).
                     self.out.release_idle();
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;
-                    self.next_ping = now + ctx.cfg.conn.ping_interval;
-                    if self.pong_deadline.is_none() {
-                        self.pong_deadline = Some(now + ctx.cfg.conn.pong_timeout);
+                    self.next_ping = ctx.deadline(ctx.cfg.conn.ping_interval);
+                    if !self.awaiting_pong {
+                        self.awaiting_pong = true;
+                        self.pong_deadline = ctx.deadline(ctx.cfg.conn.pong_timeout);
                     }
                 }
             }
-            Phase::Closing if now >= self.phase_deadline => {
+            Phase::Closing if reached(tick, self.phase_deadline) => {
                 self.end(EndReason::CloseTimeout);
                 self.enter_closed(ctx);
             }
-            Phase::Closed if now >= self.phase_deadline => {
+            Phase::Closed if reached(tick, self.phase_deadline) => {
                 self.die(EndReason::CloseTimeout);
             }
             _ => {}
@@ -547,7 +616,7 @@ impl Conn {
             input.clear();
             return;
         }
-        self.pong_deadline = None;
+        self.awaiting_pong = false;
         if self.rx.is_empty() {
             // Parsed straight from the core's block; copied only if a tail
             // must be kept (see `keep_partial`).
@@ -664,8 +733,8 @@ impl Conn {
         self.out.push(resp.freeze());
         self.phase = Phase::Open;
         self.report |= REPORT_OPENED;
-        self.next_ping = ctx.now + ctx.cfg.conn.ping_interval;
-        self.last_message = ctx.now;
+        self.next_ping = ctx.deadline(ctx.cfg.conn.ping_interval);
+        self.last_message = tick_ceil(ctx.epoch, ctx.now);
     }
 
     /// Refuses the upgrade: answers the rejection's status with a short
@@ -881,7 +950,7 @@ impl Conn {
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> Option<Event> {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);
-        self.last_message = ctx.now;
+        self.last_message = tick_ceil(ctx.epoch, ctx.now);
         (self.phase == Phase::Open).then_some(Event::Message { text, payload })
     }
 }

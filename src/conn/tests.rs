@@ -227,6 +227,44 @@ fn liveness_deadlines_in_virtual_time() {
     );
 }
 
+/// Deadlines are whole milliseconds after the epoch, rounded up: one that
+/// falls inside a millisecond fires at its end, never before it.
+#[test]
+fn deadlines_round_up_to_the_tick_and_never_fire_early() {
+    let cfg = ConnConfig {
+        ping_interval: Duration::from_secs(25),
+        pong_timeout: Duration::from_secs(10),
+        ..ConnConfig::default()
+    };
+    let mut d = Driver::new(cfg);
+    let mut app = Echo::recording(Admit::Accept);
+    // Open 0.3 ms into tick 0: the first ping is due at 25 000.3 ms,
+    // stored as tick 25 001.
+    d.advance(Duration::from_micros(300), &mut app);
+    d.feed(UPGRADE, &mut app);
+    d.take_out();
+    let epoch = d.epoch;
+    assert_eq!(
+        d.poll_timeout(),
+        Some(epoch + Duration::from_millis(25_001))
+    );
+    // At 25 000.9 ms the ping is not due yet (the exact deadline is past,
+    // its tick is not: late by less than a tick, never early).
+    d.advance_to(epoch + Duration::from_micros(25_000_900), &mut app);
+    assert!(d.take_out().is_empty(), "no ping before its tick");
+    d.advance_to(epoch + Duration::from_millis(25_001), &mut app);
+    assert_eq!(d.take_out(), vec![0x89, 0x00], "ping on its tick");
+    // The pong deadline: 25 001 + 10 000 ms exactly (on a tick).
+    assert_eq!(
+        d.poll_timeout(),
+        Some(epoch + Duration::from_millis(35_001))
+    );
+    d.advance_to(epoch + Duration::from_micros(35_000_999), &mut app);
+    assert_eq!(d.conn.phase(), Phase::Open);
+    d.advance_to(epoch + Duration::from_millis(35_001), &mut app);
+    assert_eq!(d.conn.end_reason(), Some(EndReason::PingTimeout));
+}
+
 #[test]
 fn handshake_timeout_answers_408() {
     let cfg = ConnConfig {

@@ -58,6 +58,7 @@ macro_rules! ctx {
     ($core:expr, $now:expr) => {
         Ctx {
             now: $now,
+            epoch: $core.start,
             cfg: &$core.cfg,
             enc: &mut $core.enc,
             tally: &mut $core.tally,
@@ -169,7 +170,8 @@ pub(crate) struct Core {
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
     wheel: TimingWheel<(u32, u32)>,
-    start: Instant,
+    /// Tick 0 of the wheel and of every connection's deadlines.
+    pub(super) start: Instant,
     next_gen: u32,
     rx: BytesMut,
     pub(super) enc: FrameEncoder,
@@ -404,7 +406,7 @@ impl Core {
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
-                        conn: Conn::new(now, &self.cfg),
+                        conn: Conn::new(now, self.start, &self.cfg),
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
@@ -414,7 +416,7 @@ impl Core {
                         route: None,
                     });
                     self.counters.open.add(1);
-                    self.schedule(key);
+                    self.schedule(key, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -782,7 +784,7 @@ impl Core {
         if slot.conn.is_dead() {
             self.remove(key);
         } else {
-            self.schedule(key);
+            self.schedule(key, now);
         }
     }
 
@@ -956,8 +958,11 @@ impl Core {
     /// Makes sure the wheel holds an entry no later than the connection's
     /// next deadline. An entry that is earlier is kept: it fires, finds
     /// nothing due, and is rescheduled (cheaper than a cancel per message).
-    fn schedule(&mut self, key: usize) {
-        let Some(at) = self.conns[key].conn.poll_timeout(&self.cfg.conn) else {
+    fn schedule(&mut self, key: usize, now: Instant) {
+        let Some(at) = self.conns[key]
+            .conn
+            .poll_timeout(&self.cfg.conn, self.start, now)
+        else {
             return;
         };
         let tick = self.tick_ceil(at);
@@ -971,5 +976,26 @@ impl Core {
             }
         }
         slot.timer = Some(self.wheel.insert(tick, (key as u32, slot.gen)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs is mostly these sizes (PERF.md,
+    /// "Memory per idle connection"): they must not grow unnoticed.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn per_connection_sizes_stay_small() {
+        use std::mem::size_of;
+        let sizes = [
+            ("Conn", size_of::<Conn>()),
+            ("Slot", size_of::<Slot>()),
+            ("FrameDecoder", size_of::<crate::protocol::FrameDecoder>()),
+            ("OutQueue", size_of::<crate::conn::OutQueue>()),
+        ];
+        eprintln!("{sizes:?}");
+        assert!(size_of::<Conn>() <= 400, "{sizes:?}");
     }
 }
