@@ -263,7 +263,7 @@ impl Conn {
             report: 0,
             rx: BytesMut::new(),
             rx_borrowed: false,
-            decoder: FrameDecoder::new(Role::Server, cfg.max_frame_size as u64),
+            decoder: FrameDecoder::new(Role::Server),
             assembly: None,
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
@@ -786,7 +786,7 @@ impl Conn {
     /// used up, or parsing must wait.
     fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> Option<Event> {
         while self.may_parse(&ctx.cfg.conn) {
-            match self.decoder.decode(buf) {
+            match self.decoder.decode(buf, ctx.cfg.conn.max_frame_size as u64) {
                 Ok(Some(frame)) => {
                     ctx.tally.frames_in += 1;
                     match self.on_frame(frame, ctx) {

@@ -237,18 +237,20 @@ impl Pending {
 /// until it returns `Ok(None)`. The buffer must keep the bytes of an
 /// incomplete frame, unchanged, between calls.
 #[derive(Debug, Clone)]
+///
+/// It keeps no limit of its own: the frame size limit comes with each
+/// [`decode`](Self::decode) (a connection reads it from the shared
+/// settings rather than keep a copy).
 pub struct FrameDecoder {
     role: Role,
-    max_frame: u64,
     pending: Option<Pending>,
 }
 
 impl FrameDecoder {
-    /// A decoder for `role` that refuses payloads longer than `max_frame`.
-    pub fn new(role: Role, max_frame: u64) -> Self {
+    /// A decoder for `role`.
+    pub fn new(role: Role) -> Self {
         Self {
             role,
-            max_frame,
             pending: None,
         }
     }
@@ -265,11 +267,11 @@ impl FrameDecoder {
             .map(|p| p.header_len() + p.payload_len as usize)
     }
 
-    fn header(&mut self, buf: &[u8]) -> Result<Option<Pending>, ProtocolError> {
+    fn header(&mut self, buf: &[u8], max_frame: u64) -> Result<Option<Pending>, ProtocolError> {
         if let Some(p) = self.pending {
             return Ok(Some(p));
         }
-        let Some((header, header_len)) = FrameHeader::parse(buf, self.role, self.max_frame)? else {
+        let Some((header, header_len)) = FrameHeader::parse(buf, self.role, max_frame)? else {
             return Ok(None);
         };
         let p = Pending {
@@ -284,12 +286,17 @@ impl FrameDecoder {
         Ok(Some(p))
     }
 
-    /// Splits the next complete frame off the front of `buf`.
+    /// Splits the next complete frame off the front of `buf`, refusing a
+    /// payload longer than `max_frame` (pass the same limit every time).
     ///
     /// `Ok(None)`: more bytes are needed; nothing was consumed. An error is
     /// final for this connection (the decoder state is then unspecified).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        let Some(p) = self.header(buf)? else {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_frame: u64,
+    ) -> Result<Option<Frame>, ProtocolError> {
+        let Some(p) = self.header(buf, max_frame)? else {
             return Ok(None);
         };
         // payload_len <= max_frame, which the caller sized to fit in memory.
@@ -374,7 +381,7 @@ mod tests {
     const MAX: u64 = 1 << 24;
 
     fn decode_all(wire: &[u8], cuts: &[usize]) -> Result<Vec<Frame>, ProtocolError> {
-        let mut dec = FrameDecoder::new(Role::Server, MAX);
+        let mut dec = FrameDecoder::new(Role::Server);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
         let mut start = 0;
@@ -386,7 +393,7 @@ mod tests {
             buf.extend_from_slice(&wire[start..c]);
             start = c;
             loop {
-                match dec.decode(&mut buf)? {
+                match dec.decode(&mut buf, MAX)? {
                     Some(f) => frames.push(f),
                     None => {
                         dec.unmask_partial(&mut buf);
@@ -450,9 +457,9 @@ mod tests {
         let mut wire = BytesMut::new();
         encode_masked_frame(&mut wire, true, OpCode::Binary, [9, 8, 7, 6], &[5u8; 300]);
         for n in 0..wire.len() {
-            let mut dec = FrameDecoder::new(Role::Server, MAX);
+            let mut dec = FrameDecoder::new(Role::Server);
             let mut buf = BytesMut::from(&wire[..n]);
-            assert_eq!(dec.decode(&mut buf).unwrap(), None);
+            assert_eq!(dec.decode(&mut buf, MAX).unwrap(), None);
             assert_eq!(buf.len(), n);
         }
     }
@@ -461,17 +468,17 @@ mod tests {
     fn partial_unmask_hands_out_each_byte_once() {
         let mut wire = BytesMut::new();
         encode_masked_frame(&mut wire, true, OpCode::Text, [1, 2, 3, 4], b"hello world");
-        let mut dec = FrameDecoder::new(Role::Server, MAX);
+        let mut dec = FrameDecoder::new(Role::Server);
         let mut buf = BytesMut::from(&wire[..9]);
-        assert!(dec.decode(&mut buf).unwrap().is_none());
+        assert!(dec.decode(&mut buf, MAX).unwrap().is_none());
         let (h, piece) = dec.unmask_partial(&mut buf).unwrap();
         assert_eq!(h.opcode, OpCode::Text);
         assert_eq!(piece, b"hel");
         buf.extend_from_slice(&wire[9..12]);
-        assert!(dec.decode(&mut buf).unwrap().is_none());
+        assert!(dec.decode(&mut buf, MAX).unwrap().is_none());
         assert_eq!(dec.unmask_partial(&mut buf).unwrap().1, b"lo ");
         buf.extend_from_slice(&wire[12..]);
-        let f = dec.decode(&mut buf).unwrap().unwrap();
+        let f = dec.decode(&mut buf, MAX).unwrap().unwrap();
         assert_eq!(&f.payload[..], b"hello world");
         assert_eq!(f.streamed, 6);
     }
