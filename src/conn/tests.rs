@@ -402,6 +402,7 @@ fn parsing_pauses_over_the_write_budget_and_resumes_after_a_write() {
 #[test]
 fn idle_connection_holds_no_buffers() {
     let (mut d, mut app) = open(ConnConfig::default());
+    assert!(d.conn.cold.is_none(), "the request went with the upgrade");
     // Half a frame arrives: kept in the connection's own small buffer.
     let wire = frame(true, OpCode::Binary, &[7u8; 300]);
     let mut input = BytesMut::from(&wire[..]);
@@ -409,9 +410,17 @@ fn idle_connection_holds_no_buffers() {
     d.read(&mut input, &mut app);
     assert!(!d.conn.rx_borrowed, "a kept tail is the connection's own");
     assert!(d.conn.rx.capacity() >= 100);
+    assert!(d.conn.cold.is_some(), "the split frame's header is kept");
     d.read(&mut BytesMut::from(&rest[..]), &mut app);
     assert_eq!(app.take_events(), vec![message(false, &[7u8; 300])]);
     assert!(d.conn.rx.is_empty());
+    assert!(d.conn.cold.is_none(), "freed with the frame");
+    // A fragmented message holds the cold part until its last fragment.
+    d.feed(&frame(false, OpCode::Text, b"ab"), &mut app);
+    assert!(d.conn.cold.as_ref().is_some_and(|c| c.assembly.is_some()));
+    d.feed(&frame(true, OpCode::Continuation, b"cd"), &mut app);
+    assert_eq!(app.take_events(), vec![message(true, b"abcd")]);
+    assert!(d.conn.cold.is_none());
     d.take_out();
     assert!(d.conn.out.is_empty());
     // The echo's ring (header and payload waited at once) is kept while
@@ -420,8 +429,7 @@ fn idle_connection_holds_no_buffers() {
     assert_eq!(d.take_out(), vec![0x89, 0x00], "ping");
     assert_eq!(d.conn.out.capacity(), 0, "no queue memory once quiet");
     assert_eq!(d.conn.rx.capacity(), 0, "the read buffer was given back");
-    assert!(d.conn.assembly.is_none());
-    assert!(d.conn.upgrade.is_none());
+    assert!(d.conn.cold.is_none(), "nothing rarely used is held");
 }
 
 #[test]
