@@ -996,8 +996,8 @@ mod tests {
             ("OutQueue", size_of::<crate::conn::OutQueue>()),
         ];
         eprintln!("{sizes:?}");
-        // Slot: 168 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 12 B more).
+        // Slot: 160 B in a release build (mio's `TcpStream` carries a
+        // selector id with debug assertions: 16 B more).
         for (name, size, max) in [
             ("Conn", size_of::<Conn>(), 120),
             ("Slot", size_of::<Slot>(), 176),
