@@ -56,9 +56,10 @@ fn open_conns(n: usize, cfg: &Config, enc: &mut FrameEncoder) -> Vec<Conn> {
     let mut tally = Tally::default();
     (0..n)
         .map(|_| {
-            let mut c = Conn::new(now, cfg);
+            let mut c = Conn::new(now, now, cfg);
             let mut ctx = Ctx {
                 now,
+                epoch: now,
                 cfg,
                 enc: &mut *enc,
                 tally: &mut tally,
@@ -100,6 +101,7 @@ fn fanout(c: &mut Criterion) {
                 let now = Instant::now();
                 let mut ctx = Ctx {
                     now,
+                    epoch: now,
                     cfg: &cfg,
                     enc: &mut enc,
                     tally: &mut tally,

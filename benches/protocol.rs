@@ -47,10 +47,10 @@ fn frames(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(wire.len() as u64));
         g.bench_with_input(BenchmarkId::new("decode_64", size), &size, |b, _| {
             b.iter(|| {
-                let mut dec = FrameDecoder::new(Role::Server, 1 << 24);
+                let mut dec = FrameDecoder::new(Role::Server);
                 let mut buf = BytesMut::from(&wire[..]);
                 let mut n = 0;
-                while let Ok(Some(f)) = dec.decode(&mut buf) {
+                while let Ok(Some(f)) = dec.decode(&mut buf, 1 << 24) {
                     n += f.payload.len();
                 }
                 black_box(n)

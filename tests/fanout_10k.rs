@@ -106,10 +106,10 @@ fn ten_thousand_subscribers_each_receive_every_message() {
         };
         assert!(pending.starts_with(b"HTTP/1.1 101"));
         let _ = pending.split_to(head_end);
-        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let mut dec = FrameDecoder::new(Role::Client);
         let mut got = 0;
         while got < MESSAGES {
-            match dec.decode(&mut pending).unwrap() {
+            match dec.decode(&mut pending, 1 << 20).unwrap() {
                 Some(f) => {
                     assert_eq!(f.opcode, OpCode::Text);
                     let expected =

@@ -432,6 +432,18 @@ impl Config {
                 return Err(invalid(key, "must be more than 0s"));
             }
         }
+        // Connection deadlines are 32-bit milliseconds (`conn::Tick`).
+        for (key, d) in [
+            ("connection.ping_interval", Some(c.ping_interval)),
+            ("connection.pong_timeout", Some(c.pong_timeout)),
+            ("connection.idle_timeout", c.idle_timeout),
+            ("connection.handshake_timeout", Some(c.handshake_timeout)),
+            ("connection.close_timeout", Some(c.close_timeout)),
+        ] {
+            if d.is_some_and(|d| d > crate::conn::MAX_TIMEOUT) {
+                return Err(invalid(key, "must be at most 24d"));
+            }
+        }
         for (key, v) in [
             ("connection.max_frame_size", c.max_frame_size),
             ("connection.max_message_size", c.max_message_size),
@@ -497,6 +509,9 @@ mod tests {
         let mut c = Config::default();
         c.conn.ping_interval = Duration::ZERO;
         assert_eq!(key(&c), "connection.ping_interval");
+        let mut c = Config::default();
+        c.conn.idle_timeout = Some(Duration::from_secs(25 * 24 * 3600));
+        assert_eq!(key(&c), "connection.idle_timeout");
         let mut c = Config::default();
         c.conn.buffer_growth_step = 0;
         assert_eq!(key(&c), "connection.buffer_growth_step");

@@ -47,7 +47,7 @@ pub mod reason;
 pub mod testing;
 
 use std::io::IoSlice;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -102,11 +102,62 @@ pub struct Tally {
 /// frame encoder's arena, the counters it folds in once per loop turn).
 pub struct Ctx<'a> {
     pub now: Instant,
+    /// Tick 0 of the connection's deadlines (the core's start): the same
+    /// for every call into one connection. See [`Tick`].
+    pub epoch: Instant,
     /// The server's settings (the connection reads `conn`, `rate_limit`
     /// and what the handshake needs).
     pub cfg: &'a Config,
     pub enc: &'a mut FrameEncoder,
     pub tally: &'a mut Tally,
+}
+
+/// A deadline as whole milliseconds since [`Ctx::epoch`], in 32 bits (4
+/// bytes where an `Instant` takes 16). It wraps after ≈49.7 days, so ticks
+/// are compared by their wrapping difference ([`reached`]), which is right
+/// while every deadline is less than 2^31 ms (≈24.8 days) from now: the
+/// settings keep every connection timeout at most [`MAX_TIMEOUT`].
+///
+/// A deadline `now + d` is stored rounded *up* to its tick and is due once
+/// the current tick (rounded down) reaches it: it never fires early, and at
+/// most 1 ms late — the core's timing wheel rounds the same way.
+pub type Tick = u32;
+
+/// The longest connection timeout the settings accept (see [`Tick`]).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// `t` as a tick, rounded down (a deadline at or before it is due).
+fn tick_floor(epoch: Instant, t: Instant) -> Tick {
+    // Truncation to 32 bits is the wrap.
+    t.saturating_duration_since(epoch).as_millis() as Tick
+}
+
+/// `t` as a tick, rounded up (a deadline there is never early).
+fn tick_ceil(epoch: Instant, t: Instant) -> Tick {
+    ceil_ms(t.saturating_duration_since(epoch))
+}
+
+/// Whether deadline `at` is due at tick `now` (wrapping comparison).
+fn reached(now: Tick, at: Tick) -> bool {
+    now.wrapping_sub(at) as i32 >= 0
+}
+
+/// `d` in whole milliseconds, rounded up (wrapping to 32 bits).
+fn ceil_ms(d: Duration) -> Tick {
+    let up = u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    (d.as_millis() + up) as Tick
+}
+
+impl Ctx<'_> {
+    /// The current tick, rounded down.
+    fn tick(&self) -> Tick {
+        tick_floor(self.epoch, self.now)
+    }
+
+    /// The tick of `now + d`, rounded up.
+    fn deadline(&self, d: Duration) -> Tick {
+        tick_ceil(self.epoch, self.now + d)
+    }
 }
 
 /// Where a connection is in its life. It only moves down this list.
@@ -162,30 +213,69 @@ const REPORT_ENDED: u8 = 4;
 #[derive(Debug)]
 pub struct Conn {
     phase: Phase,
-    /// Events to report (`REPORT_*` bits); a refusal waits in `refused`.
+    /// Events to report (`REPORT_*` bits); a refusal waits in
+    /// `Cold::refused`.
     report: u8,
     /// Unconsumed input: only non-empty while a request head or a frame is
     /// partly received, or while parsing is paused (see the module doc).
     rx: BytesMut,
     /// `rx` is a slice of the core's shared receive block.
     rx_borrowed: bool,
-    decoder: FrameDecoder,
-    assembly: Option<Box<Assembly>>,
     utf8: Utf8Validator,
     out: OutQueue,
+    /// Deadline of the current phase: handshake (and decision), close
+    /// answer, or final flush.
+    phase_deadline: Tick,
+    next_ping: Tick,
+    /// Meaningful while `awaiting_pong`.
+    pong_deadline: Tick,
+    /// A ping is out and nothing came back since.
+    awaiting_pong: bool,
+    /// Rounded up, so the idle deadline from it is never early.
+    last_message: Tick,
+    end: Option<EndReason>,
+    /// What is needed only now and then; `None` when all of it is empty.
+    cold: Option<Box<Cold>>,
+}
+
+/// The rarely used part of a connection, in one box allocated on first
+/// use and freed (at the end of [`Conn::poll_event`]) once all of it is
+/// empty again: an idle open connection without rate limits has none.
+#[derive(Debug)]
+struct Cold {
+    /// Holds the header of a frame whose payload is still arriving.
+    decoder: FrameDecoder,
+    /// A fragmented message being assembled.
+    assembly: Option<Assembly>,
     /// The parsed upgrade request, until it is answered.
     upgrade: Option<Box<UpgradeRequest>>,
     /// A refusal not yet reported.
     refused: Option<Rejection>,
-    /// Deadline of the current phase: handshake (and decision), close
-    /// answer, or final flush.
-    phase_deadline: Instant,
-    next_ping: Instant,
-    pong_deadline: Option<Instant>,
-    last_message: Instant,
-    end: Option<EndReason>,
-    /// Rate limiter, only when limits are configured.
-    limiter: Option<Box<Limiter>>,
+    /// Rate limiter, only when limits are configured (so for the
+    /// connection's whole life).
+    limiter: Option<Limiter>,
+}
+
+impl Default for Cold {
+    fn default() -> Self {
+        Self {
+            decoder: FrameDecoder::new(Role::Server),
+            assembly: None,
+            upgrade: None,
+            refused: None,
+            limiter: None,
+        }
+    }
+}
+
+impl Cold {
+    fn is_empty(&self) -> bool {
+        self.decoder.pending_header().is_none()
+            && self.assembly.is_none()
+            && self.upgrade.is_none()
+            && self.refused.is_none()
+            && self.limiter.is_none()
+    }
 }
 
 /// A connection's two buckets and its back-pressure pause.
@@ -200,33 +290,70 @@ struct Limiter {
 
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(now: Instant, config: &Config) -> Self {
+    /// `epoch` is tick 0 of its deadlines (see [`Tick`]).
+    pub fn new(now: Instant, epoch: Instant, config: &Config) -> Self {
         let cfg = &config.conn;
         Self {
             phase: Phase::Handshake,
             report: 0,
             rx: BytesMut::new(),
             rx_borrowed: false,
-            decoder: FrameDecoder::new(Role::Server, cfg.max_frame_size as u64),
-            assembly: None,
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
-            upgrade: None,
-            refused: None,
-            phase_deadline: now + cfg.handshake_timeout,
-            next_ping: now,
-            pong_deadline: None,
-            last_message: now,
+            phase_deadline: tick_ceil(epoch, now + cfg.handshake_timeout),
+            next_ping: 0,
+            pong_deadline: 0,
+            awaiting_pong: false,
+            last_message: 0,
             end: None,
-            limiter: config.rate_limit.buckets().map(|r| {
-                Box::new(Limiter {
-                    msgs: TokenBucket::new(r.msgs_per_sec, r.msgs_burst, now),
-                    bytes: TokenBucket::new(r.bytes_per_sec, r.bytes_burst, now),
-                    paused_until: None,
-                    policy: r.policy,
+            cold: config.rate_limit.buckets().map(|r| {
+                Box::new(Cold {
+                    limiter: Some(Limiter {
+                        msgs: TokenBucket::new(r.msgs_per_sec, r.msgs_burst, now),
+                        bytes: TokenBucket::new(r.bytes_per_sec, r.bytes_burst, now),
+                        paused_until: None,
+                        policy: r.policy,
+                    }),
+                    ..Cold::default()
                 })
             }),
         }
+    }
+
+    /// The cold part, allocated if need be.
+    fn cold(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Default::default)
+    }
+
+    /// Frees the cold part if nothing is left in it.
+    fn shrink_cold(&mut self) {
+        if self.cold.as_ref().is_some_and(|c| c.is_empty()) {
+            self.cold = None;
+        }
+    }
+
+    fn assembly(&self) -> Option<&Assembly> {
+        self.cold.as_ref()?.assembly.as_ref()
+    }
+
+    fn drop_assembly(&mut self) {
+        if let Some(c) = self.cold.as_mut() {
+            c.assembly = None;
+        }
+    }
+
+    fn drop_upgrade(&mut self) {
+        if let Some(c) = self.cold.as_mut() {
+            c.upgrade = None;
+        }
+    }
+
+    fn limiter(&self) -> Option<&Limiter> {
+        self.cold.as_ref()?.limiter.as_ref()
+    }
+
+    fn limiter_mut(&mut self) -> Option<&mut Limiter> {
+        self.cold.as_mut()?.limiter.as_mut()
     }
 
     /// Current phase.
@@ -238,7 +365,7 @@ impl Conn {
     /// until [`Conn::accept`] or [`Conn::refuse`]; an open connection
     /// keeps nothing of it).
     pub fn request(&self) -> Option<&UpgradeRequest> {
-        self.upgrade.as_deref()
+        self.cold.as_ref()?.upgrade.as_deref()
     }
 
     /// Why the connection ended, once it has.
@@ -258,9 +385,7 @@ impl Conn {
 
     /// True while a rate-limit pause lasts.
     fn throttled(&self) -> bool {
-        self.limiter
-            .as_ref()
-            .is_some_and(|l| l.paused_until.is_some())
+        self.limiter().is_some_and(|l| l.paused_until.is_some())
     }
 
     /// Whether the driver should read from the socket now. False while the
@@ -286,7 +411,7 @@ impl Conn {
     /// Charges one message (or ping) of `len` payload bytes to the rate
     /// limiter and applies the policy when a bucket runs dry.
     fn charge(&mut self, msgs: f64, len: usize, ctx: &mut Ctx<'_>) {
-        let Some(l) = self.limiter.as_mut() else {
+        let Some(l) = self.limiter_mut() else {
             return;
         };
         let now = ctx.now;
@@ -322,22 +447,32 @@ impl Conn {
         }
     }
 
-    /// The next instant at which [`Conn::handle_timeout`] has work to do.
-    pub fn poll_timeout(&self, cfg: &ConnConfig) -> Option<Instant> {
+    /// The next instant at which [`Conn::handle_timeout`] has work to do
+    /// (a whole millisecond after `epoch`, but for a rate-limit pause: see
+    /// [`Tick`]), seen at `now` with deadlines counted from `epoch` (as in
+    /// [`Ctx`]).
+    pub fn poll_timeout(&self, cfg: &ConnConfig, epoch: Instant, now: Instant) -> Option<Instant> {
+        // Ticks back to instants, by their (wrapping) distance from now.
+        let since = now.saturating_duration_since(epoch).as_millis() as i128;
+        let now_tick = since as Tick;
+        let at = |t: Tick| {
+            let ms = since + i128::from(t.wrapping_sub(now_tick) as i32);
+            epoch + Duration::from_millis(ms.max(0) as u64)
+        };
         match self.phase {
             Phase::Handshake | Phase::Deciding | Phase::Closing | Phase::Closed => {
-                Some(self.phase_deadline)
+                Some(at(self.phase_deadline))
             }
             Phase::Open => {
-                let mut t = self.next_ping;
-                if let Some(p) = self.limiter.as_ref().and_then(|l| l.paused_until) {
+                let mut t = at(self.next_ping);
+                if let Some(p) = self.limiter().and_then(|l| l.paused_until) {
                     t = t.min(p);
                 }
-                if let Some(p) = self.pong_deadline {
-                    t = t.min(p);
+                if self.awaiting_pong {
+                    t = t.min(at(self.pong_deadline));
                 }
                 if let Some(idle) = cfg.idle_timeout {
-                    t = t.min(self.last_message + idle);
+                    t = t.min(at(self.last_message.wrapping_add(ceil_ms(idle))));
                 }
                 Some(t)
             }
@@ -357,8 +492,8 @@ impl Conn {
     /// flush to a peer that does not read. Dead at once if nothing waits.
     fn enter_closed(&mut self, ctx: &mut Ctx<'_>) {
         self.phase = Phase::Closed;
-        self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
-        self.assembly = None;
+        self.phase_deadline = ctx.deadline(ctx.cfg.conn.close_timeout);
+        self.drop_assembly();
         self.rx = BytesMut::new();
         self.rx_borrowed = false;
         if self.out.is_empty() {
@@ -371,8 +506,8 @@ impl Conn {
         self.phase = Phase::Dead;
         self.rx = BytesMut::new();
         self.rx_borrowed = false;
-        self.assembly = None;
-        self.upgrade = None;
+        self.drop_assembly();
+        self.drop_upgrade();
     }
 
     /// Starts a server-side close: sends `code`, waits for the answer.
@@ -384,8 +519,8 @@ impl Conn {
                 ctx.tally.frames_out += 1;
                 self.end(why);
                 self.phase = Phase::Closing;
-                self.phase_deadline = ctx.now + ctx.cfg.conn.close_timeout;
-                self.assembly = None;
+                self.phase_deadline = ctx.deadline(ctx.cfg.conn.close_timeout);
+                self.drop_assembly();
             }
             Phase::Handshake | Phase::Deciding => self.die(why),
             Phase::Closing | Phase::Closed | Phase::Dead => {}
@@ -404,7 +539,7 @@ impl Conn {
         self.report &= REPORT_ENDED;
         self.rx = BytesMut::new();
         self.rx_borrowed = false;
-        self.upgrade = None;
+        self.drop_upgrade();
         match self.phase {
             Phase::Open => {
                 self.out
@@ -480,20 +615,21 @@ impl Conn {
     /// that ends here lets buffered input be parsed: poll events after it.
     pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        let tick = ctx.tick();
         match self.phase {
-            Phase::Handshake if now >= self.phase_deadline => {
+            Phase::Handshake if reached(tick, self.phase_deadline) => {
                 self.refuse(Rejection::Timeout, ctx);
             }
-            Phase::Deciding if now >= self.phase_deadline => {
+            Phase::Deciding if reached(tick, self.phase_deadline) => {
                 self.refuse(Rejection::DecisionTimeout, ctx);
             }
             Phase::Open => {
-                if let Some(l) = self.limiter.as_mut() {
+                if let Some(l) = self.limiter_mut() {
                     if l.paused_until.is_some_and(|u| now >= u) {
                         l.paused_until = None;
                     }
                 }
-                if self.pong_deadline.is_some_and(|d| now >= d) {
+                if self.awaiting_pong && reached(tick, self.pong_deadline) {
                     // Best effort: the driver tries one write before dropping.
                     self.out
                         .push(ctx.enc.close(code::GOING_AWAY, "pong timeout"));
@@ -501,7 +637,7 @@ impl Conn {
                     return;
                 }
                 if let Some(idle) = ctx.cfg.conn.idle_timeout {
-                    if now >= self.last_message + idle {
+                    if reached(tick, self.last_message.wrapping_add(ceil_ms(idle))) {
                         self.close(
                             code::GOING_AWAY,
                             "idle timeout",
@@ -511,24 +647,25 @@ impl Conn {
                         return;
                     }
                 }
-                if now >= self.next_ping {
+                if reached(tick, self.next_ping) {
                     // Quiet since the last tick: give back the out-queue's
                     // ring (the ping itself needs none).
                     self.out.release_idle();
                     self.out.push(ctx.enc.control(OpCode::Ping, b""));
                     ctx.tally.frames_out += 1;
                     ctx.tally.pings_sent += 1;
-                    self.next_ping = now + ctx.cfg.conn.ping_interval;
-                    if self.pong_deadline.is_none() {
-                        self.pong_deadline = Some(now + ctx.cfg.conn.pong_timeout);
+                    self.next_ping = ctx.deadline(ctx.cfg.conn.ping_interval);
+                    if !self.awaiting_pong {
+                        self.awaiting_pong = true;
+                        self.pong_deadline = ctx.deadline(ctx.cfg.conn.pong_timeout);
                     }
                 }
             }
-            Phase::Closing if now >= self.phase_deadline => {
+            Phase::Closing if reached(tick, self.phase_deadline) => {
                 self.end(EndReason::CloseTimeout);
                 self.enter_closed(ctx);
             }
-            Phase::Closed if now >= self.phase_deadline => {
+            Phase::Closed if reached(tick, self.phase_deadline) => {
                 self.die(EndReason::CloseTimeout);
             }
             _ => {}
@@ -547,7 +684,7 @@ impl Conn {
             input.clear();
             return;
         }
-        self.pong_deadline = None;
+        self.awaiting_pong = false;
         if self.rx.is_empty() {
             // Parsed straight from the core's block; copied only if a tail
             // must be kept (see `keep_partial`).
@@ -580,7 +717,7 @@ impl Conn {
                 self.report &= !REPORT_OPENED;
                 return Some(Event::Opened);
             }
-            if let Some(r) = self.refused.take() {
+            if let Some(r) = self.cold.as_mut().and_then(|c| c.refused.take()) {
                 return Some(Event::Refused(r));
             }
             if self.report & REPORT_ENDED != 0 {
@@ -590,12 +727,14 @@ impl Conn {
                 }
             }
             if self.rx.is_empty() {
+                self.shrink_cold();
                 return None;
             }
             if let Some(ev) = self.parse(ctx) {
                 return Some(ev);
             }
-            if self.report == 0 && self.refused.is_none() {
+            if self.report == 0 && self.cold.as_ref().map_or(true, |c| c.refused.is_none()) {
+                self.shrink_cold();
                 return None;
             }
         }
@@ -639,7 +778,11 @@ impl Conn {
             own.extend_from_slice(&buf);
             own
         };
-        if let Some(total) = self.decoder.pending_frame_len() {
+        if let Some(total) = self
+            .cold
+            .as_ref()
+            .and_then(|c| c.decoder.pending_frame_len())
+        {
             // Grow toward the announced frame size in steps of at most
             // `connection.buffer_growth_step`, so a header that lies costs
             // little memory.
@@ -656,7 +799,7 @@ impl Conn {
         if self.phase != Phase::Deciding {
             return;
         }
-        let Some(req) = self.upgrade.take() else {
+        let Some(req) = self.cold.as_mut().and_then(|c| c.upgrade.take()) else {
             return;
         };
         let mut resp = BytesMut::new();
@@ -664,8 +807,8 @@ impl Conn {
         self.out.push(resp.freeze());
         self.phase = Phase::Open;
         self.report |= REPORT_OPENED;
-        self.next_ping = ctx.now + ctx.cfg.conn.ping_interval;
-        self.last_message = ctx.now;
+        self.next_ping = ctx.deadline(ctx.cfg.conn.ping_interval);
+        self.last_message = tick_ceil(ctx.epoch, ctx.now);
     }
 
     /// Refuses the upgrade: answers the rejection's status with a short
@@ -675,11 +818,11 @@ impl Conn {
         if !matches!(self.phase, Phase::Handshake | Phase::Deciding) {
             return;
         }
-        self.upgrade = None;
+        self.drop_upgrade();
         let mut resp = BytesMut::new();
         handshake::write_error(&mut resp, rejection.answer(), &rejection.to_string());
         self.out.push(resp.freeze());
-        self.refused = Some(rejection);
+        self.cold().refused = Some(rejection);
         self.end(rejection.into());
         self.enter_closed(ctx);
     }
@@ -704,7 +847,7 @@ impl Conn {
         match handshake::parse_request(buf, &ctx.cfg.handshake()) {
             Ok(Some(req)) => {
                 let _ = buf.split_to(req.head_len());
-                self.upgrade = Some(Box::new(req));
+                self.cold().upgrade = Some(Box::new(req));
                 self.phase = Phase::Deciding;
                 self.report |= REPORT_UPGRADE;
             }
@@ -714,10 +857,29 @@ impl Conn {
     }
 
     /// Parses frames until a message is delivered (returned), the input is
-    /// used up, or parsing must wait.
+    /// used up, or parsing must wait. The decoder is taken out of the cold
+    /// part for it (a fresh one if there is none) and put back only while
+    /// it holds a partial frame.
     fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> Option<Event> {
+        let mut dec = match self.cold.as_mut() {
+            Some(c) => std::mem::replace(&mut c.decoder, FrameDecoder::new(Role::Server)),
+            None => FrameDecoder::new(Role::Server),
+        };
+        let ev = self.read_frames_with(&mut dec, buf, ctx);
+        if dec.pending_header().is_some() {
+            self.cold().decoder = dec;
+        }
+        ev
+    }
+
+    fn read_frames_with(
+        &mut self,
+        dec: &mut FrameDecoder,
+        buf: &mut BytesMut,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Event> {
         while self.may_parse(&ctx.cfg.conn) {
-            match self.decoder.decode(buf) {
+            match dec.decode(buf, ctx.cfg.conn.max_frame_size as u64) {
                 Ok(Some(frame)) => {
                     ctx.tally.frames_in += 1;
                     match self.on_frame(frame, ctx) {
@@ -727,7 +889,7 @@ impl Conn {
                     }
                 }
                 Ok(None) => {
-                    if let Err(e) = self.stream_partial(buf) {
+                    if let Err(e) = self.stream_partial(dec, buf) {
                         self.fail(e, ctx);
                     }
                     return None;
@@ -751,19 +913,23 @@ impl Conn {
     }
 
     /// UTF-8-checks the arrived part of an incomplete text frame (fail fast).
-    fn stream_partial(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+    fn stream_partial(
+        &mut self,
+        dec: &mut FrameDecoder,
+        buf: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
         if self.phase != Phase::Open {
             return Ok(());
         }
-        let text = match self.decoder.pending_header().map(|h| h.opcode) {
-            Some(OpCode::Text) => self.assembly.is_none(),
-            Some(OpCode::Continuation) => self.assembly.as_ref().is_some_and(|a| a.text),
+        let text = match dec.pending_header().map(|h| h.opcode) {
+            Some(OpCode::Text) => self.assembly().is_none(),
+            Some(OpCode::Continuation) => self.assembly().is_some_and(|a| a.text),
             _ => false,
         };
         if !text {
             return Ok(());
         }
-        if let Some((_, piece)) = self.decoder.unmask_partial(buf) {
+        if let Some((_, piece)) = dec.unmask_partial(buf) {
             self.utf8
                 .feed(piece)
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -807,7 +973,7 @@ impl Conn {
         let max = ctx.cfg.conn.max_message_size;
         match opcode {
             OpCode::Text | OpCode::Binary => {
-                if self.assembly.is_some() {
+                if self.assembly().is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
                 if payload.len() > max {
@@ -827,11 +993,11 @@ impl Conn {
                 } else {
                     let mut buf = BytesMut::with_capacity(payload.len().max(1024));
                     buf.extend_from_slice(&payload);
-                    self.assembly = Some(Box::new(Assembly { text, buf }));
+                    self.cold().assembly = Some(Assembly { text, buf });
                 }
             }
             OpCode::Continuation => {
-                let Some(asm) = self.assembly.as_mut() else {
+                let Some(asm) = self.cold.as_mut().and_then(|c| c.assembly.as_mut()) else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 if asm.buf.len() + payload.len() > max {
@@ -844,7 +1010,11 @@ impl Conn {
                 }
                 asm.buf.extend_from_slice(&payload);
                 if fin {
-                    let asm = self.assembly.take().expect("checked above");
+                    let asm = self
+                        .cold
+                        .as_mut()
+                        .and_then(|c| c.assembly.take())
+                        .expect("checked above");
                     if asm.text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
@@ -881,7 +1051,7 @@ impl Conn {
     fn deliver(&mut self, text: bool, payload: Bytes, ctx: &mut Ctx<'_>) -> Option<Event> {
         ctx.tally.messages_in += 1;
         self.charge(1.0, payload.len(), ctx);
-        self.last_message = ctx.now;
+        self.last_message = tick_ceil(ctx.epoch, ctx.now);
         (self.phase == Phase::Open).then_some(Event::Message { text, payload })
     }
 }

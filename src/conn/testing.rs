@@ -111,6 +111,9 @@ pub struct Driver {
     /// Virtual time: starts at the wall clock's `now`, then moves only
     /// when told.
     pub now: Instant,
+    /// Tick 0 of the connection's deadlines: the virtual origin, so whole
+    /// milliseconds of virtual time are whole ticks.
+    pub epoch: Instant,
 }
 
 impl Driver {
@@ -128,11 +131,12 @@ impl Driver {
     pub fn with_config(cfg: Config) -> Self {
         let now = Instant::now();
         Self {
-            conn: Conn::new(now, &cfg),
+            conn: Conn::new(now, now, &cfg),
             cfg,
             enc: FrameEncoder::new(),
             tally: Tally::default(),
             now,
+            epoch: now,
         }
     }
 
@@ -140,6 +144,7 @@ impl Driver {
     pub fn with<R>(&mut self, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R) -> R {
         let mut ctx = Ctx {
             now: self.now,
+            epoch: self.epoch,
             cfg: &self.cfg,
             enc: &mut self.enc,
             tally: &mut self.tally,
@@ -151,6 +156,7 @@ impl Driver {
     pub fn dispatch(&mut self, app: &mut impl App) {
         let mut ctx = Ctx {
             now: self.now,
+            epoch: self.epoch,
             cfg: &self.cfg,
             enc: &mut self.enc,
             tally: &mut self.tally,
@@ -199,7 +205,7 @@ impl Driver {
 
     /// The connection's next deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conn.poll_timeout(&self.cfg.conn)
+        self.conn.poll_timeout(&self.cfg.conn, self.epoch, self.now)
     }
 
     /// Answers a deferred upgrade `101`, then takes the events.

@@ -227,6 +227,44 @@ fn liveness_deadlines_in_virtual_time() {
     );
 }
 
+/// Deadlines are whole milliseconds after the epoch, rounded up: one that
+/// falls inside a millisecond fires at its end, never before it.
+#[test]
+fn deadlines_round_up_to_the_tick_and_never_fire_early() {
+    let cfg = ConnConfig {
+        ping_interval: Duration::from_secs(25),
+        pong_timeout: Duration::from_secs(10),
+        ..ConnConfig::default()
+    };
+    let mut d = Driver::new(cfg);
+    let mut app = Echo::recording(Admit::Accept);
+    // Open 0.3 ms into tick 0: the first ping is due at 25 000.3 ms,
+    // stored as tick 25 001.
+    d.advance(Duration::from_micros(300), &mut app);
+    d.feed(UPGRADE, &mut app);
+    d.take_out();
+    let epoch = d.epoch;
+    assert_eq!(
+        d.poll_timeout(),
+        Some(epoch + Duration::from_millis(25_001))
+    );
+    // At 25 000.9 ms the ping is not due yet (the exact deadline is past,
+    // its tick is not: late by less than a tick, never early).
+    d.advance_to(epoch + Duration::from_micros(25_000_900), &mut app);
+    assert!(d.take_out().is_empty(), "no ping before its tick");
+    d.advance_to(epoch + Duration::from_millis(25_001), &mut app);
+    assert_eq!(d.take_out(), vec![0x89, 0x00], "ping on its tick");
+    // The pong deadline: 25 001 + 10 000 ms exactly (on a tick).
+    assert_eq!(
+        d.poll_timeout(),
+        Some(epoch + Duration::from_millis(35_001))
+    );
+    d.advance_to(epoch + Duration::from_micros(35_000_999), &mut app);
+    assert_eq!(d.conn.phase(), Phase::Open);
+    d.advance_to(epoch + Duration::from_millis(35_001), &mut app);
+    assert_eq!(d.conn.end_reason(), Some(EndReason::PingTimeout));
+}
+
 #[test]
 fn handshake_timeout_answers_408() {
     let cfg = ConnConfig {
@@ -364,6 +402,7 @@ fn parsing_pauses_over_the_write_budget_and_resumes_after_a_write() {
 #[test]
 fn idle_connection_holds_no_buffers() {
     let (mut d, mut app) = open(ConnConfig::default());
+    assert!(d.conn.cold.is_none(), "the request went with the upgrade");
     // Half a frame arrives: kept in the connection's own small buffer.
     let wire = frame(true, OpCode::Binary, &[7u8; 300]);
     let mut input = BytesMut::from(&wire[..]);
@@ -371,9 +410,17 @@ fn idle_connection_holds_no_buffers() {
     d.read(&mut input, &mut app);
     assert!(!d.conn.rx_borrowed, "a kept tail is the connection's own");
     assert!(d.conn.rx.capacity() >= 100);
+    assert!(d.conn.cold.is_some(), "the split frame's header is kept");
     d.read(&mut BytesMut::from(&rest[..]), &mut app);
     assert_eq!(app.take_events(), vec![message(false, &[7u8; 300])]);
     assert!(d.conn.rx.is_empty());
+    assert!(d.conn.cold.is_none(), "freed with the frame");
+    // A fragmented message holds the cold part until its last fragment.
+    d.feed(&frame(false, OpCode::Text, b"ab"), &mut app);
+    assert!(d.conn.cold.as_ref().is_some_and(|c| c.assembly.is_some()));
+    d.feed(&frame(true, OpCode::Continuation, b"cd"), &mut app);
+    assert_eq!(app.take_events(), vec![message(true, b"abcd")]);
+    assert!(d.conn.cold.is_none());
     d.take_out();
     assert!(d.conn.out.is_empty());
     // The echo's ring (header and payload waited at once) is kept while
@@ -382,8 +429,7 @@ fn idle_connection_holds_no_buffers() {
     assert_eq!(d.take_out(), vec![0x89, 0x00], "ping");
     assert_eq!(d.conn.out.capacity(), 0, "no queue memory once quiet");
     assert_eq!(d.conn.rx.capacity(), 0, "the read buffer was given back");
-    assert!(d.conn.assembly.is_none());
-    assert!(d.conn.upgrade.is_none());
+    assert!(d.conn.cold.is_none(), "nothing rarely used is held");
 }
 
 #[test]

@@ -58,6 +58,7 @@ macro_rules! ctx {
     ($core:expr, $now:expr) => {
         Ctx {
             now: $now,
+            epoch: $core.start,
             cfg: &$core.cfg,
             enc: &mut $core.enc,
             tally: &mut $core.tally,
@@ -84,8 +85,8 @@ pub(super) struct Slot {
     /// Generation of this slab entry, so a timer for a removed connection
     /// can never reach a new one that reuses the key.
     pub(super) gen: u32,
-    /// The wheel entry and the tick it fires at.
-    timer: Option<(TimerKey, u64)>,
+    /// The wheel entry (the wheel keeps the tick it fires at).
+    timer: Option<TimerKey>,
     /// Reading stopped for back-pressure; resume when the queue drains.
     read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
@@ -169,7 +170,8 @@ pub(crate) struct Core {
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
     wheel: TimingWheel<(u32, u32)>,
-    start: Instant,
+    /// Tick 0 of the wheel and of every connection's deadlines.
+    pub(super) start: Instant,
     next_gen: u32,
     rx: BytesMut,
     pub(super) enc: FrameEncoder,
@@ -404,7 +406,7 @@ impl Core {
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
-                        conn: Conn::new(now, &self.cfg),
+                        conn: Conn::new(now, self.start, &self.cfg),
                         gen: self.next_gen,
                         timer: None,
                         read_paused: false,
@@ -414,7 +416,7 @@ impl Core {
                         route: None,
                     });
                     self.counters.open.add(1);
-                    self.schedule(key);
+                    self.schedule(key, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -782,7 +784,7 @@ impl Core {
         if slot.conn.is_dead() {
             self.remove(key);
         } else {
-            self.schedule(key);
+            self.schedule(key, now);
         }
     }
 
@@ -801,7 +803,7 @@ impl Core {
             let user = member.as_ref().and_then(|m| m.token_user());
             self.admission.release(slot.ip, user);
         }
-        if let Some((tk, _)) = slot.timer.take() {
+        if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
@@ -948,23 +950,56 @@ impl Core {
     /// Makes sure the wheel holds an entry no later than the connection's
     /// next deadline. An entry that is earlier is kept: it fires, finds
     /// nothing due, and is rescheduled (cheaper than a cancel per message).
-    fn schedule(&mut self, key: usize) {
-        let Some(at) = self.conns[key].conn.poll_timeout(&self.cfg.conn) else {
+    fn schedule(&mut self, key: usize, now: Instant) {
+        let Some(at) = self.conns[key]
+            .conn
+            .poll_timeout(&self.cfg.conn, self.start, now)
+        else {
             return;
         };
         let tick = self.tick_ceil(at);
         let slot = &mut self.conns[key];
-        match slot.timer {
-            Some((_, t)) if t <= tick => {}
-            Some((tk, _)) => {
-                self.wheel.cancel(tk);
-                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
-                slot.timer = Some((tk, tick));
+        if let Some(tk) = slot.timer {
+            match self.wheel.when(tk) {
+                Some(t) if t <= tick => return,
+                _ => {
+                    self.wheel.cancel(tk);
+                }
             }
-            None => {
-                let tk = self.wheel.insert(tick, (key as u32, slot.gen));
-                slot.timer = Some((tk, tick));
-            }
+        }
+        slot.timer = Some(self.wheel.insert(tick, (key as u32, slot.gen)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs is mostly these sizes (PERF.md,
+    /// "Memory per idle connection"): they must not grow unnoticed.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn per_connection_sizes_stay_small() {
+        use std::mem::size_of;
+        let sizes = [
+            ("Conn", size_of::<Conn>()),
+            ("Slot", size_of::<Slot>()),
+            ("FrameDecoder", size_of::<crate::protocol::FrameDecoder>()),
+            ("OutQueue", size_of::<crate::conn::OutQueue>()),
+        ];
+        eprintln!("{sizes:?}");
+        // Slot: 160 B in a release build (mio's `TcpStream` carries a
+        // selector id with debug assertions: 16 B more).
+        for (name, size, max) in [
+            ("Conn", size_of::<Conn>(), 120),
+            ("Slot", size_of::<Slot>(), 176),
+            ("FrameDecoder", sizes[2].1, 32),
+            ("OutQueue", sizes[3].1, 48),
+        ] {
+            assert!(
+                size <= max,
+                "{name} is {size} B, more than {max}: {sizes:?}"
+            );
         }
     }
 }

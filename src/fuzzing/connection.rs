@@ -162,7 +162,7 @@ impl Peer {
             head: Vec::new(),
             rx: BytesMut::new(),
             // Server frames are unmasked: the client role rejects masked ones.
-            decoder: FrameDecoder::new(Role::Client, 1 << 30),
+            decoder: FrameDecoder::new(Role::Client),
             close_seen: false,
             frames: 0,
             expected: VecDeque::new(),
@@ -216,7 +216,7 @@ impl Peer {
                     bytes = &[];
                     while let Some(frame) = self
                         .decoder
-                        .decode(&mut self.rx)
+                        .decode(&mut self.rx, 1 << 30)
                         .unwrap_or_else(|e| panic!("the server wrote an invalid frame: {e}"))
                     {
                         self.check_frame(&frame);

@@ -34,13 +34,13 @@ enum End {
 type Parsed = (Vec<(bool, u8, Vec<u8>)>, End);
 
 fn wsedge_frames(data: &[u8], chunk: usize, max: u64) -> Parsed {
-    let mut dec = FrameDecoder::new(Role::Server, max);
+    let mut dec = FrameDecoder::new(Role::Server);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for piece in data.chunks(chunk) {
         buf.extend_from_slice(piece);
         loop {
-            match dec.decode(&mut buf) {
+            match dec.decode(&mut buf, max) {
                 Ok(Some(f)) => frames.push((f.fin, f.opcode.as_u8(), f.payload.to_vec())),
                 Ok(None) => {
                     // Exercise the streaming path too; it must not change

@@ -52,9 +52,9 @@ fn check_reencode(wire: &[u8], frame: &Frame) {
             &wire[header_len - 4..header_len]
         );
     }
-    let mut dec = FrameDecoder::new(Role::Server, PARSER_MAX_FRAME);
+    let mut dec = FrameDecoder::new(Role::Server);
     let back = dec
-        .decode(&mut again)
+        .decode(&mut again, PARSER_MAX_FRAME)
         .expect("re-encoded frame decodes")
         .expect("re-encoded frame is complete");
     assert_eq!((back.fin, back.opcode), (frame.fin, frame.opcode));
@@ -78,7 +78,7 @@ pub fn frame_parser(data: &[u8]) {
         return;
     };
     let chunk = usize::from(seed % 64) + 1;
-    let mut dec = FrameDecoder::new(Role::Server, PARSER_MAX_FRAME);
+    let mut dec = FrameDecoder::new(Role::Server);
     let mut buf = BytesMut::new();
     let mut fed = 0usize;
     let mut consumed = 0usize;
@@ -88,7 +88,7 @@ pub fn frame_parser(data: &[u8]) {
         fed += piece.len();
         loop {
             let before = buf.len();
-            match dec.decode(&mut buf) {
+            match dec.decode(&mut buf, PARSER_MAX_FRAME) {
                 Ok(Some(frame)) => {
                     let used = before - buf.len();
                     assert!(consumed + used <= fed, "consumed more than given");

@@ -201,13 +201,34 @@ pub struct Frame {
     pub streamed: usize,
 }
 
-/// The header of a frame whose payload is still arriving.
+/// The header of a frame whose payload is still arriving, flattened (24
+/// bytes, not the 32 of a `FrameHeader` and two `usize`s: it sits in every
+/// connection).
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    header: FrameHeader,
-    header_len: usize,
+    payload_len: u64,
     /// Payload bytes already unmasked in place (and handed out).
-    unmasked: usize,
+    unmasked: u64,
+    mask: Option<[u8; 4]>,
+    fin: bool,
+    opcode: OpCode,
+    /// At most 14.
+    header_len: u8,
+}
+
+impl Pending {
+    fn header(&self) -> FrameHeader {
+        FrameHeader {
+            fin: self.fin,
+            opcode: self.opcode,
+            mask: self.mask,
+            payload_len: self.payload_len,
+        }
+    }
+
+    fn header_len(&self) -> usize {
+        usize::from(self.header_len)
+    }
 }
 
 /// Streaming frame parser for one connection.
@@ -216,74 +237,85 @@ struct Pending {
 /// until it returns `Ok(None)`. The buffer must keep the bytes of an
 /// incomplete frame, unchanged, between calls.
 #[derive(Debug, Clone)]
+///
+/// It keeps no limit of its own: the frame size limit comes with each
+/// [`decode`](Self::decode) (a connection reads it from the shared
+/// settings rather than keep a copy).
 pub struct FrameDecoder {
     role: Role,
-    max_frame: u64,
     pending: Option<Pending>,
 }
 
 impl FrameDecoder {
-    /// A decoder for `role` that refuses payloads longer than `max_frame`.
-    pub fn new(role: Role, max_frame: u64) -> Self {
+    /// A decoder for `role`.
+    pub fn new(role: Role) -> Self {
         Self {
             role,
-            max_frame,
             pending: None,
         }
     }
 
     /// Header of the frame currently arriving, if its header is complete.
-    pub fn pending_header(&self) -> Option<&FrameHeader> {
-        self.pending.as_ref().map(|p| &p.header)
+    pub fn pending_header(&self) -> Option<FrameHeader> {
+        self.pending.as_ref().map(Pending::header)
     }
 
     /// Total wire length of the frame currently arriving, if known.
     pub fn pending_frame_len(&self) -> Option<usize> {
         self.pending
             .as_ref()
-            .map(|p| p.header_len + p.header.payload_len as usize)
+            .map(|p| p.header_len() + p.payload_len as usize)
     }
 
-    fn header(&mut self, buf: &[u8]) -> Result<Option<Pending>, ProtocolError> {
+    fn header(&mut self, buf: &[u8], max_frame: u64) -> Result<Option<Pending>, ProtocolError> {
         if let Some(p) = self.pending {
             return Ok(Some(p));
         }
-        let Some((header, header_len)) = FrameHeader::parse(buf, self.role, self.max_frame)? else {
+        let Some((header, header_len)) = FrameHeader::parse(buf, self.role, max_frame)? else {
             return Ok(None);
         };
         let p = Pending {
-            header,
-            header_len,
+            payload_len: header.payload_len,
             unmasked: 0,
+            mask: header.mask,
+            fin: header.fin,
+            opcode: header.opcode,
+            header_len: header_len as u8,
         };
         self.pending = Some(p);
         Ok(Some(p))
     }
 
-    /// Splits the next complete frame off the front of `buf`.
+    /// Splits the next complete frame off the front of `buf`, refusing a
+    /// payload longer than `max_frame` (pass the same limit every time).
     ///
     /// `Ok(None)`: more bytes are needed; nothing was consumed. An error is
     /// final for this connection (the decoder state is then unspecified).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        let Some(p) = self.header(buf)? else {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_frame: u64,
+    ) -> Result<Option<Frame>, ProtocolError> {
+        let Some(p) = self.header(buf, max_frame)? else {
             return Ok(None);
         };
         // payload_len <= max_frame, which the caller sized to fit in memory.
-        let total = p.header_len + p.header.payload_len as usize;
+        let total = p.header_len() + p.payload_len as usize;
         if buf.len() < total {
             return Ok(None);
         }
         self.pending = None;
         let mut payload = buf.split_to(total);
-        payload.advance(p.header_len);
-        if let Some(key) = p.header.mask {
-            apply_mask(&mut payload[p.unmasked..], key, p.unmasked);
+        payload.advance(p.header_len());
+        let unmasked = p.unmasked as usize;
+        if let Some(key) = p.mask {
+            apply_mask(&mut payload[unmasked..], key, unmasked);
         }
         Ok(Some(Frame {
-            fin: p.header.fin,
-            opcode: p.header.opcode,
+            fin: p.fin,
+            opcode: p.opcode,
             payload: payload.freeze(),
-            streamed: p.unmasked,
+            streamed: unmasked,
         }))
     }
 
@@ -292,17 +324,17 @@ impl FrameDecoder {
     /// them with the header. Call only after `decode` returned `Ok(None)`.
     pub fn unmask_partial<'a>(&mut self, buf: &'a mut BytesMut) -> Option<(FrameHeader, &'a [u8])> {
         let p = self.pending.as_mut()?;
-        let start = p.header_len + p.unmasked;
-        let end = buf.len().min(p.header_len + p.header.payload_len as usize);
+        let start = p.header_len() + p.unmasked as usize;
+        let end = buf.len().min(p.header_len() + p.payload_len as usize);
         if end <= start {
-            return Some((p.header, &[]));
+            return Some((p.header(), &[]));
         }
         let piece = &mut buf[start..end];
-        if let Some(key) = p.header.mask {
-            apply_mask(piece, key, p.unmasked);
+        if let Some(key) = p.mask {
+            apply_mask(piece, key, p.unmasked as usize);
         }
-        p.unmasked += piece.len();
-        Some((p.header, &buf[start..end]))
+        p.unmasked += piece.len() as u64;
+        Some((p.header(), &buf[start..end]))
     }
 }
 
@@ -349,7 +381,7 @@ mod tests {
     const MAX: u64 = 1 << 24;
 
     fn decode_all(wire: &[u8], cuts: &[usize]) -> Result<Vec<Frame>, ProtocolError> {
-        let mut dec = FrameDecoder::new(Role::Server, MAX);
+        let mut dec = FrameDecoder::new(Role::Server);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
         let mut start = 0;
@@ -361,7 +393,7 @@ mod tests {
             buf.extend_from_slice(&wire[start..c]);
             start = c;
             loop {
-                match dec.decode(&mut buf)? {
+                match dec.decode(&mut buf, MAX)? {
                     Some(f) => frames.push(f),
                     None => {
                         dec.unmask_partial(&mut buf);
@@ -425,9 +457,9 @@ mod tests {
         let mut wire = BytesMut::new();
         encode_masked_frame(&mut wire, true, OpCode::Binary, [9, 8, 7, 6], &[5u8; 300]);
         for n in 0..wire.len() {
-            let mut dec = FrameDecoder::new(Role::Server, MAX);
+            let mut dec = FrameDecoder::new(Role::Server);
             let mut buf = BytesMut::from(&wire[..n]);
-            assert_eq!(dec.decode(&mut buf).unwrap(), None);
+            assert_eq!(dec.decode(&mut buf, MAX).unwrap(), None);
             assert_eq!(buf.len(), n);
         }
     }
@@ -436,17 +468,17 @@ mod tests {
     fn partial_unmask_hands_out_each_byte_once() {
         let mut wire = BytesMut::new();
         encode_masked_frame(&mut wire, true, OpCode::Text, [1, 2, 3, 4], b"hello world");
-        let mut dec = FrameDecoder::new(Role::Server, MAX);
+        let mut dec = FrameDecoder::new(Role::Server);
         let mut buf = BytesMut::from(&wire[..9]);
-        assert!(dec.decode(&mut buf).unwrap().is_none());
+        assert!(dec.decode(&mut buf, MAX).unwrap().is_none());
         let (h, piece) = dec.unmask_partial(&mut buf).unwrap();
         assert_eq!(h.opcode, OpCode::Text);
         assert_eq!(piece, b"hel");
         buf.extend_from_slice(&wire[9..12]);
-        assert!(dec.decode(&mut buf).unwrap().is_none());
+        assert!(dec.decode(&mut buf, MAX).unwrap().is_none());
         assert_eq!(dec.unmask_partial(&mut buf).unwrap().1, b"lo ");
         buf.extend_from_slice(&wire[12..]);
-        let f = dec.decode(&mut buf).unwrap().unwrap();
+        let f = dec.decode(&mut buf, MAX).unwrap().unwrap();
         assert_eq!(&f.payload[..], b"hello world");
         assert_eq!(f.streamed, 6);
     }

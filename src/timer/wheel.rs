@@ -228,6 +228,16 @@ impl<T> TimingWheel<T> {
         Some(self.entries.remove(key.index as usize).value)
     }
 
+    /// The deadline of the entry `key` refers to; `None` if it has been
+    /// returned by [`poll`](Self::poll) or cancelled. O(1). (So a holder of
+    /// a key need not keep its own copy of the tick.)
+    pub fn when(&self, key: TimerKey) -> Option<u64> {
+        match self.entries.get(key.index as usize) {
+            Some(e) if e.gen == key.gen => Some(e.when),
+            _ => None,
+        }
+    }
+
     /// The earliest tick at which [`poll`](Self::poll) can return an entry,
     /// or `None` if the wheel is empty: `Some(elapsed)` while due entries
     /// wait, else the start of the first occupied slot.

@@ -17,14 +17,14 @@ const MAX_FRAME: u64 = 1 << 24;
 
 /// A decoder for what a server sends (unmasked frames).
 pub fn client_decoder() -> FrameDecoder {
-    FrameDecoder::new(Role::Client, MAX_FRAME)
+    FrameDecoder::new(Role::Client)
 }
 
 /// The next complete frame in `rx`, consuming it; a protocol error as an
 /// I/O error.
 pub fn next_frame(decoder: &mut FrameDecoder, rx: &mut BytesMut) -> io::Result<Option<Frame>> {
     decoder
-        .decode(rx)
+        .decode(rx, MAX_FRAME)
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
