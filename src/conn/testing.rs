@@ -154,16 +154,11 @@ impl Driver {
 
     /// Takes events until `poll_event` says `None`, handing each to `app`.
     pub fn dispatch(&mut self, app: &mut impl App) {
-        let mut ctx = Ctx {
-            now: self.now,
-            epoch: self.epoch,
-            cfg: &self.cfg,
-            enc: &mut self.enc,
-            tally: &mut self.tally,
-        };
-        while let Some(ev) = self.conn.poll_event(&mut ctx) {
-            app.on_event(&mut self.conn, &mut ctx, ev);
-        }
+        self.with(|conn, ctx| {
+            while let Some(ev) = conn.poll_event(ctx) {
+                app.on_event(conn, ctx, ev);
+            }
+        });
     }
 
     /// Bytes read from the "socket" (all taken), then their events.
