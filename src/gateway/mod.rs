@@ -8,4 +8,5 @@
 //! Must not touch: the engine's per-core state (it reaches connections
 //! through the hub's handle), HTTP serving (the control plane's).
 
+pub mod conn_id;
 pub mod sigv4;
