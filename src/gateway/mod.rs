@@ -9,4 +9,5 @@
 //! through the hub's handle), HTTP serving (the control plane's).
 
 pub mod conn_id;
+pub mod route;
 pub mod sigv4;
