@@ -1,5 +1,6 @@
 //! Admission control over real sockets: tokens (once, replay, expiry,
-//! signature, rotation), channel grants, origins, per-IP attempts with
+//! signature, rotation, `token.max_ttl`, `token.optional`, and
+//! `wsedge token --ttl`), channel grants, origins, per-IP attempts with
 //! Retry-After, and the total/IP/user quotas.
 
 mod common;
