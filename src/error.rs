@@ -179,11 +179,10 @@ impl Rejection {
                 | Refusal::TokenMalformed
                 | Refusal::TokenBadSignature
                 | Refusal::TokenExpired
-                | Refusal::TokenLifetimeTooLong,
+                | Refusal::TokenLifetimeTooLong
+                | Refusal::TokenReplayed,
             ) => (401, "Unauthorized", "", None),
-            Self::Refused(Refusal::TokenReplayed | Refusal::OriginForbidden) => {
-                (403, "Forbidden", "", None)
-            }
+            Self::Refused(Refusal::OriginForbidden) => (403, "Forbidden", "", None),
             Self::Refused(Refusal::TooManyAttempts { retry_after }) => {
                 (429, "Too Many Requests", "", Some(u64::from(retry_after)))
             }

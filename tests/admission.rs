@@ -89,9 +89,9 @@ fn token_is_accepted_once_and_every_bad_token_is_refused() {
     let good = token(KEY, "alice", now() + 300, &["room:*"], &[]);
     let mut ws = connect(&server, &ws_path(&good));
     subscribe(&mut ws, "room:1");
-    // Replayed on any core: 403.
+    // Replayed on any core: 401 (issue 13: forged, expired or replayed).
     for _ in 0..4 {
-        assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 403);
+        assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 401);
     }
     let cases = [
         ("/ws".to_string(), 401, Refusal::TokenMissing),
@@ -355,9 +355,9 @@ fn optional_mode_refuses_a_replayed_token_like_required_mode() {
     let server = start(optional_config());
     let t = token(KEY, "alice", now() + 300, &["room:*"], &[]);
     let _first = connect(&server, &ws_path(&t));
-    // The same answer as with tokens required (403, `token_replayed`).
+    // The same answer as with tokens required (401, `token_replayed`).
     let (got, text) = upgrade_status(&server, &ws_path(&t), "");
-    assert_eq!(got, 403, "{text}");
+    assert_eq!(got, 401, "{text}");
     assert!(text.ends_with(&format!("{}\n", Refusal::TokenReplayed)));
     assert_eq!(server.stats().handshake_failures(Refusal::TokenReplayed), 1);
 }
