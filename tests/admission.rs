@@ -351,10 +351,8 @@ fn regression_spoofed_left_most_forwarded_for_does_not_choose_the_client_ip() {
 #[test]
 fn regression_forwarded_for_is_walked_from_the_right_past_trusted_proxies() {
     let mut cfg = behind_proxy(1);
-    cfg.admission.trusted_proxies = vec![
-        "127.0.0.1".parse().unwrap(),
-        "10.0.0.0/8".parse().unwrap(),
-    ];
+    cfg.admission.trusted_proxies =
+        vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
     let server = start(cfg);
     let h = "X-Forwarded-For: 6.6.6.6, 192.0.2.1, 10.1.2.3\r\n";
     assert_eq!(upgrade_status(&server, "/echo", h).0, 101);
@@ -440,4 +438,31 @@ fn regression_ipv6_addresses_in_one_64_share_the_per_ip_quota() {
     // IPv4 stays /32.
     let (s6, _, _f) = upgrade(&server, "/echo", &xff("192.0.2.10"));
     assert_eq!(s6, 101);
+}
+
+/// `admission.ipv6_prefix` is the width of an IPv6 client's key.
+#[test]
+fn ipv6_prefix_setting_sets_the_width_of_the_per_ip_key() {
+    let mut cfg = behind_proxy(0);
+    cfg.admission.max_connections_per_ip = 1;
+    cfg.admission.ipv6_prefix = 128;
+    let server = start(cfg);
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    let (s1, _, _a) = upgrade(&server, "/echo", &xff("2001:db8:1:2::1"));
+    let (s2, _, _b) = upgrade(&server, "/echo", &xff("2001:db8:1:2::2"));
+    assert_eq!((s1, s2), (101, 101), "each /128 is its own client");
+    assert_eq!(
+        upgrade_status(&server, "/echo", &xff("2001:db8:1:2::1")).0,
+        429
+    );
+    let mut cfg = behind_proxy(0);
+    cfg.admission.max_connections_per_ip = 1;
+    cfg.admission.ipv6_prefix = 48;
+    let server = start(cfg);
+    let (s1, _, _c) = upgrade(&server, "/echo", &xff("2001:db8:1:2::1"));
+    assert_eq!(s1, 101);
+    assert_eq!(
+        upgrade_status(&server, "/echo", &xff("2001:db8:1:ffff::1")).0,
+        429
+    );
 }
