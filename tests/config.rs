@@ -206,8 +206,18 @@ fn check_config_example_prints_the_committed_example() {
 #[test]
 fn regression_config_errors_never_print_a_secret() {
     let cases = [
-        ("unquoted-admin-key.toml", "[admin]\nkey = s3cr3t\n", "s3cr3t", "admin.key"),
-        ("integer-token-key.toml", "[token]\nkey = 918273645\n", "918273645", "token.key"),
+        (
+            "unquoted-admin-key.toml",
+            "[admin]\nkey = s3cr3t\n",
+            "s3cr3t",
+            "admin.key",
+        ),
+        (
+            "integer-token-key.toml",
+            "[token]\nkey = 918273645\n",
+            "918273645",
+            "token.key",
+        ),
         (
             "inline-token-key.toml",
             "listen = \"127.0.0.1:1\"\ntoken = { key = 7777777 }\n",
@@ -224,9 +234,15 @@ fn regression_config_errors_never_print_a_secret() {
             let out = wsedge(&args, &[]);
             assert_eq!(out.status.code(), Some(2), "{args:?}");
             let (o, e) = (stdout(&out), stderr(&out));
-            assert!(!o.contains(secret) && !e.contains(secret), "{args:?} leaked:\n{o}{e}");
+            assert!(
+                !o.contains(secret) && !e.contains(secret),
+                "{args:?} leaked:\n{o}{e}"
+            );
             assert!(e.contains(key), "{args:?} does not name {key}:\n{e}");
-            assert!(e.contains("line 2"), "{args:?} does not name the line:\n{e}");
+            assert!(
+                e.contains("line 2"),
+                "{args:?} does not name the line:\n{e}"
+            );
         }
     }
     // An error elsewhere in a file with a secret still shows its own line.
@@ -238,5 +254,8 @@ fn regression_config_errors_never_print_a_secret() {
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(!e.contains("quoted-s3cr3t"), "{e}");
-    assert!(e.contains("line 5") && e.contains("max_subscriptions"), "{e}");
+    assert!(
+        e.contains("line 5") && e.contains("max_subscriptions"),
+        "{e}"
+    );
 }
