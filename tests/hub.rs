@@ -433,10 +433,7 @@ fn regression_channel_names_with_format_characters_are_refused() {
     .enumerate()
     {
         let id = id as u64 + 10;
-        send_json(
-            &mut ws,
-            json!({"type":"subscribe","channel":name,"id":id}),
-        );
+        send_json(&mut ws, json!({"type":"subscribe","channel":name,"id":id}));
         let v = next_json(&mut ws);
         assert_eq!(v["code"], "invalid_channel", "{name:?}: {v}");
         assert_eq!(v["id"], id);
