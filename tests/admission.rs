@@ -1,5 +1,6 @@
 //! Admission control over real sockets: tokens (once, replay, expiry,
-//! signature, rotation), channel grants, origins, per-IP attempts with
+//! signature, rotation, `token.max_ttl`, `token.optional`, and
+//! `wsedge token --ttl`), channel grants, origins, per-IP attempts with
 //! Retry-After, and the total/IP/user quotas.
 
 mod common;
@@ -88,9 +89,9 @@ fn token_is_accepted_once_and_every_bad_token_is_refused() {
     let good = token(KEY, "alice", now() + 300, &["room:*"], &[]);
     let mut ws = connect(&server, &ws_path(&good));
     subscribe(&mut ws, "room:1");
-    // Replayed on any core: 403.
+    // Replayed on any core: 401 (issue 13: forged, expired or replayed).
     for _ in 0..4 {
-        assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 403);
+        assert_eq!(upgrade_status(&server, &ws_path(&good), "").0, 401);
     }
     let cases = [
         ("/ws".to_string(), 401, Refusal::TokenMissing),
@@ -465,4 +466,218 @@ fn ipv6_prefix_setting_sets_the_width_of_the_per_ip_key() {
         upgrade_status(&server, "/echo", &xff("2001:db8:1:ffff::1")).0,
         429
     );
+}
+
+// ---- `token.optional` (issue 13 item 4): a presented token is verified
+// exactly as when tokens are required; only a missing one is let in,
+// anonymous. And `token.max_ttl` bounds a token's lifetime.
+
+fn optional_config() -> wsedge::Config {
+    let mut cfg = token_config(&[KEY]);
+    cfg.token.optional = true;
+    cfg
+}
+
+/// Regression: with `token.optional` a forged token (in the query or the
+/// browsers' subprotocol) was let in as if there were none.
+#[test]
+fn optional_mode_refuses_a_forged_token_401() {
+    let server = start(optional_config());
+    let cases = [
+        (ws_path("v1.forged.AAAA"), "", Refusal::TokenMalformed),
+        (
+            ws_path(&token("wrong-key", "mallory", now() + 300, &["*"], &["*"])),
+            "",
+            Refusal::TokenBadSignature,
+        ),
+        (
+            ws_path(&token(KEY, "alice", now() - 1, &[], &[])),
+            "",
+            Refusal::TokenExpired,
+        ),
+    ];
+    for (path, extra, err) in &cases {
+        let (got, text) = upgrade_status(&server, path, extra);
+        assert_eq!(got, 401, "{path}: {text}");
+        assert!(text.ends_with(&format!("{err}\n")), "{text}");
+    }
+    let forged = token("wrong-key", "mallory", now() + 300, &["*"], &["*"]);
+    let (got, text) = upgrade_status(
+        &server,
+        "/ws",
+        &format!("Sec-WebSocket-Protocol: wsedge, ws_token.{forged}\r\n"),
+    );
+    assert_eq!(got, 401, "subprotocol token: {text}");
+    let stats = server.stats();
+    assert_eq!(stats.handshake_failures(Refusal::TokenMalformed), 1);
+    assert_eq!(stats.handshake_failures(Refusal::TokenBadSignature), 2);
+    assert_eq!(stats.handshake_failures(Refusal::TokenExpired), 1);
+}
+
+/// Regression: with `token.optional` a used token worked again.
+#[test]
+fn optional_mode_refuses_a_replayed_token_like_required_mode() {
+    let server = start(optional_config());
+    let t = token(KEY, "alice", now() + 300, &["room:*"], &[]);
+    let _first = connect(&server, &ws_path(&t));
+    // The same answer as with tokens required (401, `token_replayed`).
+    let (got, text) = upgrade_status(&server, &ws_path(&t), "");
+    assert_eq!(got, 401, "{text}");
+    assert!(text.ends_with(&format!("{}\n", Refusal::TokenReplayed)));
+    assert_eq!(server.stats().handshake_failures(Refusal::TokenReplayed), 1);
+}
+
+/// Regression: with `token.optional` a `room:*` token's grants were
+/// ignored and it could subscribe to anything.
+#[test]
+fn optional_mode_applies_the_tokens_grants() {
+    let server = start(optional_config());
+    let t = token(KEY, "alice", now() + 300, &["room:*"], &[]);
+    let mut ws = connect(&server, &ws_path(&t));
+    subscribe(&mut ws, "room:1");
+    send_json(
+        &mut ws,
+        json!({"type":"subscribe","channel":"private:bob","id":2}),
+    );
+    let refused = next_json(&mut ws);
+    assert_eq!(refused["code"], "subscribe_forbidden", "{refused}");
+    assert_eq!(refused["id"], 2);
+}
+
+/// Without a token a client is anonymous (no user, cannot publish); with
+/// one it is the token's user (regression: the user was dropped).
+#[test]
+fn optional_mode_admits_without_a_token_anonymous_and_with_one_as_its_user() {
+    let server = start(optional_config());
+    let admin = server.admin_addr().unwrap();
+    let mut anon = connect(&server, "/ws");
+    subscribe(&mut anon, "news");
+    send_json(
+        &mut anon,
+        json!({"type":"publish","channel":"news","data":1,"id":2}),
+    );
+    assert_eq!(next_json(&mut anon)["code"], "publish_forbidden");
+    let (_, body) = http(admin, "GET", "/api/channels/news", None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["subscribers"], 1, "{v}");
+    assert_eq!(v["users"], json!([]), "anonymous: {v}");
+
+    let t = token(KEY, "alice", now() + 300, &["news"], &[]);
+    let mut alice = connect(&server, &ws_path(&t));
+    subscribe(&mut alice, "news");
+    let (_, body) = http(admin, "GET", "/api/users/alice", None);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["connections"].as_array().map(Vec::len), Some(1), "{v}");
+    // Send-to-user reaches the token's connection.
+    let (status, _) = http(admin, "POST", "/api/users/alice/send", Some("\"hi\""));
+    assert_eq!(status, 200);
+    assert_eq!(next_json(&mut alice), json!({"type":"message","data":"hi"}));
+}
+
+/// Regression: with `token.optional` the per-user quota never applied.
+#[test]
+fn optional_mode_applies_the_per_user_quota() {
+    let mut cfg = optional_config();
+    cfg.admission.max_connections_per_user = 1;
+    let server = start(cfg);
+    let _a = connect(&server, &ws_path(&token(KEY, "u", now() + 300, &[], &[])));
+    let t = token(KEY, "u", now() + 300, &[], &[]);
+    assert_eq!(upgrade_status(&server, &ws_path(&t), "").0, 429);
+    assert_eq!(server.stats().handshake_failures(Refusal::UserQuota), 1);
+    // Anonymous clients are not a user: not held to it.
+    let _anon = connect(&server, "/ws");
+}
+
+/// Regression: a validly signed token with a far `exp` was accepted and
+/// its id held in the replay memory until then (enough of them fill it:
+/// then every token connection is answered 503).
+#[test]
+fn a_token_living_longer_than_max_ttl_is_refused_401_and_not_remembered() {
+    for optional in [false, true] {
+        let mut cfg = token_config(&[KEY]);
+        cfg.token.optional = optional;
+        let server = start(cfg);
+        let year = token(KEY, "alice", now() + 365 * 24 * 3600, &[], &[]);
+        for _ in 0..2 {
+            // Twice: the second is not `token_replayed`, it was not kept.
+            let (got, text) = upgrade_status(&server, &ws_path(&year), "");
+            assert_eq!(got, 401, "optional={optional}: {text}");
+            assert!(
+                text.ends_with(&format!("{}\n", Refusal::TokenLifetimeTooLong)),
+                "{text}"
+            );
+        }
+        let stats = server.stats();
+        assert_eq!(stats.handshake_failures(Refusal::TokenLifetimeTooLong), 2);
+        assert_eq!(stats.handshake_failures(Refusal::TokenReplayed), 0);
+        // At the default max_ttl (1 h) a token minted for 1 h is fine.
+        connect(
+            &server,
+            &ws_path(&token(KEY, "bob", now() + 3600, &[], &[])),
+        );
+    }
+}
+
+#[test]
+fn max_ttl_is_the_configured_one() {
+    let mut cfg = token_config(&[KEY]);
+    cfg.token.max_ttl = Duration::from_secs(120);
+    let server = start(cfg);
+    // 120 s + the 60 s clock-skew allowance.
+    let over = token(KEY, "alice", now() + 300, &[], &[]);
+    assert_eq!(upgrade_status(&server, &ws_path(&over), "").0, 401);
+    connect(
+        &server,
+        &ws_path(&token(KEY, "alice", now() + 120, &[], &[])),
+    );
+    assert_eq!(
+        server
+            .stats()
+            .handshake_failures(Refusal::TokenLifetimeTooLong),
+        1
+    );
+}
+
+fn wsedge_token(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"));
+    cmd.arg("token").args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("WSEDGE_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("wsedge runs")
+}
+
+/// Regression: `wsedge token --ttl` took any lifetime.
+#[test]
+fn cli_token_refuses_a_ttl_over_max_ttl() {
+    let base = ["--user", "alice", "--key", KEY];
+    let over = wsedge_token(&[&base[..], &["--ttl", "3601"]].concat(), &[]);
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(!over.status.success(), "exit 0 for --ttl 3601: {err}");
+    assert!(over.stdout.is_empty(), "no token printed");
+    assert!(err.contains("token.max_ttl"), "{err}");
+    let huge = wsedge_token(
+        &[&base[..], &["--ttl", &u64::MAX.to_string()]].concat(),
+        &[],
+    );
+    assert!(!huge.status.success());
+    // At the limit it mints; a raised limit (environment) allows more.
+    let at = wsedge_token(&[&base[..], &["--ttl", "3600"]].concat(), &[]);
+    assert!(
+        at.status.success(),
+        "{}",
+        String::from_utf8_lossy(&at.stderr)
+    );
+    let raised = wsedge_token(
+        &[&base[..], &["--ttl", "3601"]].concat(),
+        &[("WSEDGE_TOKEN_MAX_TTL", "2h")],
+    );
+    assert!(
+        raised.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raised.stderr)
+    );
+    let t = String::from_utf8(raised.stdout).unwrap();
+    assert!(t.trim().starts_with("v1."), "{t}");
 }

@@ -1,7 +1,8 @@
 //! Admission control: who may connect, decided before the upgrade
 //! completes and before any per-connection work is spent.
 //!
-//! - [`token`]: one-time HMAC-SHA256 connection tokens (mint, verify).
+//! - [`token`]: one-time HMAC-SHA256 connection tokens (mint, verify, the
+//!   longest lifetime `token.max_ttl`).
 //! - [`demo`]: the chat demo's ephemeral key, when no token key is set.
 //! - [`grants`]: per-channel subscribe/publish grants from a token.
 //! - [`replay`]: the shared, bounded memory of used token ids.
@@ -83,6 +84,10 @@ pub enum Refusal {
     TokenBadSignature,
     #[error("connection token expired")]
     TokenExpired,
+    /// A validly signed token whose `exp` is further from now than
+    /// `token.max_ttl` allows (plus the clock-skew allowance).
+    #[error("connection token lifetime over token.max_ttl")]
+    TokenLifetimeTooLong,
     #[error("connection token already used")]
     TokenReplayed,
     #[error("origin not allowed")]
@@ -143,6 +148,7 @@ fn token_refusal(e: token::TokenError) -> Refusal {
         token::TokenError::Malformed => Refusal::TokenMalformed,
         token::TokenError::BadSignature => Refusal::TokenBadSignature,
         token::TokenError::Expired => Refusal::TokenExpired,
+        token::TokenError::LifetimeTooLong => Refusal::TokenLifetimeTooLong,
     }
 }
 
@@ -153,6 +159,8 @@ pub struct Admission {
     token_keys: Vec<String>,
     /// `!token.optional`.
     require_token_on_ws: bool,
+    /// `token.max_ttl` in seconds: the furthest `exp` accepted from now.
+    max_ttl_secs: u64,
     /// The chat demo's ephemeral key (see [`demo`]): without token keys,
     /// `/ws` checks a presented token against it. Never printed.
     demo_key: Option<demo::DemoKey>,
@@ -176,6 +184,7 @@ impl Admission {
             used: replay::UsedTokens::new(cfg.token.max_used),
             token_keys: cfg.token.keys().map(String::from).collect(),
             require_token_on_ws: !cfg.token.optional,
+            max_ttl_secs: cfg.token.max_ttl.as_secs(),
             demo_key,
             attempts: ip::IpLimits::default(),
             per_ip: slots::SlotCounts::default(),
@@ -197,7 +206,15 @@ impl Admission {
 
     /// Whether `route` needs a token.
     pub fn requires_token(&self, route: Route) -> bool {
-        route == Route::Hub && self.require_token_on_ws && !self.token_keys.is_empty()
+        self.checks_tokens(route) && self.require_token_on_ws
+    }
+
+    /// Whether a token presented on `route` is checked against the token
+    /// keys: on the hub whenever a key is configured, required or not
+    /// (`token.optional` lets a client come without one, never with a bad
+    /// one).
+    fn checks_tokens(&self, route: Route) -> bool {
+        route == Route::Hub && !self.token_keys.is_empty()
     }
 
     /// The demo key, if a token on `route` is checked against it: only on
@@ -276,7 +293,7 @@ impl Admission {
         ip: IpAddr,
         now: u64,
     ) -> Result<Admitted, Refusal> {
-        let key = self.ip_key(ip);
+        let counted = self.ip_key(ip);
         if !self.origins.allows(req.origin()) {
             return Err(Refusal::OriginForbidden);
         }
@@ -284,7 +301,7 @@ impl Admission {
             let window = self.cfg.attempt_window.as_secs().max(1);
             if let Err(retry) =
                 self.attempts
-                    .attempt(key, now, window, self.cfg.max_attempts_per_ip)
+                    .attempt(counted, now, window, self.cfg.max_attempts_per_ip)
             {
                 return Err(Refusal::TooManyAttempts {
                     retry_after: u32::try_from(retry).unwrap_or(u32::MAX),
@@ -294,10 +311,14 @@ impl Admission {
         let token = request::token(req);
         let mut user = None;
         let mut grants = None;
-        if self.requires_token(route) {
+        if self.checks_tokens(route) && (token.is_some() || self.require_token_on_ws) {
+            // Required, or optional and presented: verified the same way.
+            // Only a client without any token is let in anonymous (below).
             let token = token.ok_or(Refusal::TokenMissing)?;
             let keys: Vec<&[u8]> = self.token_keys.iter().map(|k| k.as_bytes()).collect();
             let claims = token::verify(&keys, token, now).map_err(token_refusal)?;
+            // Before the replay memory: it would hold the id until `exp`.
+            token::check_lifetime(&claims, now, self.max_ttl_secs).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));
             grants = Some(Box::new(TokenGrants {
@@ -307,6 +328,8 @@ impl Admission {
         } else if let (Some(key), Some(token)) = (self.demo_key(route), token) {
             // No token key: a token can only be the demo's. Without one the
             // client is anonymous as before; a bad one is refused.
+            // (No lifetime check: only this process holds the demo key and
+            // mints its tokens for `demo::TTL_SECS`.)
             let claims = key.verify(token, now).map_err(token_refusal)?;
             self.use_once(&claims, now)?;
             user = Some(Arc::<str>::from(claims.sub.as_str()));
@@ -317,13 +340,13 @@ impl Admission {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::ServerFull);
         }
-        if !self.per_ip.take(&key, self.cfg.max_connections_per_ip) {
+        if !self.per_ip.take(&counted, self.cfg.max_connections_per_ip) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::IpQuota);
         }
         if let Some(u) = &user {
             if !self.per_user.take(u, self.cfg.max_connections_per_user) {
-                self.per_ip.give_back(&key);
+                self.per_ip.give_back(&counted);
                 self.total.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::UserQuota);
             }
@@ -370,5 +393,102 @@ impl DeferHook {
 impl std::fmt::Debug for DeferHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DeferHook")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::handshake::{parse_request, HandshakeConfig};
+
+    const KEY: &str = "k";
+    const NOW: u64 = 1_000_000;
+
+    fn request(target: &str) -> UpgradeRequest {
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        let cfg = HandshakeConfig {
+            max_request_bytes: 8192,
+            max_headers: 32,
+            subprotocols: &[],
+        };
+        parse_request(head.as_bytes(), &cfg).unwrap().unwrap()
+    }
+
+    fn admission(optional: bool) -> Admission {
+        let mut cfg = Config::default();
+        cfg.token.key = Some(KEY.into());
+        cfg.token.optional = optional;
+        cfg.admission.max_attempts_per_ip = 0;
+        Admission::new(&cfg, None)
+    }
+
+    fn token(key: &str, exp: u64) -> String {
+        let claims = token::Claims {
+            sub: "alice".into(),
+            exp,
+            jti: token::new_jti(),
+            subscribe: vec!["room:*".into()],
+            publish: vec![],
+        };
+        format!("/ws?ws_token={}", token::mint(key.as_bytes(), &claims))
+    }
+
+    fn admit(a: &Admission, target: &str) -> Result<Admitted, Refusal> {
+        a.admit(&request(target), Route::Hub, [127, 0, 0, 1].into(), NOW)
+    }
+
+    #[test]
+    fn optional_tokens_are_verified_when_presented() {
+        for optional in [false, true] {
+            let a = admission(optional);
+            let cases = [
+                ("/ws?ws_token=v1.forged.AAAA", Refusal::TokenMalformed),
+                (&*token("other", NOW + 60), Refusal::TokenBadSignature),
+                (&*token(KEY, NOW), Refusal::TokenExpired),
+                (&*token(KEY, NOW + 86_400), Refusal::TokenLifetimeTooLong),
+            ];
+            for (target, want) in cases {
+                assert_eq!(admit(&a, target).unwrap_err(), want, "{optional}");
+            }
+            let good = token(KEY, NOW + 60);
+            let admitted = admit(&a, &good).unwrap();
+            assert_eq!(admitted.user.as_deref(), Some("alice"));
+            let grants = admitted.grants.unwrap();
+            assert!(grants.subscribe.allows("room:1"));
+            assert!(!grants.subscribe.allows("private:bob"));
+            assert_eq!(admit(&a, &good).unwrap_err(), Refusal::TokenReplayed);
+        }
+    }
+
+    #[test]
+    fn only_a_missing_token_is_anonymous_and_only_when_optional() {
+        assert_eq!(
+            admit(&admission(false), "/ws").unwrap_err(),
+            Refusal::TokenMissing
+        );
+        let anon = admit(&admission(true), "/ws?ws_token=").unwrap();
+        assert!(anon.user.is_none() && anon.grants.is_none());
+        // Other routes never read a token.
+        let a = admission(false);
+        let echo = a.admit(
+            &request("/echo?ws_token=v1.forged.AAAA"),
+            Route::Echo,
+            [127, 0, 0, 1].into(),
+            NOW,
+        );
+        assert!(echo.is_ok());
+    }
+
+    #[test]
+    fn a_too_long_lived_token_is_not_remembered() {
+        let a = admission(true);
+        let long = token(KEY, NOW + 86_400);
+        for _ in 0..2 {
+            assert_eq!(admit(&a, &long).unwrap_err(), Refusal::TokenLifetimeTooLong);
+        }
+        assert!(a.used.is_empty());
     }
 }

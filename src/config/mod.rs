@@ -225,10 +225,23 @@ section! {
         /// (rotation); only beside key.
         #[serde(with = "schema::empty_is_none")]
         pub key_previous: Option<String> = None, flag = "token-key-previous", secret = true;
-        /// Accept /ws connections without a token even when a key is set.
+        /// With a key, also accept /ws connections that present no token:
+        /// they are anonymous (no user, no per-user quota; they may publish
+        /// only with hub.dev_client_publish). A token that is presented is
+        /// still verified as when tokens are required: a bad, expired,
+        /// replayed or too long-lived one is refused, and a valid one's
+        /// user, quota and grants apply.
         pub optional: bool = false, flag = "token-optional";
+        /// Longest lifetime of a token: `wsedge token` refuses a longer ttl,
+        /// and /ws refuses (401) a token whose exp is further than this
+        /// (plus 60 s of clock skew) from now. It bounds how long the replay
+        /// memory holds each token id, so a few tokens minted with a huge
+        /// lifetime cannot fill it. 1 h: ample to connect with, as tokens
+        /// are minted just before use.
+        #[serde(with = "humantime_serde")]
+        pub max_ttl: Duration = Duration::from_secs(3600), flag = "token-max-ttl";
         /// Token ids remembered against replay (each token works once); ids
-        /// are forgotten when their token expires.
+        /// are forgotten when their token expires (within max_ttl).
         pub max_used: usize = 1_000_000;
     }
 }
@@ -490,6 +503,10 @@ impl Config {
         if !(1..=128).contains(&self.admission.ipv6_prefix) {
             return Err(invalid("admission.ipv6_prefix", "must be 1 to 128"));
         }
+        // Token lifetimes are whole seconds (`exp` is Unix seconds).
+        if self.token.max_ttl < Duration::from_secs(1) {
+            return Err(invalid("token.max_ttl", "must be at least 1s"));
+        }
         if self.token.key.is_none() && self.token.key_previous.is_some() {
             return Err(invalid(
                 "token.key_previous",
@@ -540,6 +557,9 @@ mod tests {
         let mut c = Config::default();
         c.token.key_previous = Some("old".into());
         assert_eq!(key(&c), "token.key_previous");
+        let mut c = Config::default();
+        c.token.max_ttl = Duration::from_millis(500);
+        assert_eq!(key(&c), "token.max_ttl");
         let mut c = Config::default();
         c.rate_limit.bytes_burst = f64::NAN;
         assert_eq!(key(&c), "rate_limit.bytes_burst");
