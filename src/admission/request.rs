@@ -58,7 +58,7 @@ pub fn answer_protocol(req: &UpgradeRequest) -> Option<&'static str> {
 
 /// The client of `req` from `peer`: when `peer` is one of `cfg`'s trusted
 /// proxies, the configured header's lines (all of them, in order) walked
-/// from the right past trusted proxies (see [`client_ip`](super::client_ip)).
+/// from the right past trusted proxies (see [`super::client_ip`]).
 pub fn client_ip(req: &UpgradeRequest, peer: IpAddr, cfg: &AdmissionConfig) -> ClientIp {
     let trusted = &cfg.trusted_proxies;
     if !trusted.iter().any(|n| n.contains(peer)) {
