@@ -303,6 +303,171 @@ fn total_quota_answers_503() {
     assert_eq!(server.stats().handshake_failures(Refusal::ServerFull), 1);
 }
 
+/// A config whose only trusted proxy is the loopback peer the tests
+/// connect from, so their `X-Forwarded-For`/`Forwarded` lines play the
+/// proxy's.
+fn behind_proxy(max_attempts: u32) -> wsedge::Config {
+    let mut cfg = config(1);
+    cfg.admission.max_attempts_per_ip = max_attempts;
+    cfg.admission.attempt_window = Duration::from_secs(3600);
+    cfg.admission.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    cfg
+}
+
+/// Issue 13 item 5: the client wrote the left-most X-Forwarded-For entry,
+/// the proxy appended the address it saw. Taking the left-most let a
+/// client pick its own IP (a fresh attempt budget each time) or another's
+/// (locking the victim out with 429).
+#[test]
+fn regression_spoofed_left_most_forwarded_for_does_not_choose_the_client_ip() {
+    let server = start(behind_proxy(2));
+    let attacker = "203.0.113.7";
+    // A fresh made-up address each time: still the attacker's budget.
+    for spoof in ["6.6.6.1", "6.6.6.2"] {
+        let h = format!("X-Forwarded-For: {spoof}, {attacker}\r\n");
+        assert_eq!(upgrade_status(&server, "/echo", &h).0, 101);
+    }
+    let h = format!("X-Forwarded-For: 6.6.6.3, {attacker}\r\n");
+    assert_eq!(
+        upgrade_status(&server, "/echo", &h).0,
+        429,
+        "a spoofed left-most entry must not buy a fresh budget"
+    );
+    // The attacker names the victim: still only its own budget is spent.
+    let victim = "198.51.100.1";
+    for _ in 0..3 {
+        let h = format!("X-Forwarded-For: {victim}, {attacker}\r\n");
+        assert_eq!(upgrade_status(&server, "/echo", &h).0, 429);
+    }
+    let h = format!("X-Forwarded-For: {victim}\r\n");
+    assert_eq!(
+        upgrade_status(&server, "/echo", &h).0,
+        101,
+        "the victim is not locked out"
+    );
+}
+
+/// Chains of proxies: trusted hops (an address or a CIDR) are skipped from
+/// the right; several header lines are one list, in order.
+#[test]
+fn regression_forwarded_for_is_walked_from_the_right_past_trusted_proxies() {
+    let mut cfg = behind_proxy(1);
+    cfg.admission.trusted_proxies =
+        vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+    let server = start(cfg);
+    let h = "X-Forwarded-For: 6.6.6.6, 192.0.2.1, 10.1.2.3\r\n";
+    assert_eq!(upgrade_status(&server, "/echo", h).0, 101);
+    // The same client behind the same inner proxy, in two header lines.
+    let h = "X-Forwarded-For: 6.6.6.7\r\nX-Forwarded-For: 192.0.2.1, 10.9.9.9\r\n";
+    assert_eq!(upgrade_status(&server, "/echo", h).0, 429);
+    // Another client through the same proxies has its own budget.
+    let h = "X-Forwarded-For: 192.0.2.2, 10.1.2.3\r\n";
+    assert_eq!(upgrade_status(&server, "/echo", h).0, 101);
+}
+
+/// RFC 7239 `Forwarded`, when it is the configured header: `for=` from the
+/// right, quoted, IPv6 in brackets, with a port.
+#[test]
+fn regression_rfc7239_forwarded_names_the_client() {
+    let mut cfg = behind_proxy(1);
+    cfg.admission.client_ip_header = "forwarded".into();
+    let server = start(cfg);
+    for h in [
+        "Forwarded: for=192.0.2.60;proto=http;by=203.0.113.43\r\n",
+        "Forwarded: for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\"\r\n",
+        "Forwarded: for=\"192.0.2.61:8080\"\r\n",
+    ] {
+        assert_eq!(upgrade_status(&server, "/echo", h).0, 101, "{h}");
+    }
+    // The same IPv6 client again, behind a spoofed entry: its budget is spent.
+    let h = "Forwarded: for=1.2.3.4\r\nForwarded: for=\"[2001:db8:cafe::17]\"\r\n";
+    assert_eq!(upgrade_status(&server, "/echo", h).0, 429);
+}
+
+/// A header that cannot be read (garbage, `for=unknown`, an obfuscated
+/// `for=_hidden`, every entry a trusted proxy) leaves the proxy itself as
+/// the client, and is counted.
+#[test]
+fn regression_malformed_forwarded_headers_key_the_proxy_and_are_counted() {
+    let mut cfg = behind_proxy(0);
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.admission.max_connections_per_ip = 1;
+    let server = start(cfg);
+    // The proxy's own slot is held by a malformed header.
+    let (status, _, _held) = upgrade(&server, "/echo", "X-Forwarded-For: not-an-ip\r\n");
+    assert_eq!(status, 101);
+    for h in [
+        "X-Forwarded-For: 192.0.2.1, garbage\r\n",
+        "X-Forwarded-For: 127.0.0.1\r\n",
+        "X-Forwarded-For: \r\n",
+    ] {
+        assert_eq!(upgrade_status(&server, "/echo", h).0, 429, "{h}");
+    }
+    // A well-formed one is its own client.
+    let (status, _, _other) = upgrade(&server, "/echo", "X-Forwarded-For: 192.0.2.1\r\n");
+    assert_eq!(status, 101);
+    let (_, metrics) = http(server.admin_addr().unwrap(), "GET", "/metrics", None);
+    assert!(
+        metrics.contains("\nwsedge_forwarded_malformed_total 4\n"),
+        "{metrics}"
+    );
+}
+
+/// Issue 13 item 6: one host with a /64 has 2^64 addresses; per-IP limits
+/// key IPv6 by its /64 (admission.ipv6_prefix), IPv4-mapped as IPv4.
+#[test]
+fn regression_ipv6_addresses_in_one_64_share_the_per_ip_quota() {
+    let mut cfg = behind_proxy(0);
+    cfg.admission.max_connections_per_ip = 2;
+    let server = start(cfg);
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    let (s1, _, _a) = upgrade(&server, "/echo", &xff("2001:db8:1:2::1"));
+    let (s2, _, _b) = upgrade(&server, "/echo", &xff("2001:db8:1:2:aaaa::2"));
+    assert_eq!((s1, s2), (101, 101));
+    assert_eq!(
+        upgrade_status(&server, "/echo", &xff("2001:db8:1:2:ffff:ffff:ffff:ffff")).0,
+        429,
+        "the same /64"
+    );
+    let (s3, _, _c) = upgrade(&server, "/echo", &xff("2001:db8:1:3::1"));
+    assert_eq!(s3, 101, "the next /64 is another client");
+    // IPv4-mapped IPv6 is the IPv4 address.
+    let (s4, _, _d) = upgrade(&server, "/echo", &xff("192.0.2.9"));
+    let (s5, _, _e) = upgrade(&server, "/echo", &xff("::ffff:192.0.2.9"));
+    assert_eq!((s4, s5), (101, 101));
+    assert_eq!(upgrade_status(&server, "/echo", &xff("192.0.2.9")).0, 429);
+    // IPv4 stays /32.
+    let (s6, _, _f) = upgrade(&server, "/echo", &xff("192.0.2.10"));
+    assert_eq!(s6, 101);
+}
+
+/// `admission.ipv6_prefix` is the width of an IPv6 client's key.
+#[test]
+fn ipv6_prefix_setting_sets_the_width_of_the_per_ip_key() {
+    let mut cfg = behind_proxy(0);
+    cfg.admission.max_connections_per_ip = 1;
+    cfg.admission.ipv6_prefix = 128;
+    let server = start(cfg);
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    let (s1, _, _a) = upgrade(&server, "/echo", &xff("2001:db8:1:2::1"));
+    let (s2, _, _b) = upgrade(&server, "/echo", &xff("2001:db8:1:2::2"));
+    assert_eq!((s1, s2), (101, 101), "each /128 is its own client");
+    assert_eq!(
+        upgrade_status(&server, "/echo", &xff("2001:db8:1:2::1")).0,
+        429
+    );
+    let mut cfg = behind_proxy(0);
+    cfg.admission.max_connections_per_ip = 1;
+    cfg.admission.ipv6_prefix = 48;
+    let server = start(cfg);
+    let (s1, _, _c) = upgrade(&server, "/echo", &xff("2001:db8:1:2::1"));
+    assert_eq!(s1, 101);
+    assert_eq!(
+        upgrade_status(&server, "/echo", &xff("2001:db8:1:ffff::1")).0,
+        429
+    );
+}
+
 // ---- `token.optional` (issue 13 item 4): a presented token is verified
 // exactly as when tokens are required; only a missing one is let in,
 // anonymous. And `token.max_ttl` bounds a token's lifetime.

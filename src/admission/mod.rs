@@ -11,7 +11,12 @@
 //! - [`slots`]: open-connection quotas per IP and per user.
 //! - [`request`]: what admission reads off a parsed upgrade request — the
 //!   token (query `ws_token` or a `ws_token.` subprotocol), the client IP
-//!   (a trusted proxy's header) and the subprotocol answered for a token.
+//!   (a trusted proxy's header lines) and the subprotocol answered for a
+//!   token.
+//! - [`client_ip`]: the walk of `X-Forwarded-For` / `Forwarded` from the
+//!   right past trusted proxies.
+//! - [`net`]: address networks (trusted proxies) and the key a client is
+//!   counted under by the per-IP limits (IPv6 by its prefix).
 //!
 //! Owns: the one step between "upgrade parsed" and "`101` written": the
 //! [`Decision`] for one upgrade request (accept, refuse, or pending: decided
@@ -22,9 +27,11 @@
 //! [`Rejection::answer`](crate::error::Rejection::answer)'s). A token is
 //! never logged.
 
+pub mod client_ip;
 pub mod demo;
 pub mod grants;
 pub mod ip;
+pub mod net;
 pub mod origin;
 pub mod replay;
 pub mod request;
@@ -41,6 +48,7 @@ use crate::config::{AdmissionConfig, Config};
 use crate::engine::routes::Route;
 use crate::protocol::handshake::UpgradeRequest;
 
+pub use client_ip::ClientIp;
 pub use grants::Grants;
 
 /// What a token grants, kept by the connection.
@@ -53,7 +61,8 @@ pub struct TokenGrants {
 /// An admitted connection: what it holds and must give back.
 #[derive(Debug, Clone)]
 pub struct Admitted {
-    /// The client's IP (the proxy's client, when the peer is trusted).
+    /// The client's IP (the proxy's client, when the peer is trusted), as
+    /// given to [`Admission::decide`]; given back to [`Admission::release`].
     pub ip: IpAddr,
     /// The user, from the token.
     pub user: Option<Arc<str>>,
@@ -224,18 +233,28 @@ impl Admission {
         }
     }
 
-    /// Decides one upgrade to `route` from `peer` at `now` (Unix seconds):
-    /// the checks of [`Admission::admit`], then, if they pass, whether the
-    /// decision waits for someone else (answered later for `ticket`).
+    /// Who the client of `req` from `peer` is: the peer, or, when it is a
+    /// trusted proxy, the address its header names
+    /// ([`client_ip`](client_ip::client_ip)). The caller counts a
+    /// [`ClientIp::Malformed`] and passes [`ClientIp::ip`] to
+    /// [`Admission::decide`].
+    pub fn client(&self, req: &UpgradeRequest, peer: IpAddr) -> ClientIp {
+        request::client_ip(req, peer, &self.cfg)
+    }
+
+    /// Decides one upgrade to `route` from `client` (see
+    /// [`Admission::client`]) at `now` (Unix seconds): the checks of
+    /// [`Admission::admit`], then, if they pass, whether the decision waits
+    /// for someone else (answered later for `ticket`).
     pub fn decide(
         &self,
         req: &UpgradeRequest,
         route: Route,
-        peer: IpAddr,
+        client: IpAddr,
         now: u64,
         ticket: Ticket,
     ) -> Decision {
-        match self.admit(req, route, peer, now) {
+        match self.admit(req, route, client, now) {
             Err(r) => Decision::Refuse(r),
             Ok(a) if self.defers(req, route, ticket) => Decision::Pending(a),
             Ok(a) => Decision::Accept(a),
@@ -256,26 +275,33 @@ impl Admission {
         false
     }
 
-    /// The synchronous checks for one upgrade: origin, attempts per client
-    /// IP, the token (from the query or the subprotocol list; read, never
-    /// kept or logged) and the quotas, which it takes. `now` is Unix time
-    /// in seconds.
+    /// The key `ip` is counted under by the per-IP limits (IPv6 by
+    /// `admission.ipv6_prefix`).
+    fn ip_key(&self, ip: IpAddr) -> IpAddr {
+        net::limit_key(ip, self.cfg.ipv6_prefix)
+    }
+
+    /// The synchronous checks for one upgrade from the client at `ip` (see
+    /// [`Admission::client`]): origin, attempts per client IP, the token
+    /// (from the query or the subprotocol list; read, never kept or
+    /// logged) and the quotas, which it takes. `now` is Unix time in
+    /// seconds.
     pub fn admit(
         &self,
         req: &UpgradeRequest,
         route: Route,
-        peer: IpAddr,
+        ip: IpAddr,
         now: u64,
     ) -> Result<Admitted, Refusal> {
-        let ip = request::client_ip(req, peer, &self.cfg);
+        let counted = self.ip_key(ip);
         if !self.origins.allows(req.origin()) {
             return Err(Refusal::OriginForbidden);
         }
         if self.cfg.max_attempts_per_ip > 0 {
             let window = self.cfg.attempt_window.as_secs().max(1);
-            if let Err(retry) = self
-                .attempts
-                .attempt(ip, now, window, self.cfg.max_attempts_per_ip)
+            if let Err(retry) =
+                self.attempts
+                    .attempt(counted, now, window, self.cfg.max_attempts_per_ip)
             {
                 return Err(Refusal::TooManyAttempts {
                     retry_after: u32::try_from(retry).unwrap_or(u32::MAX),
@@ -314,13 +340,13 @@ impl Admission {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::ServerFull);
         }
-        if !self.per_ip.take(&ip, self.cfg.max_connections_per_ip) {
+        if !self.per_ip.take(&counted, self.cfg.max_connections_per_ip) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::IpQuota);
         }
         if let Some(u) = &user {
             if !self.per_user.take(u, self.cfg.max_connections_per_user) {
-                self.per_ip.give_back(&ip);
+                self.per_ip.give_back(&counted);
                 self.total.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::UserQuota);
             }
@@ -331,7 +357,7 @@ impl Admission {
     /// Gives back what [`Admission::admit`] took, when the connection ends.
     pub fn release(&self, ip: IpAddr, user: Option<&Arc<str>>) {
         self.total.fetch_sub(1, Ordering::AcqRel);
-        self.per_ip.give_back(&ip);
+        self.per_ip.give_back(&self.ip_key(ip));
         if let Some(u) = user {
             self.per_user.give_back(u);
         }

@@ -16,11 +16,12 @@
 
 pub mod schema;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::net::IpNet;
 use crate::protocol::handshake::HandshakeConfig;
 
 /// What happens when a connection's queue is over `max_pending_bytes`.
@@ -259,11 +260,26 @@ section! {
         /// The window of max_attempts_per_ip (fixed, aligned).
         #[serde(with = "humantime_serde")]
         pub attempt_window: Duration = Duration::from_secs(60), flag = "attempt-window";
-        /// Proxies whose client_ip_header is believed for the client IP.
-        pub trusted_proxies: Vec<IpAddr> = Vec::new(), flag = "trusted-proxy";
-        /// The client-IP header trusted proxies set; its first entry is the
-        /// client IP.
+        /// Proxies whose client_ip_header is believed, as addresses
+        /// ("192.0.2.10") or networks ("10.0.0.0/8", "2001:db8::/32"). Only a
+        /// request whose TCP peer is one of them has its header read; the
+        /// header is walked from the right, skipping these, and the first
+        /// other address is the client (see README, "Client IP behind
+        /// proxies").
+        pub trusted_proxies: Vec<IpNet> = Vec::new(), flag = "trusted-proxy";
+        /// The header trusted proxies append the client's address to:
+        /// "x-forwarded-for" (or any header of that form, a comma-separated
+        /// list) or "forwarded" (RFC 7239, for= nodes). Every line of it
+        /// counts, in order. Read only from a trusted proxy; one it cannot
+        /// read to an untrusted address leaves the proxy as the client and is
+        /// counted (wsedge_forwarded_malformed_total).
         pub client_ip_header: String = "x-forwarded-for".into(), flag = "client-ip-header";
+        /// Per-IP limits (max_attempts_per_ip, max_connections_per_ip) count
+        /// an IPv6 client by the first this-many bits of its address: one
+        /// host is commonly given a whole /64, so counting each /128 would
+        /// give it 2^64 budgets. IPv4 (and IPv4-mapped IPv6) counts per
+        /// address. 1 to 128.
+        pub ipv6_prefix: u8 = 64, flag = "ipv6-prefix";
         /// Open connections in total (503 beyond).
         pub max_connections: u32 = 500_000, flag = "max-connections";
         /// Open connections per source IP (429 beyond).
@@ -484,6 +500,9 @@ impl Config {
                 return Err(invalid(key, "must be a number ≥ 0"));
             }
         }
+        if !(1..=128).contains(&self.admission.ipv6_prefix) {
+            return Err(invalid("admission.ipv6_prefix", "must be 1 to 128"));
+        }
         // Token lifetimes are whole seconds (`exp` is Unix seconds).
         if self.token.max_ttl < Duration::from_secs(1) {
             return Err(invalid("token.max_ttl", "must be at least 1s"));
@@ -544,6 +563,13 @@ mod tests {
         let mut c = Config::default();
         c.rate_limit.bytes_burst = f64::NAN;
         assert_eq!(key(&c), "rate_limit.bytes_burst");
+        let mut c = Config::default();
+        c.admission.ipv6_prefix = 0;
+        assert_eq!(key(&c), "admission.ipv6_prefix");
+        c.admission.ipv6_prefix = 129;
+        assert_eq!(key(&c), "admission.ipv6_prefix");
+        c.admission.ipv6_prefix = 128;
+        assert!(c.validate().is_ok());
     }
 
     #[test]
