@@ -114,7 +114,7 @@ pub struct Ctx<'a> {
 
 /// A deadline as whole milliseconds since [`Ctx::epoch`], in 32 bits (4
 /// bytes where an `Instant` takes 16). It wraps after ≈49.7 days, so ticks
-/// are compared by their wrapping difference ([`reached`]), which is right
+/// are compared by their wrapping difference (`reached`), which is right
 /// while every deadline is less than 2^31 ms (≈24.8 days) from now: the
 /// settings keep every connection timeout at most [`MAX_TIMEOUT`].
 ///
