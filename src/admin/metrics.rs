@@ -227,6 +227,7 @@ pub fn render(s: &Scrape<'_>) -> String {
             ("bad_signature", refused(Refusal::TokenBadSignature)),
             ("expired", refused(Refusal::TokenExpired)),
             ("replayed", refused(Refusal::TokenReplayed)),
+            ("lifetime_too_long", refused(Refusal::TokenLifetimeTooLong)),
         ],
     );
     w.labelled(
@@ -488,6 +489,7 @@ mod tests {
         };
         b.ended[EndReason::PingTimeout.index()] = 2;
         b.handshake_failures[Rejection::from(Refusal::TokenExpired).index()] = 4;
+        a.handshake_failures[Rejection::from(Refusal::TokenLifetimeTooLong).index()] = 6;
         let lat = [LatencyHistograms::default(), LatencyHistograms::default()];
         let text = render(&Scrape {
             cores: &[a, b],
@@ -507,6 +509,7 @@ mod tests {
             "wsedge_connections_closed_total{reason=\"ping_timeout\"} 3\n",
             "wsedge_ping_timeouts_total 3\n",
             "wsedge_token_failures_total{kind=\"expired\"} 4\n",
+            "wsedge_token_failures_total{kind=\"lifetime_too_long\"} 6\n",
             "wsedge_handshake_refusals_total{reason=\"token_expired\"} 4\n",
             "wsedge_publishes_total{source=\"api\"} 7\n",
             "wsedge_outbound_queue_bytes{core=\"0\"} 10\n",
