@@ -483,11 +483,9 @@ fn allowed_hosts_and_cors_origins_open_what_they_name_only() {
         "{text}"
     );
     // Its preflight is answered; a listed origin may publish.
-    let pre = format!(
-        "OPTIONS /api/channels/news/publish HTTP/1.1\r\nHost: localhost\r\n\
+    let pre = "OPTIONS /api/channels/news/publish HTTP/1.1\r\nHost: localhost\r\n\
          Origin: https://ops.example\r\nAccess-Control-Request-Method: POST\r\n\
-         Access-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n"
-    );
+         Access-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n";
     let (status, text) = raw(admin, pre.as_bytes(), Duration::from_secs(5));
     assert_eq!(status, 204, "{text}");
     assert!(text
