@@ -62,7 +62,7 @@ pub enum Rejection {
 impl Rejection {
     /// Every kind, in counter order (a refusal with data, such as a
     /// `Retry-After`, is listed once with its data zeroed).
-    pub const ALL: [Rejection; 24] = [
+    pub const ALL: [Rejection; 25] = [
         Self::Request(HandshakeError::Malformed),
         Self::Request(HandshakeError::RequestTooLarge),
         Self::Request(HandshakeError::TooManyHeaders),
@@ -87,6 +87,7 @@ impl Rejection {
         Self::Refused(Refusal::UserQuota),
         Self::Refused(Refusal::ServerFull),
         Self::DecisionTimeout,
+        Self::Refused(Refusal::TokenLifetimeTooLong),
     ];
 
     /// This rejection with its data zeroed: its entry in [`Self::ALL`].
@@ -133,6 +134,7 @@ impl Rejection {
                 Refusal::TokenBadSignature => "token_bad_signature",
                 Refusal::TokenExpired => "token_expired",
                 Refusal::TokenReplayed => "token_replayed",
+                Refusal::TokenLifetimeTooLong => "token_lifetime_too_long",
                 Refusal::OriginForbidden => "origin_forbidden",
                 Refusal::TooManyAttempts { .. } => "too_many_attempts",
                 Refusal::IpQuota => "ip_quota",
@@ -176,11 +178,11 @@ impl Rejection {
                 Refusal::TokenMissing
                 | Refusal::TokenMalformed
                 | Refusal::TokenBadSignature
-                | Refusal::TokenExpired,
+                | Refusal::TokenExpired
+                | Refusal::TokenLifetimeTooLong
+                | Refusal::TokenReplayed,
             ) => (401, "Unauthorized", "", None),
-            Self::Refused(Refusal::TokenReplayed | Refusal::OriginForbidden) => {
-                (403, "Forbidden", "", None)
-            }
+            Self::Refused(Refusal::OriginForbidden) => (403, "Forbidden", "", None),
             Self::Refused(Refusal::TooManyAttempts { retry_after }) => {
                 (429, "Too Many Requests", "", Some(u64::from(retry_after)))
             }

@@ -39,6 +39,7 @@ pub mod engine;
 pub mod error;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod gateway;
 pub mod hub;
 pub mod inbox;
 pub mod limits;

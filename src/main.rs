@@ -56,15 +56,30 @@ struct TokenArgs {
     /// A channel (or `prefix*` pattern) the user may publish to; repeat.
     #[arg(long)]
     publish: Vec<String>,
-    /// Lifetime in seconds.
+    /// Lifetime in seconds, at most `token.max_ttl` (default 1 h; read from
+    /// --config and WSEDGE_TOKEN_MAX_TTL like the server's).
     #[arg(long, default_value_t = 300)]
     ttl: u64,
+    /// The server's TOML configuration file, for `token.max_ttl`.
+    #[arg(long, env = "WSEDGE_CONFIG")]
+    config: Option<PathBuf>,
     /// Signing key.
     #[arg(long, env = "WSEDGE_TOKEN_KEY", hide_env_values = true)]
     key: String,
 }
 
+/// `wsedge token`: refuses a lifetime over the `token.max_ttl` the server
+/// is configured with (file and environment, as `serve` reads them), which
+/// the server would refuse anyway.
 fn mint(a: TokenArgs) -> ExitCode {
+    let cfg = match load(a.config.as_deref(), &[]) {
+        Ok(l) => l.config,
+        Err(code) => return code,
+    };
+    if let Err(e) = wsedge::admission::token::check_ttl(&cfg.token, a.ttl) {
+        eprintln!("wsedge token: --ttl: {e}");
+        return ExitCode::from(2);
+    }
     let claims = wsedge::admission::token::claims_for(a.user, a.ttl, a.subscribe, a.publish);
     println!(
         "{}",

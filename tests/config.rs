@@ -199,3 +199,63 @@ fn check_config_example_prints_the_committed_example() {
         "wsedge.example.toml is stale: cargo run -- check-config --example > wsedge.example.toml"
     );
 }
+
+/// Issue 13 item 7: a TOML error on a secret's line named the value
+/// (toml's message quotes the source line, or the value itself). The key
+/// and the line are named; the value never is.
+#[test]
+fn regression_config_errors_never_print_a_secret() {
+    let cases = [
+        (
+            "unquoted-admin-key.toml",
+            "[admin]\nkey = s3cr3t\n",
+            "s3cr3t",
+            "admin.key",
+        ),
+        (
+            "integer-token-key.toml",
+            "[token]\nkey = 918273645\n",
+            "918273645",
+            "token.key",
+        ),
+        (
+            "inline-token-key.toml",
+            "listen = \"127.0.0.1:1\"\ntoken = { key = 7777777 }\n",
+            "7777777",
+            "token.key",
+        ),
+    ];
+    for (name, text, secret, key) in cases {
+        let f = file(name, text);
+        for args in [
+            vec!["check-config", f.to_str().unwrap()],
+            vec!["serve", "--dry-run", "--config", f.to_str().unwrap()],
+        ] {
+            let out = wsedge(&args, &[]);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let (o, e) = (stdout(&out), stderr(&out));
+            assert!(
+                !o.contains(secret) && !e.contains(secret),
+                "{args:?} leaked:\n{o}{e}"
+            );
+            assert!(e.contains(key), "{args:?} does not name {key}:\n{e}");
+            assert!(
+                e.contains("line 2"),
+                "{args:?} does not name the line:\n{e}"
+            );
+        }
+    }
+    // An error elsewhere in a file with a secret still shows its own line.
+    let f = file(
+        "secret-and-typo.toml",
+        "[token]\nkey = \"quoted-s3cr3t\"\n\n[hub]\nmax_subscriptions = \"five\"\n",
+    );
+    let out = wsedge(&["check-config", f.to_str().unwrap()], &[]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!e.contains("quoted-s3cr3t"), "{e}");
+    assert!(
+        e.contains("line 5") && e.contains("max_subscriptions"),
+        "{e}"
+    );
+}

@@ -127,7 +127,7 @@ fn a_demo_token_publishes_on_demo_channels_and_nowhere_else() {
     let (_, users) = http(admin(&server), "GET", "/api/users/alice", None);
     assert_eq!(body(&users)["connections"].as_array().unwrap().len(), 1);
     // Once only, like any token.
-    assert_eq!(upgrade_status(&server, &token), 403);
+    assert_eq!(upgrade_status(&server, &token), 401);
     assert_eq!(server.stats().handshake_failures(Refusal::TokenReplayed), 1);
 }
 

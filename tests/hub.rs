@@ -411,3 +411,41 @@ fn admin_refuses_to_listen_off_loopback_without_a_key() {
     let err = wsedge::Server::start(cfg).err().expect("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// Issue 13 finding 6: channel names with Unicode format characters
+/// (category Cf: bidi overrides, zero-width joiners, BOM, tags) spoofed
+/// the status page. Refused from clients and from the admin API alike,
+/// as control characters are.
+#[test]
+fn regression_channel_names_with_format_characters_are_refused() {
+    let server = start(hub_config(1));
+    let mut ws = connect(&server, "/ws");
+    for (id, name) in [
+        "news\u{202E}txt.exe",
+        "a\u{200B}b",
+        "\u{FEFF}news",
+        "x\u{2066}y",
+        "tag\u{E0041}",
+        "soft\u{AD}hyphen",
+        "nul\u{0}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = id as u64 + 10;
+        send_json(&mut ws, json!({"type":"subscribe","channel":name,"id":id}));
+        let v = next_json(&mut ws);
+        assert_eq!(v["code"], "invalid_channel", "{name:?}: {v}");
+        assert_eq!(v["id"], id);
+    }
+    // Letters of any script stay valid.
+    subscribe(&mut ws, "канал:ünïcødé:频道");
+    let (status, body) = http(
+        admin(&server),
+        "POST",
+        "/api/channels/news%E2%80%AEtxt/publish",
+        Some("1"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_channel"), "{body}");
+}

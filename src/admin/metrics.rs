@@ -246,6 +246,12 @@ pub fn render(s: &Scrape<'_>) -> String {
         ],
     );
     w.single(
+        "wsedge_forwarded_malformed_total",
+        "counter",
+        "Upgrades from a trusted proxy whose client-IP header could not be read; the proxy was taken as the client.",
+        total.forwarded_malformed as f64,
+    );
+    w.single(
         "wsedge_accept_errors_total",
         "counter",
         "accept() failures (e.g. out of file descriptors).",

@@ -227,5 +227,6 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "request_errors": s.request_errors,
         "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},
         "panics": s.panics,
+        "forwarded_malformed": s.forwarded_malformed,
     })
 }

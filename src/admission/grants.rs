@@ -3,7 +3,9 @@
 //!
 //! Owns: matching a channel name against a list of exact names and
 //! `prefix*` patterns (`room:*` matches `room:1`; `*` matches all).
-//! Must not touch: tokens, connections.
+//! A pattern is a plain string prefix, not a path: `user:42*` also
+//! matches `user:420`, so grants end their prefix with a separator
+//! (`user:42:*`). Must not touch: tokens, connections.
 
 /// A list of channel patterns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,5 +40,27 @@ mod tests {
         assert!(!g.allows("roo"));
         assert!(Grants::new(["*"]).allows("anything"));
         assert!(!Grants::default().allows("news"));
+    }
+
+    /// Pinned: `prefix*` is a plain string prefix. `user:42*` grants
+    /// `user:420` too; only a separator before the `*` stops at the id
+    /// (README, "One-time connection tokens").
+    #[test]
+    fn a_prefix_pattern_is_a_plain_string_prefix() {
+        let loose = Grants::new(["user:42*"]);
+        assert!(loose.allows("user:42"));
+        assert!(loose.allows("user:42:inbox"));
+        assert!(loose.allows("user:420"), "no separator: 420 matches too");
+        let strict = Grants::new(["user:42:*"]);
+        assert!(strict.allows("user:42:inbox"));
+        assert!(!strict.allows("user:420"));
+        assert!(!strict.allows("user:420:inbox"));
+        assert!(
+            !strict.allows("user:42"),
+            "the bare name needs its own pattern"
+        );
+        // Only a trailing `*` is a wildcard.
+        assert!(!Grants::new(["a*b"]).allows("axb"));
+        assert!(Grants::new(["a*b"]).allows("a*b"));
     }
 }

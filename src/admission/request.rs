@@ -3,12 +3,14 @@
 //! subprotocol answered when the token came as one.
 //!
 //! Owns: wsedge's conventions for these (`?ws_token=`, the `ws_token.`
-//! subprotocol with `wsedge` answered, the first entry of the configured
-//! client-IP header). Must not touch: the HTTP parse (the protocol layer's
-//! [`UpgradeRequest`] gives the target and raw headers), the decision.
+//! subprotocol with `wsedge` answered, which header lines carry the client
+//! IP). Must not touch: the HTTP parse (the protocol layer's
+//! [`UpgradeRequest`] gives the target and raw headers), the forwarded
+//! header's walk (`client_ip`), the decision.
 
 use std::net::IpAddr;
 
+use super::client_ip::{self, ClientIp, Syntax};
 use crate::config::AdmissionConfig;
 use crate::protocol::handshake::UpgradeRequest;
 
@@ -54,17 +56,21 @@ pub fn answer_protocol(req: &UpgradeRequest) -> Option<&'static str> {
     .then_some(DEFAULT_PROTOCOL)
 }
 
-/// The client's IP: the peer's, or the first entry of the configured
-/// client-IP header when the peer is a trusted proxy.
-pub fn client_ip(req: &UpgradeRequest, peer: IpAddr, cfg: &AdmissionConfig) -> IpAddr {
-    if !cfg.trusted_proxies.contains(&peer) {
-        return peer;
+/// The client of `req` from `peer`: when `peer` is one of `cfg`'s trusted
+/// proxies, the configured header's lines (all of them, in order) walked
+/// from the right past trusted proxies (see [`super::client_ip`]).
+pub fn client_ip(req: &UpgradeRequest, peer: IpAddr, cfg: &AdmissionConfig) -> ClientIp {
+    let trusted = &cfg.trusted_proxies;
+    if !trusted.iter().any(|n| n.contains(peer)) {
+        return ClientIp::Peer(peer);
     }
-    req.header(&cfg.client_ip_header)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
+    let name = cfg.client_ip_header.trim();
+    let lines: Vec<&[u8]> = req
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect();
+    client_ip::client_ip(peer, trusted, Syntax::of_header(name), &lines)
 }
 
 #[cfg(test)]
@@ -118,12 +124,32 @@ mod tests {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "10.9.9.9".parse().unwrap();
         let req = request("/echo", "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n");
-        assert_eq!(
-            client_ip(&req, peer, &cfg),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(client_ip(&req, other, &cfg), other);
+        let client = "10.0.0.1".parse::<IpAddr>().unwrap();
+        assert_eq!(client_ip(&req, peer, &cfg), ClientIp::Forwarded(client));
+        assert_eq!(client_ip(&req, other, &cfg), ClientIp::Peer(other));
         let req = request("/echo", "X-Forwarded-For: not-an-ip\r\n");
-        assert_eq!(client_ip(&req, peer, &cfg), peer);
+        assert_eq!(client_ip(&req, peer, &cfg), ClientIp::Malformed(peer));
+        assert_eq!(
+            client_ip(&request("/echo", ""), peer, &cfg),
+            ClientIp::Peer(peer)
+        );
+    }
+
+    #[test]
+    fn client_ip_reads_every_line_of_the_configured_header() {
+        let mut cfg = AdmissionConfig {
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+            ..AdmissionConfig::default()
+        };
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let req = request(
+            "/echo",
+            "x-forwarded-for: 6.6.6.6\r\nForwarded: for=192.0.2.2\r\n\
+             X-Forwarded-For: 192.0.2.1\r\n",
+        );
+        let ip = |s: &str| ClientIp::Forwarded(s.parse().unwrap());
+        assert_eq!(client_ip(&req, peer, &cfg), ip("192.0.2.1"));
+        cfg.client_ip_header = "Forwarded".into();
+        assert_eq!(client_ip(&req, peer, &cfg), ip("192.0.2.2"));
     }
 }

@@ -16,11 +16,12 @@
 
 pub mod schema;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::net::IpNet;
 use crate::protocol::handshake::HandshakeConfig;
 
 /// What happens when a connection's queue is over `max_pending_bytes`.
@@ -224,10 +225,23 @@ section! {
         /// (rotation); only beside key.
         #[serde(with = "schema::empty_is_none")]
         pub key_previous: Option<String> = None, flag = "token-key-previous", secret = true;
-        /// Accept /ws connections without a token even when a key is set.
+        /// With a key, also accept /ws connections that present no token:
+        /// they are anonymous (no user, no per-user quota; they may publish
+        /// only with hub.dev_client_publish). A token that is presented is
+        /// still verified as when tokens are required: a bad, expired,
+        /// replayed or too long-lived one is refused, and a valid one's
+        /// user, quota and grants apply.
         pub optional: bool = false, flag = "token-optional";
+        /// Longest lifetime of a token: `wsedge token` refuses a longer ttl,
+        /// and /ws refuses (401) a token whose exp is further than this
+        /// (plus 60 s of clock skew) from now. It bounds how long the replay
+        /// memory holds each token id, so a few tokens minted with a huge
+        /// lifetime cannot fill it. 1 h: ample to connect with, as tokens
+        /// are minted just before use.
+        #[serde(with = "humantime_serde")]
+        pub max_ttl: Duration = Duration::from_secs(3600), flag = "token-max-ttl";
         /// Token ids remembered against replay (each token works once); ids
-        /// are forgotten when their token expires.
+        /// are forgotten when their token expires (within max_ttl).
         pub max_used: usize = 1_000_000;
     }
 }
@@ -246,11 +260,26 @@ section! {
         /// The window of max_attempts_per_ip (fixed, aligned).
         #[serde(with = "humantime_serde")]
         pub attempt_window: Duration = Duration::from_secs(60), flag = "attempt-window";
-        /// Proxies whose client_ip_header is believed for the client IP.
-        pub trusted_proxies: Vec<IpAddr> = Vec::new(), flag = "trusted-proxy";
-        /// The client-IP header trusted proxies set; its first entry is the
-        /// client IP.
+        /// Proxies whose client_ip_header is believed, as addresses
+        /// ("192.0.2.10") or networks ("10.0.0.0/8", "2001:db8::/32"). Only a
+        /// request whose TCP peer is one of them has its header read; the
+        /// header is walked from the right, skipping these, and the first
+        /// other address is the client (see README, "Client IP behind
+        /// proxies").
+        pub trusted_proxies: Vec<IpNet> = Vec::new(), flag = "trusted-proxy";
+        /// The header trusted proxies append the client's address to:
+        /// "x-forwarded-for" (or any header of that form, a comma-separated
+        /// list) or "forwarded" (RFC 7239, for= nodes). Every line of it
+        /// counts, in order. Read only from a trusted proxy; one it cannot
+        /// read to an untrusted address leaves the proxy as the client and is
+        /// counted (wsedge_forwarded_malformed_total).
         pub client_ip_header: String = "x-forwarded-for".into(), flag = "client-ip-header";
+        /// Per-IP limits (max_attempts_per_ip, max_connections_per_ip) count
+        /// an IPv6 client by the first this-many bits of its address: one
+        /// host is commonly given a whole /64, so counting each /128 would
+        /// give it 2^64 budgets. IPv4 (and IPv4-mapped IPv6) counts per
+        /// address. 1 to 128.
+        pub ipv6_prefix: u8 = 64, flag = "ipv6-prefix";
         /// Open connections in total (503 beyond).
         pub max_connections: u32 = 500_000, flag = "max-connections";
         /// Open connections per source IP (429 beyond).
@@ -543,6 +572,13 @@ impl Config {
                 return Err(invalid(key, "must be a number ≥ 0"));
             }
         }
+        if !(1..=128).contains(&self.admission.ipv6_prefix) {
+            return Err(invalid("admission.ipv6_prefix", "must be 1 to 128"));
+        }
+        // Token lifetimes are whole seconds (`exp` is Unix seconds).
+        if self.token.max_ttl < Duration::from_secs(1) {
+            return Err(invalid("token.max_ttl", "must be at least 1s"));
+        }
         if self.token.key.is_none() && self.token.key_previous.is_some() {
             return Err(invalid(
                 "token.key_previous",
@@ -597,8 +633,18 @@ mod tests {
         c.token.key_previous = Some("old".into());
         assert_eq!(key(&c), "token.key_previous");
         let mut c = Config::default();
+        c.token.max_ttl = Duration::from_millis(500);
+        assert_eq!(key(&c), "token.max_ttl");
+        let mut c = Config::default();
         c.rate_limit.bytes_burst = f64::NAN;
         assert_eq!(key(&c), "rate_limit.bytes_burst");
+        let mut c = Config::default();
+        c.admission.ipv6_prefix = 0;
+        assert_eq!(key(&c), "admission.ipv6_prefix");
+        c.admission.ipv6_prefix = 129;
+        assert_eq!(key(&c), "admission.ipv6_prefix");
+        c.admission.ipv6_prefix = 128;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::routes::{Route, Routes};
-use crate::admission::{self, Admission, Admitted, Decision, Ticket, Verdict};
+use crate::admission::{self, Admission, Admitted, ClientIp, Decision, Ticket, Verdict};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
 use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Tally};
@@ -650,7 +650,11 @@ impl Core {
             key: key as u32,
             gen: slot.gen,
         };
-        match self.admission.decide(req, route, slot.ip, unix, ticket) {
+        let client = self.admission.client(req, slot.ip);
+        if matches!(client, ClientIp::Malformed(_)) {
+            self.counters.forwarded_malformed.add(1);
+        }
+        match self.admission.decide(req, route, client.ip(), unix, ticket) {
             Decision::Accept(a) => {
                 self.hold(key, a);
                 self.open(key, now);

@@ -248,6 +248,22 @@ mod tests {
         (hub, registry, inbox, poll)
     }
 
+    /// The admin API's publish takes the hub's validation: format
+    /// characters (U+202E …) are refused as from clients.
+    #[test]
+    fn the_admin_path_refuses_format_characters_in_channel_names() {
+        let (hub, _registry, _inbox, _poll) = stalled_core(4);
+        assert!(hub.is_valid_channel("news"));
+        for name in ["news\u{202E}txt", "a\u{200B}b", "\u{FEFF}x", "t\u{E0041}"] {
+            assert!(!hub.is_valid_channel(name), "{name:?}");
+            let data = RawValue::from_string("1".into()).unwrap();
+            assert!(matches!(
+                hub.publish(name, &data),
+                Err(HubError::InvalidChannel)
+            ));
+        }
+    }
+
     #[test]
     fn a_full_inbox_makes_control_commands_busy_and_drops_deliveries_counted() {
         let (hub, registry, inbox, _poll) = stalled_core(2);

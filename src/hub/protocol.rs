@@ -57,7 +57,8 @@ pub enum RequestError {
     BadRequest,
     /// Binary frames are not part of the protocol.
     BinaryNotSupported,
-    /// Channel name empty, too long or with control characters.
+    /// Channel name empty, too long, or with a control, format or line
+    /// separator character ([`is_refused_in_names`]).
     InvalidChannel,
     /// Publishing to this channel is not allowed.
     PublishForbidden,
@@ -86,7 +87,7 @@ impl RequestError {
             Self::BadRequest => "expected a JSON object with a known \"type\"",
             Self::BinaryNotSupported => "send JSON text frames",
             Self::InvalidChannel => {
-                "channel names are 1 to max_channel_len bytes without control characters"
+                "channel names are 1 to max_channel_len bytes without control or format characters"
             }
             Self::PublishForbidden => "publishing to this channel is not allowed",
             Self::SubscribeForbidden => "subscribing to this channel is not allowed",
@@ -98,12 +99,29 @@ impl RequestError {
 /// Default longest channel name, in bytes (`HubConfig::max_channel_len`).
 pub const MAX_CHANNEL_LEN: usize = 200;
 
-/// Checks a channel name: 1..=`max_len` bytes, no control characters.
+/// Checks a channel name: 1..=`max_len` bytes, none of them a character
+/// that is invisible or rearranges text ([`is_refused_in_names`]).
 pub fn validate_channel(name: &str, max_len: usize) -> Result<(), RequestError> {
-    if name.is_empty() || name.len() > max_len || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > max_len || name.chars().any(is_refused_in_names) {
         return Err(RequestError::InvalidChannel);
     }
     Ok(())
+}
+
+/// Characters a channel name may not hold: controls (category Cc), format
+/// characters (Cf: bidi overrides and isolates such as U+202E, zero-width
+/// spaces and joiners, U+FEFF, soft hyphens, tags U+E0001..U+E007F), and
+/// the line and paragraph separators (U+2028, U+2029). They are invisible
+/// or reorder what is around them, so a name holding one can pass for
+/// another on the status page or in logs. Categories are those of
+/// Unicode 18 (the `unicode-properties` tables).
+pub fn is_refused_in_names(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    c.is_control()
+        || matches!(
+            c.general_category(),
+            G::Format | G::LineSeparator | G::ParagraphSeparator
+        )
 }
 
 /// Parses one text message from a client. `text` is UTF-8 (the
@@ -309,5 +327,74 @@ mod tests {
         assert!(validate_channel("", 200).is_err());
         assert!(validate_channel("a\nb", 200).is_err());
         assert!(validate_channel(&"x".repeat(201), 200).is_err());
+    }
+
+    /// Issue 13 finding 6: format characters (Cf) spoofed names on the
+    /// status page. Every range the issue lists, at both ends and inside.
+    #[test]
+    fn regression_format_characters_are_refused_in_channel_names() {
+        let ranges = [
+            (0xAD, 0xAD),
+            (0x600, 0x605),
+            (0x61C, 0x61C),
+            (0x6DD, 0x6DD),
+            (0x70F, 0x70F),
+            (0x180E, 0x180E),
+            (0x200B, 0x200F),
+            (0x202A, 0x202E),
+            (0x2060, 0x2064),
+            (0x2066, 0x206F),
+            (0xFEFF, 0xFEFF),
+            (0xFFF9, 0xFFFB),
+            (0x110BD, 0x110BD),
+            (0x1D173, 0x1D17A),
+            (0xE0001, 0xE0001),
+            (0xE0020, 0xE007F),
+        ];
+        for (lo, hi) in ranges {
+            for cp in lo..=hi {
+                let c = char::from_u32(cp).unwrap();
+                assert!(is_refused_in_names(c), "U+{cp:04X}");
+                let name = format!("news{c}x");
+                assert_eq!(
+                    validate_channel(&name, 200),
+                    Err(RequestError::InvalidChannel),
+                    "U+{cp:04X}"
+                );
+            }
+        }
+        // Controls (C0, DEL, C1) and the line/paragraph separators too.
+        for c in [
+            '\0', '\t', '\u{1F}', '\u{7F}', '\u{85}', '\u{9F}', '\u{2028}', '\u{2029}',
+        ] {
+            assert!(validate_channel(&format!("a{c}b"), 200).is_err(), "{c:?}");
+        }
+        // Names in any script, with punctuation, symbols and spaces, pass.
+        for ok in [
+            "канал:ünïcødé:频道",
+            "חדשות",
+            "أخبار",
+            "user:42:*",
+            "a b",
+            "emoji:🎉",
+            "ही",
+        ] {
+            assert!(validate_channel(ok, 200).is_ok(), "{ok}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Exactly the characters of categories Cc, Cf, Zl and Zp are
+        /// refused.
+        #[test]
+        fn refused_characters_are_the_invisible_categories(c in proptest::char::any()) {
+            use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+            let invisible = matches!(
+                c.general_category(),
+                G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator
+            );
+            proptest::prop_assert_eq!(is_refused_in_names(c), invisible);
+            proptest::prop_assert_eq!(validate_channel(&c.to_string(), 200).is_err(), invisible);
+        }
     }
 }

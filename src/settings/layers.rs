@@ -1,7 +1,8 @@
 //! Layering: embedded defaults < the TOML file < `WSEDGE_…` environment
 //! variables < command-line flags, each layer checked on its own so that
 //! an error names where it came from (the file's line, the variable, the
-//! flag); and the effective configuration printed with secrets masked.
+//! flag), never quoting a secret's value; and the effective configuration
+//! printed with secrets masked.
 //!
 //! Owns: reading the file, mapping keys to variable names, merging, and
 //! rendering. Must not touch: the schema's meaning (in `super`).
@@ -132,10 +133,12 @@ pub fn load(
             error,
         })?;
         // Deserializing the text itself (not a merged table) keeps the
-        // spans, so an unknown key is reported with its line.
+        // spans, so an unknown key is reported with its line; an error on a
+        // secret's line names the key and line, never the text.
+        let secret_names = super::secret_names();
         let file_err = |e: toml::de::Error| LoadError::File {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_string(),
+            message: super::redact::file_error(&text, &e, &secret_names),
         };
         toml::from_str::<Config>(&text).map_err(file_err)?;
         table = text.parse::<Table>().map_err(file_err)?;
@@ -158,9 +161,14 @@ pub fn load(
         let Some((_, raw)) = env.iter().find(|(k, _)| *k == var) else {
             continue;
         };
+        let secret = super::secret_keys().contains(key);
         let value = parse_like(raw, default).map_err(|message| LoadError::Env {
             var: var.clone(),
-            message,
+            message: if secret {
+                format!("{key}: invalid value (not shown: a secret)")
+            } else {
+                message
+            },
         })?;
         apply(&mut table, key, value, |message| LoadError::Env {
             var: var.clone(),
@@ -216,7 +224,14 @@ fn apply(
     }
     Config::deserialize(Value::Table(table.clone()))
         .map(drop)
-        .map_err(|e| err(format!("{key}: {}", e.message())))
+        .map_err(|e| {
+            // A secret's value is never quoted back (serde's message may).
+            if super::secret_keys().iter().any(|k| k == key) {
+                err(format!("{key}: invalid value (not shown: a secret)"))
+            } else {
+                err(format!("{key}: {}", e.message()))
+            }
+        })
 }
 
 /// Reads a variable's (or a flag's) text as a value of the same kind as

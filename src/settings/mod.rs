@@ -4,7 +4,8 @@
 //!
 //! Owns: what is derived from the schema declared in [`crate::config`] —
 //! the key list, the flags ([`flags`]), `--set`, the secret keys, and the
-//! example file ([`example`]) — and the layering (in [`layers`]).
+//! example file ([`example`]) — the layering (in [`layers`]) and keeping
+//! secrets out of its errors (in `redact`).
 //! Must not touch: the settings themselves (each is declared once, in
 //! `crate::config`), the command line's parsing (the binary builds its
 //! flags from [`flags`]) or anything at run time.
@@ -13,6 +14,7 @@
 //! [`example`]'s output, and a test fails when the committed file differs.
 
 pub mod layers;
+mod redact;
 
 use toml::{Table, Value};
 
@@ -55,6 +57,21 @@ pub fn secret_keys() -> Vec<String> {
         .filter(|(_, s, _)| s.secret)
         .map(|(k, _, _)| k)
         .collect()
+}
+
+/// The names (last key parts) of the secret settings: `key`,
+/// `key_previous`. An assignment to one, in any table, is treated as a
+/// secret in error messages.
+pub fn secret_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Config::SECTIONS
+        .iter()
+        .flat_map(|s| s.settings)
+        .filter(|s| s.secret)
+        .map(|s| s.name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// How a flag gives its key a value.

@@ -113,6 +113,9 @@ pub struct CoreCounters {
     /// Panics caught on this core (a connection closed with 1011, or a
     /// command or accept dropped).
     pub panics: Counter,
+    /// Upgrades from a trusted proxy whose client-IP header could not be
+    /// read to an untrusted address (the proxy was taken as the client).
+    pub forwarded_malformed: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -141,6 +144,7 @@ pub struct Stats {
     pub throttled_msgs: u64,
     pub throttled_bytes: u64,
     pub panics: u64,
+    pub forwarded_malformed: u64,
 }
 
 impl CoreCounters {
@@ -170,6 +174,7 @@ impl CoreCounters {
             throttled_msgs: self.throttled_msgs.get(),
             throttled_bytes: self.throttled_bytes.get(),
             panics: self.panics.get(),
+            forwarded_malformed: self.forwarded_malformed.get(),
         }
     }
 }
@@ -215,6 +220,7 @@ impl Stats {
         self.throttled_msgs += o.throttled_msgs;
         self.throttled_bytes += o.throttled_bytes;
         self.panics += o.panics;
+        self.forwarded_malformed += o.forwarded_malformed;
     }
 }
 
@@ -241,7 +247,7 @@ impl fmt::Display for Stats {
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
              dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} \
-             throttled.bytes={} panics={}",
+             throttled.bytes={} panics={} forwarded_malformed={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
@@ -251,7 +257,8 @@ impl fmt::Display for Stats {
             self.request_errors,
             self.throttled_msgs,
             self.throttled_bytes,
-            self.panics
+            self.panics,
+            self.forwarded_malformed
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);
