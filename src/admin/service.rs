@@ -182,7 +182,15 @@ async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Repl
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if let Some(n) = declared.filter(|&n| n > max as u64) {
+        // A modestly oversized body is read and thrown away (never kept)
+        // before the 413, so that a client still writing it reads the
+        // answer rather than a reset; a larger one is refused at once and
+        // the connection closed.
+        if n <= DRAIN_FACTOR * max as u64 {
+            let body = req.into_body();
+            let _ = tokio::time::timeout(cfg.body_read_timeout, discard(body)).await;
+        }
         return Err(too_large());
     }
     let limited = Limited::new(req.into_body(), max);
@@ -196,6 +204,15 @@ async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Repl
         Ok(Err(_)) => Err(error(400, "bad_body", "could not read the body")),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
+}
+
+/// A declared body up to this many times `admin.max_body_bytes` is read
+/// and discarded before its 413 (see [`read_body`]).
+const DRAIN_FACTOR: u64 = 4;
+
+/// Reads a body to its end, keeping nothing.
+async fn discard(mut body: Incoming) {
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// What answers without the key: health probes (load balancers and
