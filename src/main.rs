@@ -135,7 +135,7 @@ impl clap::Args for SettingFlags {
                 .long(SET)
                 .value_name("KEY=VALUE")
                 .action(ArgAction::Append)
-                .help("Any setting by its key, e.g. --set admin.workers=4; repeat"),
+                .help("Any setting by its key, e.g. --set admin.threads=4; repeat"),
         )
     }
 

@@ -7,7 +7,7 @@
 //! connection with 1011; the admin plane answers 500) or the counters.
 //!
 //! The policy (README "Fault isolation"):
-//! - The threads wsedge starts (cores, admin workers, status streams)
+//! - The threads wsedge starts (cores, the admin runtime's threads)
 //!   call [`own_thread`]. Every panic on them is caught — per connection,
 //!   per delivery, per inbox command, per admin request, or else at the
 //!   thread's top — and the catcher logs it as one `error` line with the

@@ -166,7 +166,7 @@ fn every_key_has_a_variable_and_set_reaches_keys_without_a_flag() {
             "serve",
             "--dry-run",
             "--set",
-            "admin.workers=3",
+            "admin.threads=3",
             "--set",
             "admin.query_timeout=750ms",
         ],
@@ -175,16 +175,16 @@ fn every_key_has_a_variable_and_set_reaches_keys_without_a_flag() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for want in [
-        "workers = 3  # flag --set admin.workers",
+        "threads = 3  # flag --set admin.threads",
         "query_timeout = \"750ms\"  # flag --set admin.query_timeout",
         "buffer_growth_step = 65536  # env WSEDGE_CONNECTION_BUFFER_GROWTH_STEP",
         "max_body_bytes = 1048576\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    let out = wsedge(&["serve", "--dry-run", "--set", "admin.wrokers=3"], &[]);
+    let out = wsedge(&["serve", "--dry-run", "--set", "admin.thraeds=3"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("admin.wrokers"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("admin.thraeds"), "{}", stderr(&out));
 }
 
 #[test]

@@ -384,7 +384,7 @@ fn admin_api_limits_are_the_configured_settings() {
     let mut cfg = hub_config(1);
     cfg.hub.max_channel_len = 8;
     cfg.admin.max_body_bytes = 64;
-    cfg.admin.workers = 1;
+    cfg.admin.threads = 1;
     let server = start(cfg);
     let a = admin(&server);
     let post = |path: &str, body: &str| http(a, "POST", path, Some(body));

@@ -226,7 +226,7 @@ fn status_snapshot_and_event_stream() {
     // The stream sends a snapshot at once, then one a second.
     let mut s = TcpStream::connect(admin).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /api/status/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.write_all(b"GET /api/status/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let mut r = BufReader::new(s);
     let mut head = String::new();
@@ -350,7 +350,7 @@ fn tokens_info_and_pages() {
         let mut s = TcpStream::connect(admin).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let resp = read_to_close(&mut s, Duration::from_secs(5));

@@ -1,13 +1,12 @@
-//! The live status the status page shows: `GET /api/status` (one JSON
-//! snapshot) and `GET /api/status/stream` (the same snapshot once a
-//! second as Server-Sent Events).
+//! The live status the status page shows: the snapshot `GET /api/status`
+//! answers and `GET /api/status/stream` sends (`sse`).
 //!
-//! Owns: the snapshot's shape, a short cache so that many viewers cost
-//! one gathering per interval, and the event-stream threads (bounded in
-//! number and lifetime). Must not touch: counters' cells or cores' state
-//! (it reads snapshots and asks the hub through its handle).
+//! Owns: the snapshot's shape and a short cache so that many viewers cost
+//! one gathering per interval. Must not touch: counters' cells or cores'
+//! state (it reads snapshots and asks the hub through its handle), or
+//! sockets. May wait on the cores (top channels): call it on the
+//! blocking pool.
 
-use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,13 +16,6 @@ use serde_json::json;
 use super::{stats_json, AdminCtx};
 use crate::stats::Stats;
 
-/// How often a stream sends a snapshot.
-pub const STREAM_EVERY: Duration = Duration::from_secs(1);
-/// A stream ends after this long; `EventSource` reconnects by itself, so
-/// this only bounds how long a forgotten tab holds a thread.
-const STREAM_LIFETIME: Duration = Duration::from_secs(600);
-/// Most concurrent streams (each holds one thread); 503 beyond.
-pub const MAX_STREAMS: usize = 16;
 /// Channels listed in `top_channels`.
 const TOP_CHANNELS: usize = 10;
 /// Snapshots younger than this are shared between requests.
@@ -81,32 +73,4 @@ fn gather(ctx: &AdminCtx) -> serde_json::Value {
             "panics": ctx.panics.load(Ordering::Relaxed),
         },
     })
-}
-
-/// Serves one event stream on its own thread until the client goes away,
-/// the lifetime ends or the admin plane stops. `out` is the raw
-/// connection: the response head is written here, then one event per
-/// interval, each flushed at once (no chunked buffering).
-pub fn stream(ctx: Arc<AdminCtx>, mut out: Box<dyn Write + Send>) {
-    let result = (|| -> io::Result<()> {
-        out.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-              X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nretry: 2000\n\n",
-        )?;
-        out.flush()?;
-        let ends = Instant::now() + STREAM_LIFETIME;
-        while Instant::now() < ends && !ctx.stopped.load(Ordering::Acquire) {
-            let snap = snapshot(&ctx);
-            out.write_all(b"data: ")?;
-            out.write_all(snap.as_bytes())?;
-            out.write_all(b"\n\n")?;
-            out.flush()?;
-            std::thread::sleep(STREAM_EVERY);
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "status stream ended");
-    }
-    ctx.streams.fetch_sub(1, Ordering::AcqRel);
 }

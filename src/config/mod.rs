@@ -314,10 +314,69 @@ section! {
         /// the API can push. 1 MiB: far above a typical pushed message,
         /// small enough that a few concurrent requests cannot hurt.
         pub max_body_bytes: usize = 1 << 20;
-        /// Threads answering admin requests. Two: requests are short, and a
-        /// second thread keeps the API answering while one waits on a slow
-        /// client or a query; status streams have threads of their own.
-        pub workers: usize = 2;
+        /// Worker threads of the admin plane's runtime (one tokio runtime,
+        /// apart from the cores). One: requests are short and never wait on
+        /// a slow client or a core on a worker (see blocking_threads).
+        pub threads: usize = 1;
+        /// Most threads for requests that wait on the cores' answers
+        /// (channel and user lookups, /metrics, status snapshots, up to
+        /// query_timeout each); more such requests queue. Four: a stuck
+        /// core delays these, never /healthz or the accept loop.
+        pub blocking_threads: usize = 4;
+        /// Most admin connections open at once; beyond, a new connection
+        /// is answered 503 and closed at once. 1024: each costs a few KiB
+        /// until it sends a body (then up to max_body_bytes), and far more
+        /// than any operator's tooling opens.
+        pub max_connections: usize = 1024;
+        /// Largest request head (request line and headers), in bytes (431
+        /// beyond). 16 KiB: the API's requests are a few hundred bytes; a
+        /// browser with cookies for localhost stays well under it. At
+        /// least 1024.
+        pub max_header_bytes: usize = 16 * 1024;
+        /// Most header lines in a request (431 beyond).
+        pub max_headers: usize = 64;
+        /// Time to receive a whole request head, counted from when the
+        /// server starts waiting for it (so also how long a kept-alive
+        /// connection may wait for its next request); closed after it
+        /// (slowloris guard).
+        #[serde(with = "humantime_serde")]
+        pub header_read_timeout: Duration = Duration::from_secs(10);
+        /// Time to receive a whole request body once its head arrived (408
+        /// beyond, and the connection is closed): a body that never comes
+        /// holds a connection slot for no longer.
+        #[serde(with = "humantime_serde")]
+        pub body_read_timeout: Duration = Duration::from_secs(10);
+        /// A connection on which no byte moved either way for this long is
+        /// closed (a request waiting on the cores is bounded by
+        /// query_timeout, well under it).
+        #[serde(with = "humantime_serde")]
+        pub idle_timeout: Duration = Duration::from_secs(60);
+        /// A connection whose client has not made room for what the server
+        /// writes (an answer, or a status stream it stopped reading) within
+        /// this long is dropped.
+        #[serde(with = "humantime_serde")]
+        pub write_timeout: Duration = Duration::from_secs(10);
+        /// Status event streams (GET /api/status/stream) open at once (503
+        /// beyond).
+        pub max_streams: usize = 16;
+        /// Status event streams open at once from one client address (429
+        /// beyond), so that one client cannot hold every stream.
+        pub max_streams_per_ip: usize = 4;
+        /// How often a status stream sends a snapshot.
+        #[serde(with = "humantime_serde")]
+        pub status_interval: Duration = Duration::from_secs(1);
+        /// Host names (besides localhost, 127.0.0.1, [::1] and the address a
+        /// connection arrived on) that requests may name in their Host
+        /// header: "name" for any port, "name:port" for one. Any other Host
+        /// is answered 403 (DNS rebinding guard). Set it when the API is
+        /// reached by a name, e.g. ["wsedge-admin.internal"].
+        pub allowed_hosts: Vec<String> = Vec::new();
+        /// Origins (e.g. "https://ops.example") whose pages may call the API
+        /// from a browser: their POST/DELETE are accepted, CORS preflights
+        /// answered and Access-Control-Allow-Origin sent to them. Empty (the
+        /// default): no CORS headers, and a state-changing request whose
+        /// Origin is not the admin plane's own is answered 403.
+        pub cors_origins: Vec<String> = Vec::new();
         /// How long a request that asks the cores (channel and user lookups,
         /// /metrics) waits for their answers; a core that has not answered by
         /// then is left out. 2 s: a core answers within one loop turn, so
@@ -455,6 +514,11 @@ impl Config {
             ("connection.close_timeout", c.close_timeout),
             ("admission.attempt_window", self.admission.attempt_window),
             ("admin.query_timeout", a.query_timeout),
+            ("admin.header_read_timeout", a.header_read_timeout),
+            ("admin.body_read_timeout", a.body_read_timeout),
+            ("admin.idle_timeout", a.idle_timeout),
+            ("admin.write_timeout", a.write_timeout),
+            ("admin.status_interval", a.status_interval),
             ("log.stats_interval", self.log.stats_interval),
         ] {
             if d.is_zero() {
@@ -483,11 +547,19 @@ impl Config {
             ("inbox_capacity", self.inbox_capacity),
             ("hub.max_channel_len", self.hub.max_channel_len),
             ("admin.max_body_bytes", a.max_body_bytes),
-            ("admin.workers", a.workers),
+            ("admin.threads", a.threads),
+            ("admin.blocking_threads", a.blocking_threads),
+            ("admin.max_connections", a.max_connections),
+            ("admin.max_headers", a.max_headers),
+            ("admin.max_streams", a.max_streams),
+            ("admin.max_streams_per_ip", a.max_streams_per_ip),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be more than 0"));
             }
+        }
+        if a.max_header_bytes < 1024 {
+            return Err(invalid("admin.max_header_bytes", "must be at least 1024"));
         }
         let r = &self.rate_limit;
         for (key, v) in [
@@ -552,8 +624,11 @@ mod tests {
         c.conn.buffer_growth_step = 0;
         assert_eq!(key(&c), "connection.buffer_growth_step");
         let mut c = Config::default();
-        c.admin.workers = 0;
-        assert_eq!(key(&c), "admin.workers");
+        c.admin.threads = 0;
+        assert_eq!(key(&c), "admin.threads");
+        let mut c = Config::default();
+        c.admin.max_header_bytes = 100;
+        assert_eq!(key(&c), "admin.max_header_bytes");
         let mut c = Config::default();
         c.token.key_previous = Some("old".into());
         assert_eq!(key(&c), "token.key_previous");

@@ -425,13 +425,13 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        let e = load(None, &env(&[("WSEDGE_ADMIN_WORKERS", "0")]), &[])
+        let e = load(None, &env(&[("WSEDGE_ADMIN_THREADS", "0")]), &[])
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "invalid setting admin.workers: must be more than 0 \
-             (from env WSEDGE_ADMIN_WORKERS)"
+            "invalid setting admin.threads: must be more than 0 \
+             (from env WSEDGE_ADMIN_THREADS)"
         );
     }
 

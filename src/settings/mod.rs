@@ -299,8 +299,8 @@ mod tests {
     #[test]
     fn set_takes_any_key() {
         assert_eq!(
-            parse_set("admin.workers=4"),
-            Ok(("admin.workers".into(), Value::Integer(4)))
+            parse_set("admin.threads=4"),
+            Ok(("admin.threads".into(), Value::Integer(4)))
         );
         assert_eq!(
             parse_set("admission.origins=https://a.example,https://b.example")
@@ -310,10 +310,10 @@ mod tests {
                 .map(Vec::len),
             Some(2)
         );
-        assert!(parse_set("admin.wrokers=4")
+        assert!(parse_set("admin.thraeds=4")
             .unwrap_err()
             .contains("no setting"));
-        assert!(parse_set("admin.workers").is_err());
+        assert!(parse_set("admin.threads").is_err());
     }
 
     #[test]

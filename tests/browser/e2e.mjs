@@ -46,6 +46,8 @@ async function step(name, fn) {
 async function api(method, path, body) {
   const resp = await fetch(ADMIN + path, {
     method,
+    // The admin plane takes bodies only as declared JSON (415 otherwise).
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(TIMEOUT_MS),
   });

@@ -152,10 +152,19 @@ pub fn http_with(
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let body = body.unwrap_or("");
+    // A loopback Host and, with a body, a JSON Content-Type: what the
+    // admin plane asks of every caller (README "Admin API").
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type:"))
+    {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     for h in headers {
         req.push_str(h);
         req.push_str("\r\n");

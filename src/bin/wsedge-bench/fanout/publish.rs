@@ -60,8 +60,12 @@ fn http_post(
     body: &str,
 ) -> io::Result<u16> {
     let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    // The admin plane's own address as Host, and a JSON Content-Type: it
+    // refuses anything else (README "Admin API").
+    let host = conn.peer_addr()?;
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(req.as_bytes())?;

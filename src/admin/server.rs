@@ -1,0 +1,136 @@
+//! The admin plane's runtime and accept loop: one small tokio runtime
+//! (`admin.threads` workers, at most `admin.blocking_threads` threads for
+//! routes that wait on the cores) serving HTTP/1.1 with hyper.
+//!
+//! Owns: the runtime, the cap on concurrent connections
+//! (`admin.max_connections`; beyond it a connection is answered 503 from
+//! the accept loop and closed, with no task spawned for it), hyper's
+//! per-connection limits (`admin.max_header_bytes`, `admin.max_headers`,
+//! `admin.header_read_timeout`) and each connection's task with its
+//! watchdog (`conn`). Must not touch: routes, the request checks or the
+//! cores (the cores never wait on anything here).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{watchdog, ConnState, Watched};
+use super::{service, AdminCtx};
+
+/// What a connection over the cap is told before it is closed.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 27\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many admin connections\n";
+
+/// The kernel's send buffer of an admin connection (Linux doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// hyper's smallest buffer (it panics below it).
+const MIN_BUF: usize = 8192;
+
+/// Builds the runtime and starts the thread that drives the accept loop
+/// on it until [`AdminCtx::shutdown`] is notified.
+pub fn spawn(listener: std::net::TcpListener, ctx: Arc<AdminCtx>) -> io::Result<()> {
+    let cfg = &ctx.view.config.admin;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .max_blocking_threads(cfg.blocking_threads)
+        .thread_name("wsedge-admin")
+        .on_thread_start(crate::panics::own_thread)
+        .enable_io()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("wsedge-admin-accept".into())
+        .spawn(move || {
+            crate::panics::own_thread();
+            let result = runtime.block_on(async {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                accept_loop(listener, ctx).await;
+                io::Result::Ok(())
+            });
+            if let Err(e) = result {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+            // Open connections and streams end with the runtime.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(())
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<AdminCtx>) {
+    let slots = Arc::new(Semaphore::new(ctx.view.config.admin.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.notified() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: let some close.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // A fresh socket's send buffer is empty: this write does not
+            // block, and nothing is spawned for the connection.
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let state = Arc::new(ConnState::new(peer, local));
+        tokio::spawn(connection(stream, state, ctx.clone(), permit));
+    }
+}
+
+/// Serves one connection until it ends or its watchdog fires (or the
+/// runtime ends, when the plane stops); `_permit` is its slot under `admin.max_connections`.
+async fn connection(
+    stream: TcpStream,
+    state: Arc<ConnState>,
+    ctx: Arc<AdminCtx>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let cfg = &ctx.view.config.admin;
+    let _ = stream.set_nodelay(true);
+    // A fixed send buffer (no autotuning up to megabytes): what a client
+    // does not read backs up into this plane within SEND_BUFFER bytes,
+    // where the write timeout sees it, and costs no more kernel memory.
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+    let io = TokioIo::new(Watched::new(stream, state.clone()));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_bytes.max(MIN_BUF))
+        .max_header_size(cfg.max_header_bytes)
+        .max_headers(cfg.max_headers)
+        .keep_alive(true);
+    let svc_ctx = ctx.clone();
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| service::serve(req, svc_ctx.clone(), svc_state.clone()));
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %state.peer, error = %e, "admin connection ended");
+            }
+        }
+        why = watchdog(&state, cfg.idle_timeout, cfg.write_timeout) => {
+            tracing::debug!(peer = %state.peer, why, "admin connection dropped");
+        }
+    }
+}
