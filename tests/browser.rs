@@ -8,7 +8,10 @@
 //! come from its ephemeral key, `POST /api/demo/tokens`), which is what
 //! `cargo run --release -- serve` gives a newcomer, and with a token key
 //! (`POST /api/tokens`). Screenshots land in `target/browser/` and
-//! `target/browser/token-key/`.
+//! `target/browser/token-key/`. A third test (`cross_origin.mjs`) is the
+//! attacker's side of issue 13: a page from another loopback origin, and
+//! one reached through a rebound DNS name, try to mint a token and to
+//! publish through the default admin plane, and must be refused.
 //!
 //! Needs `node`, `tests/browser/node_modules` (`npm ci --prefix
 //! tests/browser`) and Chromium (`apt-get install chromium`; another binary
@@ -48,12 +51,14 @@ fn demo_with_a_token_key_in_chromium() {
     run_e2e(&["--token-key", &key], "tokens", "token-key");
 }
 
-/// Starts `wsedge serve` with `extra` flags, runs e2e.mjs against it
-/// expecting the token `flow`, with screenshots in `target/browser/<shots>`.
-fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
+/// Chromium, node and playwright-core, or `None` after printing why not
+/// (a failure under `WSEDGE_REQUIRE_BROWSER=1`): the Chromium binary and
+/// the tests/browser directory.
+fn browser_ready() -> Option<(String, PathBuf)> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return skip_unless_required(REQUIRE, TEST, &format!("no Chromium at {chromium}"));
+        skip_unless_required(REQUIRE, TEST, &format!("no Chromium at {chromium}"));
+        return None;
     }
     let node_ok = Command::new("node")
         .arg("--version")
@@ -61,16 +66,104 @@ fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
         .status()
         .is_ok_and(|s| s.success());
     if !node_ok {
-        return skip_unless_required(REQUIRE, TEST, "no `node` on PATH");
+        skip_unless_required(REQUIRE, TEST, "no `node` on PATH");
+        return None;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     if !dir.join("node_modules/playwright-core").exists() {
-        return skip_unless_required(
+        skip_unless_required(
             REQUIRE,
             TEST,
             "no tests/browser/node_modules (npm ci --prefix tests/browser)",
         );
+        return None;
     }
+    Some((chromium, dir))
+}
+
+/// Issue 13: a page from another loopback origin (and one reached through
+/// a rebound DNS name) tries to mint a token and to publish through the
+/// default admin plane (no admin key, loopback). `cross_origin.mjs` checks
+/// that every such request was refused; here, that nothing it tried was
+/// published to a live subscriber, which a legitimate publish then reaches.
+#[test]
+fn a_cross_origin_page_can_neither_mint_nor_publish() {
+    let Some((chromium, dir)) = browser_ready() else {
+        return;
+    };
+    let key = "cross-origin-test-token-key-0123456789";
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--max-attempts-per-ip",
+        "0",
+        "--cores",
+        "1",
+        "--token-key",
+        key,
+    ]);
+    server.drain_log();
+    let admin = server.addr("admin");
+    let ws_addr = server.addr("addr");
+
+    // A subscriber of the channel the page aims at.
+    let (status, minted) = common::http(
+        admin,
+        "POST",
+        "/api/tokens",
+        Some(r#"{"user":"watcher","subscribe":["victim"]}"#),
+    );
+    assert_eq!(status, 200, "{minted}");
+    let minted: serde_json::Value = serde_json::from_str(&minted).unwrap();
+    let url = format!(
+        "ws://{ws_addr}/ws?ws_token={}",
+        minted["token"].as_str().unwrap()
+    );
+    let (mut watcher, _) = tungstenite::connect(url).expect("upgrade");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = watcher.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    common::subscribe(&mut watcher, "victim");
+
+    let mut node = Command::new("node");
+    node.arg(dir.join("cross_origin.mjs"))
+        .env("WSEDGE_ADMIN", format!("http://{admin}"))
+        .env("WSEDGE_CHANNEL", "victim")
+        .env("CHROMIUM", &chromium);
+    let (status, output) = run_bounded(node, E2E_LIMIT);
+    match status {
+        Some(s) if s.success() => print!("{output}"),
+        Some(s) => panic!("cross-origin page test failed ({s}):\n{output}"),
+        None => panic!("cross-origin page test killed after {E2E_LIMIT:?}:\n{output}"),
+    }
+
+    // Whatever the page sent is done by now; a legitimate publish is the
+    // next thing the watcher must see.
+    let (status, body) = common::http(
+        admin,
+        "POST",
+        "/api/channels/victim/publish",
+        Some(r#"{"text":"legitimate"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = common::next_json(&mut watcher);
+    assert_eq!(
+        got["data"],
+        serde_json::json!({"text": "legitimate"}),
+        "the first message the subscriber saw: {got}"
+    );
+    drop(watcher);
+    assert_eq!(server.terminate(), Some(0), "server exit code");
+}
+
+/// Starts `wsedge serve` with `extra` flags, runs e2e.mjs against it
+/// expecting the token `flow`, with screenshots in `target/browser/<shots>`.
+fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
+    let Some((chromium, dir)) = browser_ready() else {
+        return;
+    };
     // Beside target/tmp: target/browser.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
