@@ -328,9 +328,16 @@ fn tokens_info_and_pages() {
         (json!({"user": ""}), 400),
         (json!({"user": "x", "ttl_secs": 0}), 400),
         (json!({"user": "x", "bogus": 1}), 400),
+        // token.max_ttl (default 1 h) bounds what the API mints.
+        (json!({"user": "x", "ttl_secs": 3600}), 200),
+        (json!({"user": "x", "ttl_secs": 3601}), 400),
+        (json!({"user": "x", "ttl_secs": u64::MAX}), 400),
     ] {
-        let (s, _) = http(admin, "POST", "/api/tokens", Some(&body.to_string()));
-        assert_eq!(s, status, "{body}");
+        let (s, text) = http(admin, "POST", "/api/tokens", Some(&body.to_string()));
+        assert_eq!(s, status, "{body}: {text}");
+        if body["ttl_secs"].as_u64().is_some_and(|t| t > 3600) {
+            assert!(text.contains("token.max_ttl"), "{text}");
+        }
     }
     // Without a key, minting is refused with a reason.
     let plain = start(hub_config(1));

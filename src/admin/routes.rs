@@ -258,11 +258,8 @@ fn mint_token(req: &Req, ctx: &AdminCtx) -> Reply {
         subscribe: Vec<String>,
         #[serde(default)]
         publish: Vec<String>,
-        #[serde(default = "default_ttl")]
-        ttl_secs: u64,
-    }
-    fn default_ttl() -> u64 {
-        60
+        /// Default: 60 s, or `token.max_ttl` if that is shorter.
+        ttl_secs: Option<u64>,
     }
     let Some(key) = &ctx.view.config.token.key else {
         return error(
@@ -278,11 +275,15 @@ fn mint_token(req: &Req, ctx: &AdminCtx) -> Reply {
     if ask.user.is_empty() || ask.user.len() > 256 {
         return error(400, "bad_user", "user must be 1 to 256 bytes");
     }
-    if !(1..=86_400).contains(&ask.ttl_secs) {
-        return error(400, "bad_ttl", "ttl_secs must be 1 to 86400");
+    let cfg = &ctx.view.config.token;
+    let ttl_secs = ask
+        .ttl_secs
+        .unwrap_or_else(|| cfg.max_ttl.as_secs().min(60));
+    if let Err(e) = crate::admission::token::check_ttl(cfg, ttl_secs) {
+        return error(400, "bad_ttl", &format!("ttl_secs: {e}"));
     }
     let claims =
-        crate::admission::token::claims_for(ask.user, ask.ttl_secs, ask.subscribe, ask.publish);
+        crate::admission::token::claims_for(ask.user, ttl_secs, ask.subscribe, ask.publish);
     let token = crate::admission::token::mint(key.as_bytes(), &claims);
     json_response(200, json!({"token": token, "expires": claims.exp}))
 }

@@ -232,7 +232,7 @@ section! {
         /// replayed or too long-lived one is refused, and a valid one's
         /// user, quota and grants apply.
         pub optional: bool = false, flag = "token-optional";
-        /// Longest lifetime of a token: `wsedge token` refuses a longer ttl,
+        /// Longest lifetime of a token: `wsedge token` and POST /api/tokens refuse a longer ttl,
         /// and /ws refuses (401) a token whose exp is further than this
         /// (plus 60 s of clock skew) from now. It bounds how long the replay
         /// memory holds each token id, so a few tokens minted with a huge
