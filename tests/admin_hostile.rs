@@ -548,6 +548,91 @@ fn a_body_that_stops_coming_is_answered_408() {
     assert_eq!(status, 413, "{text}");
 }
 
+/// Bodies a client sends almost completely and then holds: each is within
+/// `admin.max_body_bytes`, but a hundred of them would hold ~100 MiB.
+/// `admin.max_body_memory` (32 MiB by default) bounds them all: the
+/// requests past it are answered 503 before their bodies are read, and
+/// the process grows by about the budget, not by what the clients send.
+#[test]
+fn regression_many_large_slow_bodies_stay_within_max_body_memory() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut p = Proc::start(&[]);
+    let admin = p.admin();
+    assert!(answers(admin, "/healthz"));
+    let rss = p.rss_kib();
+    const N: usize = 100;
+    const LEN: usize = 1_000_000;
+    let chunk = vec![b' '; LEN - 1];
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..N {
+        let mut s = TcpStream::connect(admin).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let head = format!(
+            "POST /api/channels/x/publish HTTP/1.1\r\nHost: {admin}\r\n\
+             Content-Type: application/json\r\nContent-Length: {LEN}\r\n\r\n"
+        );
+        let _ = s.write_all(head.as_bytes());
+        // A refused body is not read: the write fails or stalls, and the
+        // 503 is waiting.
+        let _ = s.write_all(&chunk);
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 256];
+        if let Ok(n) = s.read(&mut buf) {
+            if n > 0 && String::from_utf8_lossy(&buf[..n]).contains(" 503 ") {
+                refused += 1;
+                continue;
+            }
+        }
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.alive());
+    assert!(
+        answers(admin, "/healthz"),
+        "/healthz with {} bodies held",
+        held.len()
+    );
+    let grown = p.rss_kib().saturating_sub(rss);
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB with {} of {N} large bodies held ({refused} refused)",
+        held.len()
+    );
+    assert!(refused > 0, "no body was refused: {} held", held.len());
+    // The budget comes back when the held requests go.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, text) = raw(
+        admin,
+        &request(
+            admin,
+            "POST",
+            "/api/channels/x/publish",
+            &["Content-Type: application/json"],
+            r#"{"text":"after"}"#,
+        ),
+        Duration::from_secs(5),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (_, metrics) = raw(
+        admin,
+        &request(admin, "GET", "/metrics", &[], ""),
+        Duration::from_secs(5),
+    );
+    assert!(
+        metrics.contains(&format!(
+            "wsedge_admin_responses_total{{status=\"503\"}} {refused}\n"
+        )),
+        "{refused} refusals counted:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("wsedge_admin"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 // ---- Acceptance: 500 hostile connections at once.
 
 /// Opens 500 hostile connections: slow bodies, huge Content-Lengths,

@@ -32,6 +32,9 @@ pub struct Scrape<'a> {
     pub api_sends: u64,
     /// Panics caught in the admin plane.
     pub admin_panics: u64,
+    /// Admin answers by status, and connections turned away at the cap.
+    pub admin_responses: &'a [(String, u64)],
+    pub admin_connections_refused: u64,
     pub uptime_secs: f64,
     pub draining: bool,
 }
@@ -346,6 +349,19 @@ pub fn render(s: &Scrape<'_>) -> String {
          served.",
         (total.panics + s.admin_panics) as f64,
     );
+    w.labelled(
+        "wsedge_admin_responses_total",
+        "Admin plane answers by HTTP status (refusals included: 401 key, 403 Host/Origin, \
+         408/413 body, 415 content type, 429/503 limits).",
+        "status",
+        s.admin_responses.iter().map(|(l, n)| (l.as_str(), *n)),
+    );
+    w.single(
+        "wsedge_admin_connections_refused_total",
+        "counter",
+        "Admin connections answered 503 and closed at admin.max_connections.",
+        s.admin_connections_refused as f64,
+    );
     w.single(
         "wsedge_channels",
         "gauge",
@@ -500,6 +516,8 @@ mod tests {
             api_publishes: 7,
             api_sends: 0,
             admin_panics: 1,
+            admin_responses: &[("403".to_string(), 2), ("200".to_string(), 5)],
+            admin_connections_refused: 4,
             uptime_secs: 1.5,
             draining: false,
         });
@@ -514,6 +532,8 @@ mod tests {
             "wsedge_publishes_total{source=\"api\"} 7\n",
             "wsedge_outbound_queue_bytes{core=\"0\"} 10\n",
             "wsedge_channels 3\n",
+            "wsedge_admin_responses_total{status=\"403\"} 2\n",
+            "wsedge_admin_connections_refused_total 4\n",
             "wsedge_panics_total 3\n",
             "wsedge_messages_in_total{core=\"0\"} 5\n",
         ] {

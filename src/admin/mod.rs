@@ -117,6 +117,13 @@ pub(crate) struct AdminCtx {
     /// Status event streams open, in all and per client address.
     streams: AtomicUsize,
     streams_per_ip: sse::PerIp,
+    /// `admin.max_body_memory`, one permit a byte: what request bodies
+    /// may hold at once.
+    body_budget: Arc<tokio::sync::Semaphore>,
+    /// Answers by status, and connections turned away at
+    /// `admin.max_connections`.
+    responses: ResponseCounts,
+    connections_refused: AtomicU64,
     status_cache: Mutex<Option<(Instant, Arc<String>)>>,
 }
 
@@ -143,7 +150,12 @@ impl Admin {
                 shutdown: Notify::new(),
                 streams: AtomicUsize::new(0),
                 streams_per_ip: Default::default(),
+                body_budget: Arc::new(tokio::sync::Semaphore::new(
+                    cfg.max_body_memory.min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 status_cache: Mutex::new(None),
+                responses: ResponseCounts::default(),
+                connections_refused: AtomicU64::new(0),
             }),
         })
     }
@@ -229,4 +241,39 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "panics": s.panics,
         "forwarded_malformed": s.forwarded_malformed,
     })
+}
+
+/// Admin answers counted by HTTP status (`wsedge_admin_responses_total`):
+/// every refusal the plane makes (401, 403, 408, 413, 415, 429, 503…) is
+/// one of them. Statuses outside [`ResponseCounts::STATUSES`] count as
+/// `other`. (hyper answers a head over the limits, 431, before the
+/// plane sees the request: those are not counted here.)
+#[derive(Default)]
+pub(crate) struct ResponseCounts([AtomicU64; ResponseCounts::STATUSES.len() + 1]);
+
+impl ResponseCounts {
+    pub const STATUSES: [u16; 15] = [
+        200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 500, 503,
+    ];
+
+    pub fn add(&self, status: u16) {
+        let i = Self::STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(Self::STATUSES.len());
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (status label, count) for every status seen at least once.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let labels = Self::STATUSES
+            .iter()
+            .map(u16::to_string)
+            .chain(std::iter::once("other".to_string()));
+        labels
+            .zip(&self.0)
+            .map(|(l, n)| (l, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }

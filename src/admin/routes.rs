@@ -236,6 +236,8 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
         api_publishes: ctx.api_publishes.load(Ordering::Relaxed),
         api_sends: ctx.api_sends.load(Ordering::Relaxed),
         admin_panics: ctx.panics.load(Ordering::Relaxed),
+        admin_responses: &ctx.responses.snapshot(),
+        admin_connections_refused: ctx.connections_refused.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),
     });

@@ -11,6 +11,7 @@
 //! cores (the cores never wait on anything here).
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<AdminCtx>) {
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ctx.connections_refused.fetch_add(1, Ordering::Relaxed);
             // A fresh socket's send buffer is empty: this write does not
             // block, and nothing is spawned for the connection.
             let _ = stream.try_write(BUSY);

@@ -7,8 +7,9 @@
 //! Owns: that order, the key check, reading the body
 //! (`admin.max_body_bytes`: refused on Content-Length before reading,
 //! and read through `http_body_util::Limited`; never allocated from
-//! Content-Length; `admin.body_read_timeout`: 408) and the conversion of
-//! answers to hyper's. Must not touch: sockets or connection limits
+//! Content-Length; `admin.body_read_timeout`: 408; `admin.max_body_memory`
+//! over all requests at once: 503), counting every answer by status, and
+//! the conversion of answers to hyper's. Must not touch: sockets or connection limits
 //! (`server`, `conn`), the routes' logic (`routes`).
 
 use std::any::Any;
@@ -27,6 +28,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::ConnState;
 use super::guard::{self, Rules};
@@ -55,6 +57,7 @@ pub async fn serve(
             boxed(internal_error())
         }
     };
+    ctx.responses.add(resp.status().as_u16());
     Ok(resp)
 }
 
@@ -137,7 +140,7 @@ async fn answer_checked(
         };
     }
     let method = req.method().clone();
-    let body = match read_body(req, ctx).await {
+    let (body, reserved) = match read_body(req, ctx).await {
         Ok(b) => b,
         Err(r) => {
             let mut r = boxed(r);
@@ -156,6 +159,9 @@ async fn answer_checked(
     let c = ctx.clone();
     let target = format!("{} {}", req.method, req.path);
     let routed = tokio::task::spawn_blocking(move || {
+        // The body's share of admin.max_body_memory is held until the
+        // route is done with it.
+        let _reserved = reserved;
         contained(&c, "request", &target, || routes::route(&req, &c))
     })
     .await;
@@ -166,8 +172,14 @@ async fn answer_checked(
 }
 
 /// Reads the whole body within `admin.max_body_bytes` and
-/// `admin.body_read_timeout`.
-async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Reply> {
+/// `admin.body_read_timeout`, reserving its size (its Content-Length, or
+/// `max_body_bytes` without one) of `admin.max_body_memory` first: the
+/// reservation comes back with the body and is held until the request is
+/// answered. None left → 503 before a byte of the body is read.
+async fn read_body(
+    req: Request<Incoming>,
+    ctx: &AdminCtx,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Reply> {
     let cfg = &ctx.view.config.admin;
     let max = cfg.max_body_bytes;
     let too_large = || {
@@ -175,7 +187,7 @@ async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Repl
         error(413, "body_too_large", &reason)
     };
     if !guard::has_body(req.headers()) {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), None));
     }
     let declared = req
         .headers()
@@ -193,6 +205,14 @@ async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Repl
         }
         return Err(too_large());
     }
+    let reserve = u32::try_from(declared.unwrap_or(max as u64)).unwrap_or(u32::MAX);
+    let Ok(reserved) = ctx.body_budget.clone().try_acquire_many_owned(reserve) else {
+        return Err(error(
+            503,
+            "busy",
+            "too many request bodies in flight (admin.max_body_memory); retry shortly",
+        ));
+    };
     let limited = Limited::new(req.into_body(), max);
     match tokio::time::timeout(cfg.body_read_timeout, limited.collect()).await {
         Err(_) => Err(error(
@@ -202,7 +222,7 @@ async fn read_body(req: Request<Incoming>, ctx: &AdminCtx) -> Result<Bytes, Repl
         )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(error(400, "bad_body", "could not read the body")),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => Ok((collected.to_bytes(), Some(reserved))),
     }
 }
 

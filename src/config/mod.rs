@@ -314,6 +314,13 @@ section! {
         /// the API can push. 1 MiB: far above a typical pushed message,
         /// small enough that a few concurrent requests cannot hurt.
         pub max_body_bytes: usize = 1 << 20;
+        /// Bytes of request bodies held at once over all admin connections
+        /// (a body reserves its Content-Length, or max_body_bytes when it
+        /// has none, until its request is answered); a request that finds
+        /// the budget spent is answered 503 at once. 32 MiB: 32 largest
+        /// bodies in flight, while many slow uploads cannot grow the
+        /// process by more than this. At least max_body_bytes.
+        pub max_body_memory: usize = 32 << 20;
         /// Worker threads of the admin plane's runtime (one tokio runtime,
         /// apart from the cores). One: requests are short and never wait on
         /// a slow client or a core on a worker (see blocking_threads).
@@ -557,6 +564,12 @@ impl Config {
             if v == 0 {
                 return Err(invalid(key, "must be more than 0"));
             }
+        }
+        if a.max_body_memory < a.max_body_bytes {
+            return Err(invalid(
+                "admin.max_body_memory",
+                "must be at least admin.max_body_bytes",
+            ));
         }
         if a.max_header_bytes < 1024 {
             return Err(invalid("admin.max_header_bytes", "must be at least 1024"));
