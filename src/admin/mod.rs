@@ -3,7 +3,7 @@
 //! default) address.
 //!
 //! Owns: what the plane is given of a running server ([`Parts`]), its
-//! shared state ([`AdminCtx`]), binding, starting and stopping it. The
+//! shared state (`AdminCtx`), binding, starting and stopping it. The
 //! work is split by responsibility: `server` (runtime, accept loop,
 //! connection cap, hyper's limits), `conn` (idle and write timeouts),
 //! `guard` (Host, Origin, Content-Type, CORS), `service` (one request:

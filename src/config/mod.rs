@@ -372,13 +372,13 @@ section! {
         /// How often a status stream sends a snapshot.
         #[serde(with = "humantime_serde")]
         pub status_interval: Duration = Duration::from_secs(1);
-        /// Host names (besides localhost, 127.0.0.1, [::1] and the address a
+        /// Host names (besides localhost, 127.0.0.1, `[::1]` and the address a
         /// connection arrived on) that requests may name in their Host
         /// header: "name" for any port, "name:port" for one. Any other Host
         /// is answered 403 (DNS rebinding guard). Set it when the API is
         /// reached by a name, e.g. ["wsedge-admin.internal"].
         pub allowed_hosts: Vec<String> = Vec::new();
-        /// Origins (e.g. "https://ops.example") whose pages may call the API
+        /// Origins (e.g. `https://ops.example`) whose pages may call the API
         /// from a browser: their POST/DELETE are accepted, CORS preflights
         /// answered and Access-Control-Allow-Origin sent to them. Empty (the
         /// default): no CORS headers, and a state-changing request whose
@@ -475,6 +475,12 @@ pub struct InvalidSetting {
     pub reason: String,
 }
 
+/// The longest connection timeout accepted (24 days): a connection keeps
+/// its deadlines as 32-bit milliseconds (`conn::Tick`), compared by
+/// wrapping difference, which is right while every deadline is less than
+/// 2^31 ms (≈ 24.8 days) ahead.
+pub const MAX_CONN_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidSetting {
     InvalidSetting {
         key,
@@ -540,7 +546,7 @@ impl Config {
             ("connection.handshake_timeout", Some(c.handshake_timeout)),
             ("connection.close_timeout", Some(c.close_timeout)),
         ] {
-            if d.is_some_and(|d| d > crate::conn::MAX_TIMEOUT) {
+            if d.is_some_and(|d| d > MAX_CONN_TIMEOUT) {
                 return Err(invalid(key, "must be at most 24d"));
             }
         }

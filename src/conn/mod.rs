@@ -123,8 +123,9 @@ pub struct Ctx<'a> {
 /// most 1 ms late — the core's timing wheel rounds the same way.
 pub type Tick = u32;
 
-/// The longest connection timeout the settings accept (see [`Tick`]).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+/// The longest connection timeout the settings accept (see [`Tick`]);
+/// declared by the settings, which check it.
+pub use crate::config::MAX_CONN_TIMEOUT as MAX_TIMEOUT;
 
 /// `t` as a tick, rounded down (a deadline at or before it is due).
 fn tick_floor(epoch: Instant, t: Instant) -> Tick {
