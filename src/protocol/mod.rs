@@ -7,10 +7,12 @@
 //! - [`close`]: close codes and close payloads.
 //! - [`handshake`]: the HTTP/1.1 upgrade request and its responses.
 //! - [`deflate_offer`]: permessage-deflate negotiation (RFC 7692).
+//! - [`deflate`]: its per-message compressor and bounded inflater.
 //! - [`error`]: what a peer can get wrong in either (their mappings to close
 //!   codes and HTTP statuses are `crate::error`'s).
 
 pub mod close;
+pub mod deflate;
 pub mod deflate_offer;
 pub mod encoder;
 pub mod error;
