@@ -9,8 +9,8 @@ one JSON answer per line on stdout:
     {"op": "post", "id": "<connectionId>", "data": "text"}
     {"op": "get", "id": "<connectionId>"}
     {"op": "delete", "id": "<connectionId>"}
-    any of them with "secret": "<other secret>" (and/or "key") signs with
-    that pair instead of the configured one
+    any of them with "secret": "<other secret>" (and/or "key", "region")
+    signs with that instead of the configured one
 
 answered with
 
@@ -64,12 +64,12 @@ class Clients:
         self.cache = {}
         self.last_raw = None
 
-    def get(self, key, secret):
-        if (key, secret) not in self.cache:
+    def get(self, key, secret, region):
+        if (key, secret, region) not in self.cache:
             client = boto3.session.Session().client(
                 "apigatewaymanagementapi",
                 endpoint_url=self.args.endpoint,
-                region_name=self.args.region,
+                region_name=region,
                 aws_access_key_id=key,
                 aws_secret_access_key=secret,
                 config=botocore.config.Config(
@@ -79,8 +79,8 @@ class Clients:
                 ),
             )
             client.meta.events.register("after-call.*", self.remember_raw)
-            self.cache[(key, secret)] = client
-        return self.cache[(key, secret)]
+            self.cache[(key, secret, region)] = client
+        return self.cache[(key, secret, region)]
 
     def remember_raw(self, http_response=None, **_):
         self.last_raw = http_response.content if http_response is not None else None
@@ -88,7 +88,9 @@ class Clients:
 
 def run(clients, cmd):
     client = clients.get(
-        cmd.get("key", clients.args.key), cmd.get("secret", clients.args.secret)
+        cmd.get("key", clients.args.key),
+        cmd.get("secret", clients.args.secret),
+        cmd.get("region", clients.args.region),
     )
     clients.last_raw = None
     op = cmd["op"]
