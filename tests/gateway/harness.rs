@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,8 +199,8 @@ impl Drop for Proc {
     }
 }
 
-/// `wsedge serve` in gateway mode on free loopback ports (one core, the
-/// admin listener on), with the test key pair in its environment; killed
+/// `wsedge serve` in gateway mode on free loopback ports (one core unless
+/// `extra` says `--cores`, the admin listener on), with the test key pair in its environment; killed
 /// on drop. Its log is kept for failure messages.
 pub struct Wsedge {
     pub server: ServerProcess,
@@ -215,11 +216,12 @@ impl Wsedge {
             "127.0.0.1:0",
             "--admin",
             "127.0.0.1:0",
-            "--cores",
-            "1",
             "--max-attempts-per-ip",
             "0",
         ];
+        if !extra.contains(&"--cores") {
+            args.extend(["--cores", "1"]);
+        }
         args.extend_from_slice(extra);
         let env = [
             ("WSEDGE_GATEWAY_ACCESS_KEY_ID", ACCESS_KEY_ID),
@@ -374,27 +376,76 @@ impl BackendRequest {
 }
 
 /// A tiny HTTP/1.1 backend on a free loopback port: records every request
-/// and answers `200 {}` (keep-alive) to all of them. Its threads end with
-/// the test process.
+/// and answers `200 {}` (keep-alive) to all of them. It can be taken down
+/// ([`Backend::set_down`]): then its port refuses connections and a request
+/// on a connection already open is dropped unanswered (not recorded). Its
+/// threads stop when it is dropped (a connection thread at its next
+/// request).
 pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<BackendRequest>>>,
+    down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Requests that arrived while down (dropped unanswered).
+    pub refused: Arc<AtomicUsize>,
 }
 
 impl Backend {
     pub fn start() -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let rec = requests.clone();
+        let backend = Backend {
+            addr,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            down: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            refused: Arc::new(AtomicUsize::new(0)),
+        };
+        let shared = backend.shared();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let rec = rec.clone();
-                std::thread::spawn(move || serve_backend_conn(stream, rec));
+            let mut listener = Some(listener);
+            while !shared.stop.load(Ordering::Relaxed) {
+                if shared.down.load(Ordering::Relaxed) {
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                let l = match &listener {
+                    Some(l) => l,
+                    None => match TcpListener::bind(addr) {
+                        Ok(l) => listener.insert(l),
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                    },
+                };
+                l.set_nonblocking(true).unwrap();
+                match l.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let shared = shared.clone();
+                        std::thread::spawn(move || serve_backend_conn(stream, shared));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
             }
         });
-        Backend { addr, requests }
+        backend
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            requests: self.requests.clone(),
+            down: self.down.clone(),
+            stop: self.stop.clone(),
+            refused: self.refused.clone(),
+        }
+    }
+
+    /// Takes the backend down (`true`) or brings it back on the same port.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     /// `http://ADDR/ws/`, the layout of the Django package.
@@ -415,7 +466,15 @@ impl Backend {
     }
 }
 
-fn serve_backend_conn(stream: TcpStream, rec: Arc<Mutex<Vec<BackendRequest>>>) {
+#[derive(Clone)]
+struct Shared {
+    requests: Arc<Mutex<Vec<BackendRequest>>>,
+    down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+}
+
+fn serve_backend_conn(stream: TcpStream, shared: Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
@@ -451,10 +510,17 @@ fn serve_backend_conn(stream: TcpStream, rec: Arc<Mutex<Vec<BackendRequest>>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if shared.down.load(Ordering::SeqCst) {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let close = headers
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        rec.lock().unwrap().push(BackendRequest {
+        shared.requests.lock().unwrap().push(BackendRequest {
             method,
             target,
             headers,
@@ -499,4 +565,10 @@ pub fn is_connection_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'='))
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
