@@ -62,7 +62,7 @@ pub enum Rejection {
 impl Rejection {
     /// Every kind, in counter order (a refusal with data, such as a
     /// `Retry-After`, is listed once with its data zeroed).
-    pub const ALL: [Rejection; 25] = [
+    pub const ALL: [Rejection; 29] = [
         Self::Request(HandshakeError::Malformed),
         Self::Request(HandshakeError::RequestTooLarge),
         Self::Request(HandshakeError::TooManyHeaders),
@@ -88,6 +88,10 @@ impl Rejection {
         Self::Refused(Refusal::ServerFull),
         Self::DecisionTimeout,
         Self::Refused(Refusal::TokenLifetimeTooLong),
+        Self::Refused(Refusal::Backend { status: 0 }),
+        Self::Refused(Refusal::BackendTimeout),
+        Self::Refused(Refusal::BackendUnreachable),
+        Self::Refused(Refusal::GatewayBusy),
     ];
 
     /// This rejection with its data zeroed: its entry in [`Self::ALL`].
@@ -96,6 +100,7 @@ impl Rejection {
             Self::Refused(Refusal::TooManyAttempts { .. }) => {
                 Self::Refused(Refusal::TooManyAttempts { retry_after: 0 })
             }
+            Self::Refused(Refusal::Backend { .. }) => Self::Refused(Refusal::Backend { status: 0 }),
             other => other,
         }
     }
@@ -140,6 +145,10 @@ impl Rejection {
                 Refusal::IpQuota => "ip_quota",
                 Refusal::UserQuota => "user_quota",
                 Refusal::ServerFull => "server_full",
+                Refusal::Backend { .. } => "backend_refused",
+                Refusal::BackendTimeout => "backend_timeout",
+                Refusal::BackendUnreachable => "backend_unreachable",
+                Refusal::GatewayBusy => "gateway_busy",
             },
         }
     }
@@ -189,8 +198,23 @@ impl Rejection {
             Self::Refused(Refusal::IpQuota | Refusal::UserQuota) => {
                 (429, "Too Many Requests", "", None)
             }
-            Self::Refused(Refusal::ServerFull) => (503, "Service Unavailable", "", None),
-            Self::DecisionTimeout => (504, "Gateway Timeout", "", None),
+            Self::Refused(Refusal::ServerFull | Refusal::GatewayBusy) => {
+                (503, "Service Unavailable", "", None)
+            }
+            Self::DecisionTimeout | Self::Refused(Refusal::BackendTimeout) => {
+                (504, "Gateway Timeout", "", None)
+            }
+            Self::Refused(Refusal::BackendUnreachable) => (502, "Bad Gateway", "", None),
+            // The backend's own status, passed through; one that cannot end
+            // an upgrade (not 3xx to 5xx) is the backend's fault: 502.
+            Self::Refused(Refusal::Backend { status }) => {
+                match http::StatusCode::from_u16(status) {
+                    Ok(s) if (300..600).contains(&status) => {
+                        (status, s.canonical_reason().unwrap_or("Error"), "", None)
+                    }
+                    _ => (502, "Bad Gateway", "", None),
+                }
+            }
         };
         Answer {
             status,
@@ -224,6 +248,28 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(late.answer().retry_after, Some(30));
+        let backend = |status| Rejection::Refused(Refusal::Backend { status }).answer();
+        assert_eq!(
+            (backend(403).status, backend(403).phrase),
+            (403, "Forbidden")
+        );
+        assert_eq!(backend(400).status, 400);
+        assert_eq!(backend(599).status, 599);
+        assert_eq!(backend(200).status, 502, "not a refusal status");
+        assert_eq!(
+            Rejection::Refused(Refusal::Backend { status: 418 }).index(),
+            Rejection::Refused(Refusal::Backend { status: 0 }).index()
+        );
+        assert_eq!(
+            Rejection::Refused(Refusal::BackendTimeout).answer().status,
+            504
+        );
+        assert_eq!(
+            Rejection::Refused(Refusal::BackendUnreachable)
+                .answer()
+                .status,
+            502
+        );
     }
 
     #[test]

@@ -79,6 +79,45 @@ pub enum HubCommand {
         n: usize,
         reply: Sender<Vec<(Arc<str>, usize)>>,
     },
+    /// Put one connection (if it still exists with this generation) into
+    /// a channel, as if it had subscribed.
+    Join {
+        key: u32,
+        gen: u32,
+        channel: Box<str>,
+        reply: Sender<Membership>,
+    },
+    /// Take one connection out of a channel.
+    Leave {
+        key: u32,
+        gen: u32,
+        channel: Box<str>,
+        reply: Sender<Membership>,
+    },
+}
+
+/// The answer to [`HubCommand::Join`] and [`HubCommand::Leave`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Done (also when it already was, or was not, a member).
+    Done,
+    /// No such connection (any more), or it is no longer open.
+    Gone,
+    /// Not a channel name clients may use.
+    InvalidChannel,
+    /// Over `hub.max_subscriptions`.
+    TooManyChannels,
+}
+
+/// The answer to [`Command::Post`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Queued for writing.
+    Queued,
+    /// Over `connection.max_pending_bytes`: not queued.
+    Full,
+    /// No such connection (any more), or it is not open.
+    Gone,
 }
 
 /// Messages another thread sends to a core.
@@ -99,6 +138,19 @@ pub enum Command {
     },
     /// Report the bytes queued for writing on this core.
     QueryQueued { reply: Sender<u64> },
+    /// Queue one ready frame on one connection only if it fits under
+    /// `connection.max_pending_bytes` (no slow-consumer policy: a full
+    /// queue is answered, nothing queued), and say what happened.
+    Post {
+        key: u32,
+        gen: u32,
+        frame: Bytes,
+        reply: Sender<Posted>,
+    },
+    /// Gateway mode: the gateway finished `done` messages of this
+    /// connection so far (a running total, so a repeat or a merge is
+    /// harmless); a connection held for back-pressure may read again.
+    GatewayDone { key: u32, gen: u32, done: u32 },
 }
 
 /// The inbox was full; the command was not queued.

@@ -1,7 +1,8 @@
 //! The composition of a running server: the data plane (the engine's
-//! cores, each with its hub) and the control plane (the admin HTTP plane
-//! today; backend callbacks and the broker link next), wired together
-//! with bounded channels and nothing else.
+//! cores, each with its hub) and the control plane (one tokio runtime:
+//! the admin HTTP plane and, in gateway mode, the gateway's backend
+//! calls; the broker link next), wired together with bounded channels
+//! and nothing else.
 //!
 //! Owns: building the pieces in order — the cores' listeners and inboxes,
 //! the shared hub registry, one [`Hub`] per core and the control plane's
@@ -15,27 +16,62 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::admin::{Admin, AdminHandle, Parts};
 use crate::admission::demo::DemoKey;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::engine::Cores;
+use crate::gateway::events::Link;
+use crate::gateway::Gateway;
 use crate::hub::{Hub, HubHandle, Registry};
 use crate::inbox::CoreHandle;
 use crate::stats::{Stats, StatsView};
+
+/// The control plane's runtime, driven by a thread of its own until
+/// [`Control::stop`].
+struct Control {
+    handle: tokio::runtime::Handle,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Control {
+    fn start(cfg: &Config) -> io::Result<Control> {
+        let runtime = crate::admin::server::runtime(&cfg.admin)?;
+        let handle = runtime.handle().clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("wsedge-control-main".into())
+            .spawn(move || {
+                crate::panics::own_thread();
+                runtime.block_on(stopped.notified());
+                // Open connections, streams and calls end with the runtime.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        Ok(Control { handle, stop })
+    }
+
+    fn stop(&self) {
+        self.stop.notify_one();
+    }
+}
 
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     admin: Option<AdminHandle>,
+    control: Option<Control>,
+    gateway: Option<Arc<Gateway>>,
     cores: Arc<[CoreHandle]>,
     hub: HubHandle,
     stats: StatsView,
     draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// `gateway.shutdown_timeout`.
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -66,6 +102,7 @@ impl Server {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cfg = Arc::new(config);
+        let cfg_gateway_timeout = cfg.gateway.shutdown_timeout;
         let cores = Cores::bind(&cfg)?;
         let local_addr = cores.local_addr();
         let handles = cores.handles().clone();
@@ -79,6 +116,40 @@ impl Server {
         let admission = Arc::new(admission(Admission::new(&cfg, demo_key.clone())));
         let stats = StatsView::new(handles.clone());
         let draining = Arc::new(AtomicBool::new(false));
+        let control = if cfg.admin.listen.is_some() || cfg.gateway.enabled() {
+            Some(Control::start(&cfg)?)
+        } else {
+            None
+        };
+        // Gateway mode: the cores' link and the gateway on the control
+        // plane's runtime.
+        let (link, gateway) = match (&control, cfg.gateway.enabled()) {
+            (Some(control), true) => {
+                let instance = crate::gateway::conn_id::random_instance();
+                let (link, events) = Link::new(
+                    cfg.gateway.queue_capacity,
+                    instance,
+                    cfg.gateway.max_in_flight,
+                );
+                let gateway = {
+                    let _entered = control.handle.enter();
+                    Arc::new(Gateway::new(
+                        &cfg,
+                        hub.clone(),
+                        handles.clone(),
+                        link.counters.clone(),
+                        instance,
+                        local_addr,
+                    ))
+                };
+                gateway.spawn(&control.handle, events);
+                if cfg.admin.listen.is_none() {
+                    tracing::warn!("gateway mode without the admin listener: no @connections API");
+                }
+                (Some(link), Some(gateway))
+            }
+            _ => (None, None),
+        };
         let admin = match cfg.admin.listen {
             Some(listen) => Some(Admin::bind(
                 listen,
@@ -91,22 +162,29 @@ impl Server {
                     config: cfg.clone(),
                     demo_key,
                     started: Instant::now(),
+                    gateway: gateway.clone(),
                 },
             )?),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.local_addr());
-        let threads = cores.start(cfg, hubs, admission)?;
-        let admin = admin.map(|a| a.spawn()).transpose()?;
+        let threads = cores.start(cfg, hubs, admission, link)?;
+        let admin = match (admin, &control) {
+            (Some(a), Some(c)) => Some(a.spawn(&c.handle)?),
+            _ => None,
+        };
         Ok(Server {
             local_addr,
             admin_addr,
             admin,
+            control,
+            gateway,
             cores: handles,
             hub,
             stats,
             draining,
             threads,
+            shutdown_timeout: cfg_gateway_timeout,
         })
     }
 
@@ -163,7 +241,15 @@ impl Server {
         }
     }
 
-    /// Waits for every core thread to exit, then stops the admin plane.
+    /// The gateway, in gateway mode.
+    pub fn gateway(&self) -> Option<&Arc<Gateway>> {
+        self.gateway.as_ref()
+    }
+
+    /// Waits for every core thread to exit, then (gateway mode) for the
+    /// drained connections' `$disconnect`s, up to
+    /// `gateway.shutdown_timeout`, then stops the admin plane and the
+    /// control plane's runtime.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
         for t in self.threads {
@@ -173,8 +259,14 @@ impl Server {
                 Err(_) => result = Err(io::Error::other("core thread panicked")),
             }
         }
+        if let Some(gw) = &self.gateway {
+            gw.finish(self.shutdown_timeout);
+        }
         if let Some(admin) = &self.admin {
             admin.stop();
+        }
+        if let Some(control) = &self.control {
+            control.stop();
         }
         result
     }

@@ -117,7 +117,7 @@ fn a_pending_upgrade_waits_while_its_core_serves_others_then_opens() {
     let stats = server.stats();
     assert_eq!((stats.open, stats.upgraded), (2, 1));
 
-    decide(&server, ticket, Verdict::Accept);
+    decide(&server, ticket, Verdict::Accept(None));
     let head = read_head(&mut s);
     assert!(
         head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -171,7 +171,7 @@ fn a_pending_upgrade_answers_504_at_its_deadline_and_gives_its_slot_back() {
     assert_eq!(stats.upgraded, 1);
 
     // Too late: the answer finds nothing; the slot came back.
-    decide(&server, ticket, Verdict::Accept);
+    decide(&server, ticket, Verdict::Accept(None));
     echo_round_trips(&mut other, 2);
     connect(&server, "/echo");
 }

@@ -37,6 +37,8 @@ pub struct Scrape<'a> {
     pub admin_connections_refused: u64,
     pub uptime_secs: f64,
     pub draining: bool,
+    /// Gateway mode: the gateway's counters.
+    pub gateway: Option<&'a crate::gateway::stats::Snapshot>,
 }
 
 /// Bucket bounds of the latency histograms, in seconds.
@@ -163,6 +165,63 @@ impl PromWriter {
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// The gateway's families (gateway mode only).
+fn gateway(w: &mut PromWriter, g: &crate::gateway::stats::Snapshot) {
+    let name = "wsedge_gateway_calls_total";
+    w.family(
+        name,
+        "counter",
+        "Backend calls, by route key and outcome (the HTTP status, timeout or unreachable).",
+    );
+    for (route, outcome, n) in &g.calls {
+        w.sample(name, &[("route", route), ("outcome", outcome)], *n as f64);
+    }
+    w.family(
+        "wsedge_gateway_call_seconds",
+        "histogram",
+        "Backend call latency, from sending the request to the last byte of the answer.",
+    );
+    w.histogram("wsedge_gateway_call_seconds", &[], &g.latency);
+    w.single(
+        "wsedge_gateway_connections",
+        "gauge",
+        "Gateway connections the backend accepted and that are still open (reachable through @connections).",
+        g.connections as f64,
+    );
+    w.labelled(
+        "wsedge_gateway_connects_total",
+        "$connect outcomes: accepted (2xx) or refused (any other answer, a timeout, an unreachable backend).",
+        "outcome",
+        [("accepted", g.connects_accepted), ("refused", g.connects_refused)],
+    );
+    w.labelled(
+        "wsedge_gateway_disconnects_total",
+        "$disconnect outcomes: sent (answered), retried (each retry) and given up after gateway.disconnect_retry.",
+        "outcome",
+        [
+            ("sent", g.disconnects_sent),
+            ("retried", g.disconnect_retries),
+            ("given_up", g.disconnects_given_up),
+        ],
+    );
+    w.labelled(
+        "wsedge_gateway_queue_full_total",
+        "Events that found the gateway's queue (gateway.queue_capacity) full: connects refused 503, messages whose connection closed 1013, disconnects delayed on their core.",
+        "event",
+        [
+            ("connect", g.connects_refused_full),
+            ("message", g.messages_refused_full),
+            ("disconnect", g.disconnects_delayed),
+        ],
+    );
+    w.labelled(
+        "wsedge_gateway_client_frames_total",
+        "Frames the gateway sent clients: backend answers on two-way routes, Forbidden for a message no route takes.",
+        "kind",
+        [("reply", g.replies), ("forbidden", g.forbidden)],
+    );
 }
 
 /// Renders one scrape.
@@ -433,6 +492,9 @@ pub fn render(s: &Scrape<'_>) -> String {
         "1 while shutting down (readiness is false), else 0.",
         if s.draining { 1.0 } else { 0.0 },
     );
+    if let Some(g) = s.gateway {
+        gateway(&mut w, g);
+    }
     w.family("wsedge_build_info", "gauge", "The running version.");
     w.sample(
         "wsedge_build_info",
@@ -520,6 +582,7 @@ mod tests {
             admin_connections_refused: 4,
             uptime_secs: 1.5,
             draining: false,
+            gateway: None,
         });
         for want in [
             "wsedge_connections_open{core=\"0\"} 2\n",

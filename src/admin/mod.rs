@@ -38,7 +38,7 @@ pub mod metrics;
 // the error type: one per request on the control plane, not worth a box.
 #[allow(clippy::result_large_err)]
 mod routes;
-mod server;
+pub(crate) mod server;
 #[allow(clippy::result_large_err)]
 mod service;
 #[allow(clippy::result_large_err)]
@@ -79,6 +79,9 @@ pub struct Parts {
     /// [`Config::wants_demo_key`](crate::Config::wants_demo_key).
     pub demo_key: Option<DemoKey>,
     pub started: Instant,
+    /// Gateway mode: the gateway, whose `@connections` API this plane
+    /// serves and whose counters `/metrics` reports.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 /// A bound admin listener, not yet serving.
@@ -167,9 +170,9 @@ impl Admin {
             .expect("a bound listener has an address")
     }
 
-    /// Starts the runtime (`admin.threads` workers) and its accept loop.
-    pub fn spawn(self) -> io::Result<AdminHandle> {
-        server::spawn(self.listener, self.ctx.clone())?;
+    /// Starts its accept loop on the control plane's runtime `rt`.
+    pub fn spawn(self, rt: &tokio::runtime::Handle) -> io::Result<AdminHandle> {
+        server::spawn(rt, self.listener, self.ctx.clone())?;
         Ok(AdminHandle { ctx: self.ctx })
     }
 }

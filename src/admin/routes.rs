@@ -227,6 +227,7 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
     let stats = view.per_core();
     let latency = view.latency();
     let outbound = view.queued_bytes(ctx.view.config.admin.query_timeout);
+    let gateway = ctx.view.gateway.as_ref().map(|g| g.snapshot());
     let text = metrics::render(&metrics::Scrape {
         cores: &stats,
         latency: &latency,
@@ -240,6 +241,7 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
         admin_connections_refused: ctx.connections_refused.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),
+        gateway: gateway.as_ref(),
     });
     reply(
         200,

@@ -1,8 +1,9 @@
-//! The admin plane's runtime and accept loop: one small tokio runtime
-//! (`admin.threads` workers, at most `admin.blocking_threads` threads for
-//! routes that wait on the cores) serving HTTP/1.1 with hyper.
+//! The control plane's runtime and the admin plane's accept loop: one
+//! small tokio runtime (`admin.threads` workers, at most
+//! `admin.blocking_threads` threads for routes that wait on the cores),
+//! shared with the gateway, serving HTTP/1.1 with hyper.
 //!
-//! Owns: the runtime, the cap on concurrent connections
+//! Owns: building the runtime, the cap on concurrent connections
 //! (`admin.max_connections`; beyond it a connection is answered 503 from
 //! the accept loop and closed, with no task spawned for it), hyper's
 //! per-connection limits (`admin.max_header_bytes`, `admin.max_headers`,
@@ -35,34 +36,32 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// hyper's smallest buffer (it panics below it).
 const MIN_BUF: usize = 8192;
 
-/// Builds the runtime and starts the thread that drives the accept loop
-/// on it until [`AdminCtx::shutdown`] is notified.
-pub fn spawn(listener: std::net::TcpListener, ctx: Arc<AdminCtx>) -> io::Result<()> {
-    let cfg = &ctx.view.config.admin;
-    listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Builds the control plane's runtime (`admin.threads` workers, at most
+/// `admin.blocking_threads` threads for work that waits on the cores): the
+/// admin plane and the gateway share it. The server drives it on a thread
+/// of its own.
+pub fn runtime(cfg: &crate::config::AdminConfig) -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads)
         .max_blocking_threads(cfg.blocking_threads)
-        .thread_name("wsedge-admin")
+        .thread_name("wsedge-control")
         .on_thread_start(crate::panics::own_thread)
         .enable_io()
         .enable_time()
-        .build()?;
-    std::thread::Builder::new()
-        .name("wsedge-admin-accept".into())
-        .spawn(move || {
-            crate::panics::own_thread();
-            let result = runtime.block_on(async {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                accept_loop(listener, ctx).await;
-                io::Result::Ok(())
-            });
-            if let Err(e) = result {
-                tracing::error!(error = %e, "the admin listener failed");
-            }
-            // Open connections and streams end with the runtime.
-            runtime.shutdown_timeout(Duration::from_secs(1));
-        })?;
+        .build()
+}
+
+/// Starts the accept loop on `rt`; it runs until [`AdminCtx::shutdown`]
+/// is notified (open connections and streams end with the runtime).
+pub fn spawn(
+    rt: &tokio::runtime::Handle,
+    listener: std::net::TcpListener,
+    ctx: Arc<AdminCtx>,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let _entered = rt.enter();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    rt.spawn(accept_loop(listener, ctx));
     Ok(())
 }
 

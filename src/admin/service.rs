@@ -85,6 +85,27 @@ async fn answer(
         cors_origins: &cfg.cors_origins,
         local_ip: conn.local.ip(),
     };
+    if let Some(gw) = &ctx.view.gateway {
+        if let Some(target) = crate::gateway::api::parse_path(&path, gw.stage()) {
+            // The management API: the Host rule only (see `gateway::api`
+            // for why the Origin and Content-Type rules do not apply).
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok());
+            if !host.is_some_and(|h| guard::host_allowed(&rules, h)) {
+                let r = guard::Refusal::ForeignHost;
+                return boxed(crate::gateway::api::aws_error(
+                    403,
+                    "ForbiddenException",
+                    r.reason(),
+                ));
+            }
+            let key = ctx.key.clone();
+            let timeout = cfg.body_read_timeout;
+            return boxed(crate::gateway::api::serve(req, target, gw.clone(), key, timeout).await);
+        }
+    }
     if let Err(refusal) = guard::check(&rules, &method, req.headers(), probe) {
         return boxed(error(refusal.status(), refusal.code(), refusal.reason()));
     }

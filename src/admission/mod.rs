@@ -103,6 +103,22 @@ pub enum Refusal {
     /// Over the total connections, or the used-token memory is full.
     #[error("server full")]
     ServerFull,
+    /// Gateway mode: the backend answered `$connect` with this non-2xx
+    /// status (passed to the client).
+    #[error("the backend refused the connection")]
+    Backend { status: u16 },
+    /// Gateway mode: the backend did not answer `$connect` within
+    /// `gateway.integration_timeout` (504).
+    #[error("the backend did not answer in time")]
+    BackendTimeout,
+    /// Gateway mode: the backend could not be reached or answered
+    /// something unreadable (502).
+    #[error("the backend is unreachable")]
+    BackendUnreachable,
+    /// Gateway mode: the queue of events for the gateway was full
+    /// (`gateway.queue_capacity`; 503).
+    #[error("the gateway is busy")]
+    GatewayBusy,
 }
 
 /// Where an upgrade left pending is answered: its core, slab key and
@@ -118,10 +134,12 @@ pub struct Ticket {
 }
 
 /// A decision made after the upgrade was left pending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Answer `101`.
-    Accept,
+    /// Answer `101`, with this subprotocol (`Sec-WebSocket-Protocol`) if
+    /// given (the gateway's backend chose it) and not already chosen from
+    /// `connection.subprotocols`.
+    Accept(Option<Box<str>>),
     /// Answer the refusal's status.
     Refuse(Refusal),
 }
@@ -136,9 +154,9 @@ pub enum Decision {
     /// Not decided yet: what the connection holds meanwhile (its quota
     /// slots are taken); a [`Verdict`] for the [`Ticket`] given to
     /// [`Admission::decide`] comes later through the core's inbox, or the
-    /// handshake deadline answers `504`. Nothing in the product returns it
-    /// yet (the gateway's `$connect` will); tests do, through a
-    /// `DeferHook` (feature `testing`).
+    /// handshake deadline answers `504`. The gateway route's upgrades
+    /// (decided by the backend's `$connect`) and, in tests, those a
+    /// `DeferHook` (feature `testing`) picks.
     Pending(Admitted),
 }
 
@@ -261,18 +279,21 @@ impl Admission {
         }
     }
 
-    /// Whether the upgrade waits for a decision made elsewhere. Only the
-    /// test seam says yes today.
+    /// Whether the upgrade waits for a decision made elsewhere: always on
+    /// the gateway route (the backend's `$connect` decides), and where the
+    /// test seam says so.
     #[cfg(any(test, feature = "testing"))]
     fn defers(&self, req: &UpgradeRequest, route: Route, ticket: Ticket) -> bool {
-        self.defer
-            .as_ref()
-            .is_some_and(|hook| hook.defers(req, route, ticket))
+        route == Route::Gateway
+            || self
+                .defer
+                .as_ref()
+                .is_some_and(|hook| hook.defers(req, route, ticket))
     }
 
     #[cfg(not(any(test, feature = "testing")))]
-    fn defers(&self, _: &UpgradeRequest, _: Route, _: Ticket) -> bool {
-        false
+    fn defers(&self, _: &UpgradeRequest, route: Route, _: Ticket) -> bool {
+        route == Route::Gateway
     }
 
     /// The key `ip` is counted under by the per-IP limits (IPv6 by

@@ -103,6 +103,11 @@ section! {
             /// the status page (/), the browser client (/client/wsedge.js) and
             /// /demo.
             "admin" => pub admin: AdminConfig;
+            /// Gateway mode: speak AWS API Gateway WebSocket APIs' language to a
+            /// backend ($connect, $disconnect, $default and custom routes as HTTP
+            /// calls) and serve the @connections management API on the admin
+            /// listener. Off until backend is set.
+            "gateway" => pub gateway: GatewayConfig;
             /// Graceful shutdown on SIGTERM/SIGINT.
             "shutdown" => pub shutdown: ShutdownConfig;
             /// Logging.
@@ -393,6 +398,108 @@ section! {
     }
 }
 
+/// How the gateway formats its calls to the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestFormat {
+    /// API Gateway's HTTP_PROXY integration: `POST {url}` with the
+    /// connection in headers and the message as the body (default).
+    #[default]
+    HttpProxy,
+    /// API Gateway's Lambda proxy event as a JSON body, answered with
+    /// `{"statusCode": …, "headers": …, "body": …}`.
+    LambdaProxy,
+}
+
+/// One custom route of the gateway (`[[gateway.routes]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRoute {
+    /// The route key the route selection expression must yield
+    /// (`sendMessage`); `$connect`, `$disconnect` or `$default` replace
+    /// that route's URL.
+    pub key: String,
+    /// The integration URL (`http://host:port/path`).
+    pub url: String,
+    /// Send the backend's answer body back to the client (API Gateway's
+    /// route response); one-way otherwise.
+    #[serde(default)]
+    pub two_way: bool,
+}
+
+section! {
+    /// Gateway mode (`[gateway]`).
+    pub struct GatewayConfig {
+        /// Base URL of the backend, e.g. "http://127.0.0.1:8000/ws/"; "" = gateway
+        /// mode off. $connect calls {backend}connect, $disconnect
+        /// {backend}disconnect, $default {backend}default (the layout of
+        /// django-aws-api-gateway-websockets). http:// only (put a TLS proxy
+        /// in front of an https backend).
+        #[serde(with = "schema::empty_is_none")]
+        pub backend: Option<String> = None, flag = "gateway-backend";
+        /// The API id sent as X-Amzn-Apigateway-Api-Id and in the User-Agent
+        /// AmazonAPIGateway_{api_id} (Django: the ApiGateway row's api_id).
+        pub api_id: String = "wsedge".into(), flag = "gateway-api-id";
+        /// The stage: clients connect to ws://HOST:PORT/{stage} and the
+        /// management API is at http://ADMIN/{stage}/@connections/{id}.
+        pub stage: String = "production".into(), flag = "gateway-stage";
+        /// The region @connections requests must be signed for (SigV4,
+        /// service execute-api).
+        pub region: String = "us-east-1".into(), flag = "gateway-region";
+        /// Access key id of the @connections API's SigV4 signatures (what
+        /// boto3 is given as aws_access_key_id); "" = no SigV4 (then only the
+        /// admin bearer key, or nothing without one, on loopback). Prefer
+        /// WSEDGE_GATEWAY_ACCESS_KEY_ID.
+        #[serde(with = "schema::empty_is_none")]
+        pub access_key_id: Option<String> = None, secret = true;
+        /// The secret key of those signatures. Secret: prefer
+        /// WSEDGE_GATEWAY_SECRET_ACCESS_KEY.
+        #[serde(with = "schema::empty_is_none")]
+        pub secret_access_key: Option<String> = None, secret = true;
+        /// Route selection expression: the message's JSON field whose string
+        /// value is the route key; non-JSON or no match goes to $default.
+        pub route_selection: String = "$request.body.action".into();
+        /// Whether messages no custom route takes go to {backend}default
+        /// ($default). false: they are answered
+        /// {"message":"Forbidden","connectionId":…,"requestId":…} as by an API
+        /// Gateway without a $default route.
+        pub default_route: bool = true;
+        /// Longest wait for one backend call (API Gateway: 29 s). A $connect
+        /// also ends at connection.handshake_timeout (504), whichever comes
+        /// first.
+        #[serde(with = "humantime_serde")]
+        pub integration_timeout: Duration = Duration::from_secs(29);
+        /// "http_proxy" (default: headers and the raw message, as API
+        /// Gateway's HTTP_PROXY integrations) or "lambda_proxy" (the Lambda
+        /// proxy event as JSON).
+        pub request_format: RequestFormat = RequestFormat::HttpProxy;
+        /// How long a $disconnect is retried (with backoff, up to 2 s apart)
+        /// until the backend answers 2xx; then it is given up, counted and
+        /// logged.
+        #[serde(with = "humantime_serde")]
+        pub disconnect_retry: Duration = Duration::from_secs(600);
+        /// Messages of one connection sent to the backend and not yet
+        /// answered beyond which the server stops reading that client (TCP
+        /// back-pressure; nothing is lost). Callbacks of one connection go
+        /// one at a time, in order; 8 absorbs a burst.
+        pub max_in_flight: u32 = 8;
+        /// Events (connects, messages, disconnects) the cores may have queued
+        /// for the gateway at once. A connect that finds it full is refused
+        /// 503 and a message closes its connection 1013 (both counted); a
+        /// disconnect waits on its core and is never lost. 65 536 events
+        /// take 3 MiB.
+        pub queue_capacity: usize = 65_536;
+        /// On a graceful shutdown, how long the server waits for the
+        /// $disconnects of the drained connections (and their retries)
+        /// before it exits.
+        #[serde(with = "humantime_serde")]
+        pub shutdown_timeout: Duration = Duration::from_secs(30);
+        /// Custom routes: [[gateway.routes]] key = "sendMessage", url =
+        /// "http://127.0.0.1:8000/ws/sendMessage", two_way = false.
+        pub routes: Vec<GatewayRoute> = Vec::new();
+    }
+}
+
 section! {
     /// Graceful shutdown (`[shutdown]`).
     pub struct ShutdownConfig {
@@ -464,6 +571,85 @@ impl TokenConfig {
             .iter()
             .chain(&self.key_previous)
             .map(String::as_str)
+    }
+}
+
+impl GatewayConfig {
+    /// Whether gateway mode is on (a backend is set).
+    pub fn enabled(&self) -> bool {
+        self.backend.is_some()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        let http_url = |u: &str| {
+            u.parse::<http::Uri>()
+                .is_ok_and(|uri| uri.scheme_str() == Some("http") && uri.authority().is_some())
+        };
+        if !http_url(backend) {
+            return Err(invalid(
+                "gateway.backend",
+                "must be an http:// URL with a host (e.g. http://127.0.0.1:8000/ws/)",
+            ));
+        }
+        if self.stage.is_empty()
+            || !self
+                .stage
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "gateway.stage",
+                "must be 1 or more of A-Z a-z 0-9 - _",
+            ));
+        }
+        if self.api_id.is_empty() || self.api_id.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(invalid(
+                "gateway.api_id",
+                "must be printable ASCII, no spaces",
+            ));
+        }
+        if let Err(e) = self
+            .route_selection
+            .parse::<crate::gateway::route::Selection>()
+        {
+            return Err(invalid("gateway.route_selection", e.to_string()));
+        }
+        for (key, d) in [
+            ("gateway.integration_timeout", self.integration_timeout),
+            ("gateway.disconnect_retry", self.disconnect_retry),
+            ("gateway.shutdown_timeout", self.shutdown_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be more than 0s"));
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Err(invalid("gateway.max_in_flight", "must be more than 0"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(invalid("gateway.queue_capacity", "must be more than 0"));
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(invalid(
+                "gateway.secret_access_key",
+                "set both gateway.access_key_id and gateway.secret_access_key, or neither",
+            ));
+        }
+        for r in &self.routes {
+            if r.key.is_empty() || !http_url(&r.url) {
+                return Err(invalid(
+                    "gateway.routes",
+                    format!(
+                        "route {:?}: needs a key and an http:// url with a host",
+                        r.key
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -604,6 +790,7 @@ impl Config {
                 "set only during a rotation, beside token.key",
             ));
         }
+        self.gateway.validate()?;
         if let Some(listen) = a.listen {
             if a.key.is_none() && !listen.ip().is_loopback() {
                 return Err(invalid(

@@ -232,6 +232,10 @@ pub struct Conn {
     pong_deadline: Tick,
     /// A ping is out and nothing came back since.
     awaiting_pong: bool,
+    /// The application asked to stop parsing (and reading) for now
+    /// ([`Conn::hold`]): its consumer of this connection's messages is
+    /// behind (the gateway's backend).
+    held: bool,
     /// Rounded up, so the idle deadline from it is never early.
     last_message: Tick,
     end: Option<EndReason>,
@@ -305,6 +309,7 @@ impl Conn {
             next_ping: 0,
             pong_deadline: 0,
             awaiting_pong: false,
+            held: false,
             last_message: 0,
             end: None,
             cold: config.rate_limit.buckets().map(|r| {
@@ -397,7 +402,7 @@ impl Conn {
             Phase::Dead | Phase::Deciding => false,
             Phase::Closed => true,
             Phase::Handshake | Phase::Open | Phase::Closing => {
-                self.out.len() <= cfg.write_budget && !self.throttled()
+                self.out.len() <= cfg.write_budget && !self.throttled() && !self.held
             }
         }
     }
@@ -407,6 +412,7 @@ impl Conn {
         matches!(self.phase, Phase::Open | Phase::Closing)
             && self.out.len() <= cfg.write_budget
             && !self.throttled()
+            && !self.held
     }
 
     /// Charges one message (or ping) of `len` payload bytes to the rate
@@ -556,6 +562,38 @@ impl Conn {
             Phase::Closed => self.end(EndReason::InternalError),
             Phase::Handshake | Phase::Deciding | Phase::Dead => self.die(EndReason::InternalError),
         }
+    }
+
+    /// Stops (`true`) or resumes (`false`) parsing and reading: while held,
+    /// [`Conn::poll_event`] delivers no further message and
+    /// [`Conn::wants_read`] is false (TCP back-pressure on the peer), as
+    /// when the queue is over its budget; input already buffered waits.
+    /// Deadlines keep running. After resuming, the driver polls events and
+    /// reads again.
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// True while [`Conn::hold`] holds it.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Queues a frame encoded elsewhere only if it fits under
+    /// `max_pending_bytes`, whatever the slow-consumer policy: over it, the
+    /// frame is not queued ([`Push::Dropped`]) and the connection stays
+    /// open — the caller answers "queue full" (a retry is safe).
+    pub fn offer_frame(&mut self, frame: Bytes, ctx: &mut Ctx<'_>) -> Push {
+        if self.phase != Phase::Open {
+            return Push::NotOpen;
+        }
+        if self.out.len() + frame.len() > ctx.cfg.conn.max_pending_bytes {
+            return Push::Dropped;
+        }
+        self.out.push(frame);
+        ctx.tally.frames_out += 1;
+        ctx.tally.messages_out += 1;
+        Push::Queued
     }
 
     /// Queues a data message (text or binary) as one frame.

@@ -44,11 +44,14 @@ pub enum EndReason {
     /// A panic while the server handled it (1011): the core closed it and
     /// serves the rest (README "Fault isolation").
     InternalError,
+    /// Gateway mode: a message found the gateway's event queue full
+    /// (`gateway.queue_capacity`); closed 1013 (try again later).
+    BackendBusy,
 }
 
 impl EndReason {
     /// Every variant, in counter order.
-    pub const ALL: [EndReason; 17] = [
+    pub const ALL: [EndReason; 18] = [
         Self::PeerClose,
         Self::PeerGone,
         Self::IoError,
@@ -66,6 +69,7 @@ impl EndReason {
         Self::Kicked,
         Self::RateLimited,
         Self::InternalError,
+        Self::BackendBusy,
     ];
 
     /// Index into [`Self::ALL`].
@@ -96,6 +100,7 @@ impl EndReason {
             Self::Kicked => "kicked",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
+            Self::BackendBusy => "backend_busy",
         }
     }
 }

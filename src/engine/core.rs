@@ -92,7 +92,7 @@ pub(super) struct Slot {
     /// Queued output waits in the core's dirty list for the end of the turn.
     dirty: bool,
     /// The peer's IP (the client's, once admission saw a trusted proxy).
-    ip: IpAddr,
+    pub(super) ip: IpAddr,
     /// Admission took quota slots for it (given back on removal).
     admitted: bool,
     /// What it serves, from the route table at its upgrade.
@@ -190,6 +190,9 @@ pub(crate) struct Core {
     /// a second panic removes them without another call into them. Kept
     /// here rather than as a flag in `Slot` (8 bytes more per connection).
     panicked: Vec<(usize, u32)>,
+    /// Gateway mode: the link to the gateway and this core's gateway
+    /// connections (`engine::gateway`).
+    pub(super) gw: super::gateway::GwState,
     /// Test-only faults armed by connections (feature `fault-injection`).
     #[cfg(feature = "fault-injection")]
     pub(super) faults: crate::panics::fault::Armed,
@@ -208,11 +211,13 @@ impl Core {
         inbox: Inbox,
         hub: Hub,
         admission: Arc<Admission>,
+        gateway: Option<crate::gateway::events::Link>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let counters = me.counters_arc();
         let latency = LatencyRecorder::new(me.latency_arc(), Instant::now());
+        let routes = Routes::from_config(&cfg);
         Ok(Self {
             id,
             cfg,
@@ -221,7 +226,7 @@ impl Core {
             inbox,
             hub,
             admission,
-            routes: Routes::default(),
+            routes,
             conns: Slab::new(),
             dirty: Vec::new(),
             wheel: TimingWheel::new(),
@@ -237,6 +242,7 @@ impl Core {
             accept_retry_at: None,
             refusal_log: RefusalLog::default(),
             panicked: Vec::new(),
+            gw: super::gateway::GwState::new(gateway),
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         })
@@ -275,11 +281,15 @@ impl Core {
                 let d = self.drain.as_ref().expect("checked");
                 if self.conns.is_empty() {
                     self.latency.maybe_merge(now, true);
+                    self.gw
+                        .flush_backlog_before_exit(self.cfg.gateway.shutdown_timeout);
                     return Ok(());
                 }
                 if d.deadline.is_some_and(|t| now >= t) {
                     self.drop_all();
                     self.latency.maybe_merge(now, true);
+                    self.gw
+                        .flush_backlog_before_exit(self.cfg.gateway.shutdown_timeout);
                     return Ok(());
                 }
             }
@@ -311,6 +321,9 @@ impl Core {
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
                 self.contained("accept", |core| core.accept(now));
+            }
+            if self.gw.has_backlog() {
+                self.gw.flush_backlog();
             }
             self.publish_tally();
             let done = Instant::now();
@@ -364,7 +377,16 @@ impl Core {
         // Unmerged latency counts reach readers within a second even when
         // the core then sleeps.
         let merge = self.latency.pending_merge();
-        for d in [drain, self.accept_retry_at, merge].into_iter().flatten() {
+        // Disconnects waiting for room in the gateway's queue: look again
+        // soon.
+        let backlog = self
+            .gw
+            .has_backlog()
+            .then(|| now + Duration::from_millis(2));
+        for d in [drain, self.accept_retry_at, merge, backlog]
+            .into_iter()
+            .flatten()
+        {
             let left = d.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
@@ -603,6 +625,7 @@ impl Core {
                     tracing::debug!(conn = %self.conn_id(key), reason = reason.name(), "ended");
                     // Out of every index the moment it stops being open.
                     self.hub.leave_all(key);
+                    self.gateway_ended(key, reason);
                 }
                 Event::Refused(rejection) => {
                     self.counters.handshake_failures[rejection.index()].add(1);
@@ -621,6 +644,7 @@ impl Core {
                             let out = self.hub.request(key, text, &payload, now);
                             self.push_output(key, out, now);
                         }
+                        Some(Route::Gateway) => self.gateway_message(key, text, payload, now),
                         None => {}
                     }
                 }
@@ -657,9 +681,14 @@ impl Core {
         match self.admission.decide(req, route, client.ip(), unix, ticket) {
             Decision::Accept(a) => {
                 self.hold(key, a);
-                self.open(key, now);
+                self.open(key, now, None);
             }
-            Decision::Pending(a) => self.hold(key, a),
+            Decision::Pending(a) => {
+                self.hold(key, a);
+                if route == Route::Gateway {
+                    self.gateway_connect(key, now);
+                }
+            }
             Decision::Refuse(r) => {
                 let mut ctx = ctx!(self, now);
                 slot.conn.refuse(r.into(), &mut ctx);
@@ -676,16 +705,19 @@ impl Core {
         self.hub.admitted(key, a.user, a.grants.map(|g| *g));
     }
 
-    /// Answers an admitted upgrade `101`, with the subprotocol admission
-    /// answers for a token; in dev mode a hub connection without a token
-    /// user takes its user from the query first (the request goes with
-    /// the answer).
-    fn open(&mut self, key: usize, now: Instant) {
+    /// Answers an admitted upgrade `101`, with the subprotocol `chosen`
+    /// by whoever decided (the gateway's backend) or else the one
+    /// admission answers for a token; in dev mode a hub connection without
+    /// a token user takes its user from the query first (the request goes
+    /// with the answer).
+    fn open(&mut self, key: usize, now: Instant, chosen: Option<Box<str>>) {
         let slot = &mut self.conns[key];
         let Some(req) = slot.conn.request() else {
             return;
         };
-        let protocol = admission::request::answer_protocol(req);
+        let protocol = chosen
+            .as_deref()
+            .or_else(|| admission::request::answer_protocol(req));
         if slot.route == Some(Route::Hub) {
             self.hub.upgrading(key, req.query());
         }
@@ -704,7 +736,7 @@ impl Core {
             return;
         }
         match verdict {
-            Verdict::Accept => self.open(key, now),
+            Verdict::Accept(chosen) => self.open(key, now, chosen),
             Verdict::Refuse(r) => {
                 let mut ctx = ctx!(self, now);
                 slot.conn.refuse(r.into(), &mut ctx);
@@ -800,6 +832,8 @@ impl Core {
     /// `finally`: whatever path led here, no index keeps `key`. A
     /// connection that never reported its end is counted as `unended`.
     fn take_out(&mut self, key: usize, unended: EndReason) {
+        let why = self.conns[key].conn.end_reason().unwrap_or(unended);
+        self.gateway_ended(key, why);
         let member = self.hub.remove(key);
         let mut slot = self.conns.remove(key);
         if slot.admitted {

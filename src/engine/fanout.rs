@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::core::{ctx, Core};
 use crate::conn::{Ctx, EndReason, Push};
 use crate::hub::{Fanout, Output};
-use crate::inbox::Command;
+use crate::inbox::{Command, Posted};
 
 impl Core {
     /// Queues `frame` for one connection and marks it for flushing.
@@ -108,6 +108,35 @@ impl Core {
                         core.after(key, now);
                     });
                 }
+            }
+            Command::Post {
+                key,
+                gen,
+                frame,
+                reply,
+            } => {
+                let key = key as usize;
+                let posted = if self.conns.get(key).is_some_and(|s| s.gen == gen) {
+                    self.guarded(key, |core| {
+                        let slot = &mut core.conns[key];
+                        let mut ctx = ctx!(core, now);
+                        let res = slot.conn.offer_frame(frame, &mut ctx);
+                        if res == Push::Queued {
+                            core.mark_dirty(key);
+                        }
+                        res
+                    })
+                } else {
+                    None
+                };
+                let _ = reply.send(match posted {
+                    Some(Push::Queued) => Posted::Queued,
+                    Some(Push::Dropped | Push::Closed) => Posted::Full,
+                    Some(Push::NotOpen) | None => Posted::Gone,
+                });
+            }
+            Command::GatewayDone { key, gen, done } => {
+                self.gateway_done(key as usize, gen, done, now);
             }
             Command::AdmissionDecision { key, gen, verdict } => {
                 let key = key as usize;

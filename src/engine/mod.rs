@@ -10,6 +10,7 @@
 
 pub mod core;
 mod fanout;
+mod gateway;
 pub mod listener;
 pub mod routes;
 
@@ -98,6 +99,7 @@ impl Cores {
         cfg: Arc<Config>,
         hubs: Vec<Hub>,
         admission: Arc<Admission>,
+        gateway: Option<crate::gateway::events::Link>,
     ) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
         assert_eq!(hubs.len(), self.seats.len(), "one hub per core");
         let mut threads = Vec::with_capacity(self.seats.len());
@@ -123,6 +125,7 @@ impl Cores {
                 seat.inbox,
                 hub,
                 admission.clone(),
+                gateway.clone(),
             )?;
             let counters = self.handles[i].counters_arc();
             let thread = std::thread::Builder::new()

@@ -13,6 +13,9 @@ pub enum Route {
     Echo,
     /// The hub's JSON protocol (channels, users).
     Hub,
+    /// Gateway mode (`/{gateway.stage}`): the backend decides the upgrade
+    /// (`$connect`) and hears every message and the end.
+    Gateway,
 }
 
 /// Paths and their routes (exact matches on the path, query ignored).
@@ -29,6 +32,19 @@ impl Default for Routes {
 }
 
 impl Routes {
+    /// The server's table: `/echo`, `/ws`, and `/{gateway.stage}` when
+    /// gateway mode is on.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let mut r = Self::default();
+        if cfg.gateway.enabled() {
+            let path = format!("/{}", cfg.gateway.stage);
+            // Built once per core at start; the stage never shadows /echo
+            // or /ws (those come first).
+            r.table.push((path.into(), Route::Gateway));
+        }
+        r
+    }
+
     /// A table from (path, route) pairs; the first entry for a path wins.
     pub fn new<'a>(entries: impl IntoIterator<Item = (&'a str, Route)>) -> Self {
         Self {
@@ -57,5 +73,17 @@ mod tests {
         for other in ["/", "/echo/", "/ECHO", "/wss", ""] {
             assert_eq!(r.get(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn the_gateway_stage_is_a_route_only_in_gateway_mode() {
+        let mut cfg = crate::config::Config::default();
+        assert_eq!(Routes::from_config(&cfg).get("/production"), None);
+        cfg.gateway.backend = Some("http://127.0.0.1:8000/ws/".into());
+        cfg.gateway.stage = "dev".into();
+        let r = Routes::from_config(&cfg);
+        assert_eq!(r.get("/dev"), Some(Route::Gateway));
+        assert_eq!(r.get("/ws"), Some(Route::Hub));
+        assert_eq!(r.get("/production"), None);
     }
 }

@@ -31,7 +31,7 @@ use super::registry::{Registry, Stale};
 use super::route;
 use crate::admission::TokenGrants;
 use crate::config::HubConfig;
-use crate::inbox::{ChannelInfo, CoreHandle, HubCommand, Target};
+use crate::inbox::{ChannelInfo, CoreHandle, HubCommand, Membership, Target};
 use crate::stats::counters::CoreCounters;
 
 /// What the hub knows of one connection.
@@ -370,6 +370,37 @@ impl Hub {
             }
             HubCommand::TopChannels { n, reply } => {
                 let _ = reply.send(self.index.top_channels(n));
+            }
+            HubCommand::Join {
+                key,
+                gen,
+                channel,
+                reply,
+            } => {
+                let answer = if gen_of(key) != Some(gen) {
+                    Membership::Gone
+                } else {
+                    match self.subscribe(key as usize, &channel) {
+                        Ok(()) => Membership::Done,
+                        Err(RequestError::TooManySubscriptions) => Membership::TooManyChannels,
+                        Err(_) => Membership::InvalidChannel,
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            HubCommand::Leave {
+                key,
+                gen,
+                channel,
+                reply,
+            } => {
+                let answer = if gen_of(key) != Some(gen) {
+                    Membership::Gone
+                } else {
+                    self.unsubscribe(key as usize, &channel);
+                    Membership::Done
+                };
+                let _ = reply.send(answer);
             }
         }
         None

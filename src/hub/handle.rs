@@ -22,7 +22,7 @@ use super::protocol;
 use super::registry::{CoreMask, Registry};
 use super::route;
 use crate::config::Config;
-use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Target};
+use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Membership, Posted, Target};
 
 /// Why a hub operation from the control plane was not done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,77 @@ impl HubHandle {
         } else {
             Err(HubError::Busy)
         }
+    }
+
+    /// Queues a ready `frame` on one connection only if it fits under its
+    /// `connection.max_pending_bytes`, and says what happened (waits for
+    /// its core's answer up to the query timeout: call it off the async
+    /// workers). The `@connections` API's POST.
+    pub fn post(&self, id: ConnId, frame: bytes::Bytes) -> Result<Posted, HubError> {
+        let core = self.core_of(id)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        core.try_send(Command::Post {
+            key: id.key,
+            gen: id.gen,
+            frame,
+            reply: tx,
+        })
+        .map_err(|_| HubError::Busy)?;
+        rx.recv_timeout(self.query_timeout)
+            .map_err(|_| HubError::Busy)
+    }
+
+    /// Hands a ready `frame` to one connection without waiting (the
+    /// slow-consumer policy applies there); `Busy` if its core's inbox
+    /// is full.
+    pub fn send_frame(&self, id: ConnId, frame: bytes::Bytes) -> Result<(), HubError> {
+        let core = self.core_of(id)?;
+        let target = Target::Conn {
+            key: id.key,
+            gen: id.gen,
+        };
+        if core.deliver(target, frame, Instant::now()) {
+            Ok(())
+        } else {
+            Err(HubError::Busy)
+        }
+    }
+
+    /// Puts one connection into `channel` (`join`) or takes it out, as a
+    /// subscribe or unsubscribe of its own would; waits for its core's
+    /// answer up to the query timeout. Membership ends with the
+    /// connection.
+    pub fn membership(
+        &self,
+        id: ConnId,
+        channel: &str,
+        join: bool,
+    ) -> Result<Membership, HubError> {
+        if !self.is_valid_channel(channel) {
+            return Ok(Membership::InvalidChannel);
+        }
+        let core = self.core_of(id)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (key, gen, channel) = (id.key, id.gen, channel.into());
+        let cmd = if join {
+            HubCommand::Join {
+                key,
+                gen,
+                channel,
+                reply: tx,
+            }
+        } else {
+            HubCommand::Leave {
+                key,
+                gen,
+                channel,
+                reply: tx,
+            }
+        };
+        core.try_send(Command::Hub(cmd))
+            .map_err(|_| HubError::Busy)?;
+        rx.recv_timeout(self.query_timeout)
+            .map_err(|_| HubError::Busy)
     }
 
     /// Closes one connection with `code`.

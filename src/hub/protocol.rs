@@ -169,6 +169,22 @@ fn text_frame(json: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// One unfragmented server data frame (text or binary) around `payload`,
+/// encoded once: what the gateway sends a client as it came from the
+/// backend.
+pub fn data_frame(text: bool, payload: &[u8]) -> Bytes {
+    let header = FrameHeader {
+        fin: true,
+        opcode: if text { OpCode::Text } else { OpCode::Binary },
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut out = BytesMut::with_capacity(header.encoded_len() + payload.len());
+    header.encode(&mut out);
+    out.put_slice(payload);
+    out.freeze()
+}
+
 /// `{"type":"message","channel":…,"data":…}` (no `channel` when `None`),
 /// encoded once as a complete frame to be shared by every recipient.
 pub fn message_frame(channel: Option<&str>, data: &RawValue) -> Bytes {

@@ -320,7 +320,13 @@ mod tests {
     fn secrets_are_the_declared_ones() {
         assert_eq!(
             secret_keys(),
-            ["token.key", "token.key_previous", "admin.key"]
+            [
+                "token.key",
+                "token.key_previous",
+                "admin.key",
+                "gateway.access_key_id",
+                "gateway.secret_access_key"
+            ]
         );
     }
 }
