@@ -275,7 +275,8 @@ fn django_package_sees_connect_message_reply_and_one_disconnect() {
         Got::Nothing,
         "a frame beyond the handlers' replies (an integration response forwarded?)"
     );
-    assert_eq!(django.session(&id)["request_count"], 2);
+    // The package counts the $connect (its default 1) and each message.
+    assert_eq!(django.session(&id)["request_count"], 3);
 
     // The client vanishes: the TCP connection ends without a close frame.
     // The package marks the session disconnected, after exactly one
