@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -376,76 +376,39 @@ impl BackendRequest {
 }
 
 /// A tiny HTTP/1.1 backend on a free loopback port: records every request
-/// and answers `200 {}` (keep-alive) to all of them. It can be taken down
-/// ([`Backend::set_down`]): then its port refuses connections and a request
-/// on a connection already open is dropped unanswered (not recorded). Its
-/// threads stop when it is dropped (a connection thread at its next
-/// request).
+/// and answers `200 {}` (keep-alive) to all of them. Its accept thread
+/// stops when it is dropped.
 pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<BackendRequest>>>,
-    down: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    /// Requests that arrived while down (dropped unanswered).
-    pub refused: Arc<AtomicUsize>,
 }
 
 impl Backend {
     pub fn start() -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let backend = Backend {
-            addr,
-            requests: Arc::new(Mutex::new(Vec::new())),
-            down: Arc::new(AtomicBool::new(false)),
-            stop: Arc::new(AtomicBool::new(false)),
-            refused: Arc::new(AtomicUsize::new(0)),
-        };
-        let shared = backend.shared();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rec, stopped) = (requests.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut listener = Some(listener);
-            while !shared.stop.load(Ordering::Relaxed) {
-                if shared.down.load(Ordering::Relaxed) {
-                    listener = None;
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                let l = match &listener {
-                    Some(l) => l,
-                    None => match TcpListener::bind(addr) {
-                        Ok(l) => listener.insert(l),
-                        Err(_) => {
-                            std::thread::sleep(Duration::from_millis(5));
-                            continue;
-                        }
-                    },
-                };
-                l.set_nonblocking(true).unwrap();
-                match l.accept() {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
-                        let shared = shared.clone();
-                        std::thread::spawn(move || serve_backend_conn(stream, shared));
+                        let rec = rec.clone();
+                        std::thread::spawn(move || serve_backend_conn(stream, rec));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
             }
         });
-        backend
-    }
-
-    fn shared(&self) -> Shared {
-        Shared {
-            requests: self.requests.clone(),
-            down: self.down.clone(),
-            stop: self.stop.clone(),
-            refused: self.refused.clone(),
+        Backend {
+            addr,
+            requests,
+            stop,
         }
-    }
-
-    /// Takes the backend down (`true`) or brings it back on the same port.
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
     }
 
     /// `http://ADDR/ws/`, the layout of the Django package.
@@ -466,15 +429,7 @@ impl Backend {
     }
 }
 
-#[derive(Clone)]
-struct Shared {
-    requests: Arc<Mutex<Vec<BackendRequest>>>,
-    down: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    refused: Arc<AtomicUsize>,
-}
-
-fn serve_backend_conn(stream: TcpStream, shared: Shared) {
+fn serve_backend_conn(stream: TcpStream, rec: Arc<Mutex<Vec<BackendRequest>>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
@@ -510,17 +465,10 @@ fn serve_backend_conn(stream: TcpStream, shared: Shared) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        if shared.down.load(Ordering::SeqCst) {
-            shared.refused.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let close = headers
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        shared.requests.lock().unwrap().push(BackendRequest {
+        rec.lock().unwrap().push(BackendRequest {
             method,
             target,
             headers,
