@@ -249,6 +249,12 @@ fn django_package_sees_connect_message_reply_and_one_disconnect() {
     assert_eq!(reply["echo"], "hello wsedge", "{reply}");
     assert_eq!(reply["connectionId"], id.as_str(), "{reply}");
     assert_eq!(reply["user"], "alice", "{reply}");
+    // The reply reached the client while the handler ran; its request is
+    // logged once the handler returned.
+    assert!(wait_until(Duration::from_secs(10), || django
+        .events(&id, "sendMessage")
+        .len()
+        == 1));
     let sent = django.events(&id, "sendMessage");
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["status_code"], 200, "{:#}", sent[0]);
@@ -269,7 +275,10 @@ fn django_package_sees_connect_message_reply_and_one_disconnect() {
     assert_eq!(reply["handler"], "default", "{reply}");
     assert_eq!(reply["action"], "shout", "{reply}");
     assert_eq!(reply["echo"], "again", "{reply}");
-    assert_eq!(django.events(&id, "default").len(), 1);
+    assert!(wait_until(Duration::from_secs(10), || django
+        .events(&id, "default")
+        .len()
+        == 1));
     assert_eq!(
         next_message(&mut ws, Duration::from_secs(1)),
         Got::Nothing,
