@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and its harness.
-const TARGETS: [(&str, Harness); 6] = [
+const TARGETS: [(&str, Harness); 7] = [
     ("frame_parser", wsedge::fuzzing::frame_parser),
     ("frame_differential", wsedge::fuzzing::frame_differential),
     ("handshake", |data| {
@@ -21,6 +21,7 @@ const TARGETS: [(&str, Harness); 6] = [
     ("utf8_incremental", wsedge::fuzzing::utf8_incremental),
     ("connection", wsedge::fuzzing::connection),
     ("client_request", wsedge::fuzzing::client_request),
+    ("deflate_offer", wsedge::fuzzing::deflate_offer),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -102,6 +103,11 @@ fn connection_corpus_replays_cleanly() {
 #[test]
 fn client_request_corpus_replays_cleanly() {
     replay_target("client_request");
+}
+
+#[test]
+fn deflate_offer_corpus_replays_cleanly() {
+    replay_target("deflate_offer");
 }
 
 #[test]
