@@ -854,6 +854,47 @@ mod tests {
     }
 
     #[test]
+    fn gateway_settings_are_checked_only_in_gateway_mode() {
+        let key = |cfg: &Config| cfg.validate().unwrap_err().key;
+        let mut c = Config::default();
+        c.gateway.stage = String::new();
+        assert!(c.validate().is_ok(), "off: not checked");
+        c.gateway.backend = Some("http://127.0.0.1:8000/ws/".into());
+        assert_eq!(key(&c), "gateway.stage");
+        c.gateway.stage = "dev".into();
+        assert!(c.validate().is_ok());
+        for bad in ["https://b/ws/", "127.0.0.1:8000", "http:///x"] {
+            c.gateway.backend = Some(bad.into());
+            assert_eq!(key(&c), "gateway.backend", "{bad}");
+        }
+        c.gateway.backend = Some("http://b:1/ws/".into());
+        c.gateway.route_selection = "$request.header.x".into();
+        assert_eq!(key(&c), "gateway.route_selection");
+        c.gateway.route_selection = "$request.body.type".into();
+        c.gateway.access_key_id = Some("AKID".into());
+        assert_eq!(key(&c), "gateway.secret_access_key");
+        c.gateway.secret_access_key = Some("s".into());
+        c.gateway.routes = vec![GatewayRoute {
+            key: "x".into(),
+            url: "ftp://b/".into(),
+            two_way: false,
+        }];
+        assert_eq!(key(&c), "gateway.routes");
+        c.gateway.routes[0].url = "http://b:2/x".into();
+        c.gateway.max_in_flight = 0;
+        assert_eq!(key(&c), "gateway.max_in_flight");
+        c.gateway.max_in_flight = 1;
+        assert!(c.validate().is_ok());
+        // [[gateway.routes]] in a file.
+        let parsed: Config = toml::from_str(
+            "[gateway]\nbackend = \"http://b:1/ws/\"\n\n[[gateway.routes]]\nkey = \"send\"\nurl = \"http://b:1/s\"\ntwo_way = true\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.gateway.routes[0].key, "send");
+        assert!(parsed.gateway.routes[0].two_way);
+    }
+
+    #[test]
     fn the_demo_key_is_wanted_only_without_a_token_key_and_with_the_admin_plane() {
         assert!(Config::default().wants_demo_key());
         let mut c = Config::default();
