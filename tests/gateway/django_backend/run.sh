@@ -20,7 +20,12 @@ cd "$(dirname "$0")"
 
 export PORT="${PORT:-8000}"
 export WSEDGE_ADMIN_PORT="${WSEDGE_ADMIN_PORT:-9001}"
-export WSEDGE_MGMT_ENDPOINT="${WSEDGE_MGMT_ENDPOINT:-http://127.0.0.1:${WSEDGE_ADMIN_PORT}/{stage}}"
+# (Not ${WSEDGE_MGMT_ENDPOINT:-…/{stage}}: bash ends that expansion at the
+# "}" of "{stage}", and a set value would get a stray "}" appended.)
+if [[ -z "${WSEDGE_MGMT_ENDPOINT:-}" ]]; then
+  WSEDGE_MGMT_ENDPOINT="http://127.0.0.1:${WSEDGE_ADMIN_PORT}/{stage}"
+fi
+export WSEDGE_MGMT_ENDPOINT
 export WSEDGE_API_ID="${WSEDGE_API_ID:-wsedgetest1}"
 export WSEDGE_STAGE="${WSEDGE_STAGE:-production}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-AKIDWSEDGETEST}"
