@@ -192,7 +192,7 @@ pub(crate) struct Core {
     panicked: Vec<(usize, u32)>,
     /// Gateway mode: the link to the gateway and this core's gateway
     /// connections (`engine::gateway`).
-    pub(super) gw: super::gateway::GwState,
+    pub(super) gw: super::gateway_state::GwState,
     /// Test-only faults armed by connections (feature `fault-injection`).
     #[cfg(feature = "fault-injection")]
     pub(super) faults: crate::panics::fault::Armed,
@@ -242,7 +242,7 @@ impl Core {
             accept_retry_at: None,
             refusal_log: RefusalLog::default(),
             panicked: Vec::new(),
-            gw: super::gateway::GwState::new(gateway),
+            gw: super::gateway_state::GwState::new(gateway),
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         })

@@ -1,11 +1,11 @@
 //! The core's side of gateway mode: what it tells the gateway of its
 //! gateway connections (the `$connect` to decide, each message, the end)
-//! through the bounded event queue ([`Link`]), and the back-pressure that
+//! through the bounded event queue ([`Link`](crate::gateway::events::Link)), and the back-pressure that
 //! keeps a slow backend from costing more than `gateway.max_in_flight`
 //! messages per connection.
 //!
 //! Owns: the per-connection bookkeeping of gateway connections on this
-//! core ([`GwConn`]: its id, messages sent and done), the rule that every
+//! core (kept in `gateway_state`: its id, messages sent and done), the rule that every
 //! connection whose `Connect` was sent gets exactly one `Disconnect`
 //! (sent when it ends, or when its slot is freed if it never reported an
 //! end), and the backlog of disconnects that found the queue full (sent
@@ -17,83 +17,17 @@
 //! queue full is refused 503 and a message closes its connection 1013
 //! (counted); a disconnect is never dropped.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::core::{ctx, Core};
+use super::gateway_state::GwConn;
 use crate::admission::{Refusal, Ticket};
 use crate::conn::{Ctx, EndReason};
 use crate::gateway::conn_id::GatewayId;
-use crate::gateway::events::{disconnect_status, ConnectInfo, Event, Link, PASSED_HEADERS};
+use crate::gateway::events::{disconnect_status, ConnectInfo, Event, PASSED_HEADERS};
 use crate::protocol::close::code;
-
-/// What the core keeps per gateway connection, from its `Connect` on.
-#[derive(Debug)]
-pub(crate) struct GwConn {
-    id: GatewayId,
-    /// Messages handed to the gateway.
-    sent: u32,
-    /// Messages the gateway said it finished (a running total).
-    done: u32,
-}
-
-/// The core's gateway state: the link, its connections, the backlog.
-#[derive(Default)]
-pub(crate) struct GwState {
-    pub(crate) link: Option<Link>,
-    conns: rustc_hash::FxHashMap<u32, GwConn>,
-    /// Disconnects that found the queue full, oldest first.
-    backlog: VecDeque<Event>,
-}
-
-impl GwState {
-    pub(crate) fn new(link: Option<Link>) -> Self {
-        Self {
-            link,
-            ..Self::default()
-        }
-    }
-
-    /// True while disconnects wait for room in the queue.
-    pub(crate) fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
-    }
-
-    /// Sends what the backlog holds, oldest first, while there is room.
-    pub(crate) fn flush_backlog(&mut self) {
-        let Some(link) = &self.link else {
-            return;
-        };
-        while let Some(ev) = self.backlog.pop_front() {
-            if let Err(ev) = link.try_send(ev) {
-                self.backlog.push_front(ev);
-                return;
-            }
-        }
-    }
-
-    /// Before the core exits: sends the backlog, waiting for room up to
-    /// `limit` (the core serves no one any more).
-    pub(crate) fn flush_backlog_before_exit(&mut self, limit: Duration) {
-        let until = Instant::now() + limit;
-        loop {
-            self.flush_backlog();
-            if self.backlog.is_empty() {
-                return;
-            }
-            if Instant::now() >= until {
-                tracing::error!(
-                    disconnects = self.backlog.len(),
-                    "the gateway's queue stayed full; these connections' $disconnect is lost"
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
 
 impl Core {
     /// A gateway upgrade left pending: ask the gateway (its `$connect`),

@@ -11,6 +11,7 @@
 pub mod core;
 mod fanout;
 mod gateway;
+mod gateway_state;
 pub mod listener;
 pub mod routes;
 
