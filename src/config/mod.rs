@@ -108,6 +108,9 @@ section! {
             /// calls) and serve the @connections management API on the admin
             /// listener. Off until backend is set.
             "gateway" => pub gateway: GatewayConfig;
+            /// TLS on the WebSocket listener (wss://): off until cert and key are
+            /// set. Both are re-read on SIGHUP.
+            "tls" => pub tls: TlsConfig;
             /// Graceful shutdown on SIGTERM/SIGINT.
             "shutdown" => pub shutdown: ShutdownConfig;
             /// Logging.
@@ -395,6 +398,17 @@ section! {
         /// only a stuck core takes this long.
         #[serde(with = "humantime_serde")]
         pub query_timeout: Duration = Duration::from_secs(2);
+        /// Serve the admin plane over https: with tls_cert/tls_key when set,
+        /// else with the WebSocket listener's [tls] certificate. Re-read on
+        /// SIGHUP like [tls].
+        pub tls: bool = false, flag = "admin-tls";
+        /// PEM certificate chain of the admin listener's own; "" = the [tls]
+        /// one. Only with tls = true.
+        #[serde(with = "schema::empty_is_none")]
+        pub tls_cert: Option<String> = None;
+        /// PEM private key for tls_cert; "" = the [tls] one.
+        #[serde(with = "schema::empty_is_none")]
+        pub tls_key: Option<String> = None;
     }
 }
 
@@ -497,6 +511,23 @@ section! {
         /// Custom routes: [[gateway.routes]] key = "sendMessage", url =
         /// "http://127.0.0.1:8000/ws/sendMessage", two_way = false.
         pub routes: Vec<GatewayRoute> = Vec::new();
+    }
+}
+
+section! {
+    /// TLS on the WebSocket listener (`[tls]`): rustls, TLS 1.2 and 1.3,
+    /// ALPN `http/1.1`.
+    pub struct TlsConfig {
+        /// PEM file with the certificate chain, leaf first; "" = no TLS
+        /// (plain ws://). Re-read on SIGHUP: new handshakes use the new
+        /// certificate, open connections keep theirs.
+        #[serde(with = "schema::empty_is_none")]
+        pub cert: Option<String> = None, flag = "tls-cert";
+        /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or
+        /// SEC1); "" = none. The path is shown, the key itself is never
+        /// logged. Re-read on SIGHUP with the certificate.
+        #[serde(with = "schema::empty_is_none")]
+        pub key: Option<String> = None, flag = "tls-key";
     }
 }
 
@@ -694,6 +725,24 @@ impl Config {
         }
     }
 
+    /// The WebSocket listener's certificate and key files, when it speaks
+    /// TLS.
+    pub fn ws_tls(&self) -> Option<(&str, &str)> {
+        Some((self.tls.cert.as_deref()?, self.tls.key.as_deref()?))
+    }
+
+    /// The admin listener's certificate and key files, when it speaks TLS
+    /// (its own, else the WebSocket listener's).
+    pub fn admin_tls(&self) -> Option<(&str, &str)> {
+        if !self.admin.tls {
+            return None;
+        }
+        match (self.admin.tls_cert.as_deref(), self.admin.tls_key.as_deref()) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => self.ws_tls(),
+        }
+    }
+
     /// Whether the server makes the chat demo's ephemeral key at start
     /// (see `admin.demo`): only without a token key (with one, the demo
     /// uses POST /api/tokens) and with the admin plane that serves it.
@@ -765,6 +814,24 @@ impl Config {
         }
         if a.max_header_bytes < 1024 {
             return Err(invalid("admin.max_header_bytes", "must be at least 1024"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls.key", "set both tls.cert and tls.key, or neither"));
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            return Err(invalid(
+                "admin.tls_key",
+                "set both admin.tls_cert and admin.tls_key, or neither",
+            ));
+        }
+        if a.tls && a.tls_cert.is_none() && self.tls.cert.is_none() {
+            return Err(invalid(
+                "admin.tls",
+                "needs a certificate: admin.tls_cert/admin.tls_key or tls.cert/tls.key",
+            ));
+        }
+        if !a.tls && a.tls_cert.is_some() {
+            return Err(invalid("admin.tls_cert", "only with admin.tls = true"));
         }
         let r = &self.rate_limit;
         for (key, v) in [

@@ -72,15 +72,15 @@ pub(crate) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
 /// Size of the per-core receive block every read goes into.
-const RX_BLOCK: usize = 64 * 1024;
+pub(super) const RX_BLOCK: usize = 64 * 1024;
 /// Pause before retrying `accept` after it failed.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// A new block is started when less than this is left in the current one.
-const RX_MIN_READ: usize = 4 * 1024;
+pub(super) const RX_MIN_READ: usize = 4 * 1024;
 
 /// What the core keeps per connection besides the sans-IO state.
 pub(super) struct Slot {
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     pub(super) conn: Conn,
     /// Generation of this slab entry, so a timer for a removed connection
     /// can never reach a new one that reuses the key.
@@ -88,7 +88,7 @@ pub(super) struct Slot {
     /// The wheel entry (the wheel keeps the tick it fires at).
     timer: Option<TimerKey>,
     /// Reading stopped for back-pressure; resume when the queue drains.
-    read_paused: bool,
+    pub(super) read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
     dirty: bool,
     /// The peer's IP (the client's, once admission saw a trusted proxy).
@@ -97,6 +97,9 @@ pub(super) struct Slot {
     admitted: bool,
     /// What it serves, from the route table at its upgrade.
     route: Option<Route>,
+    /// Its TLS session on a `wss://` listener (`engine::tls`); `None` for
+    /// plain `ws://`, which pays 8 bytes and one branch per read and flush.
+    pub(super) tls: Option<Box<super::tls::TlsSession>>,
 }
 
 /// A shutdown in progress: connections get their 1001 close spread
@@ -167,13 +170,19 @@ pub(crate) struct Core {
     /// Which paths are served, and how.
     routes: Routes,
     pub(super) conns: Slab<Slot>,
+    /// The listener's certificate when it speaks TLS (read per accept, so
+    /// a reload reaches the next handshake).
+    tls: Option<Arc<crate::tls::Certs>>,
+    /// Where TLS connections' ciphertext is read (empty until the first
+    /// TLS read; `engine::tls::SCRATCH` bytes after).
+    pub(super) tls_scratch: Vec<u8>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
     wheel: TimingWheel<(u32, u32)>,
     /// Tick 0 of the wheel and of every connection's deadlines.
     pub(super) start: Instant,
     next_gen: u32,
-    rx: BytesMut,
+    pub(super) rx: BytesMut,
     pub(super) enc: FrameEncoder,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
@@ -212,6 +221,7 @@ impl Core {
         hub: Hub,
         admission: Arc<Admission>,
         gateway: Option<crate::gateway::events::Link>,
+        tls: Option<Arc<crate::tls::Certs>>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -228,6 +238,8 @@ impl Core {
             admission,
             routes,
             conns: Slab::new(),
+            tls,
+            tls_scratch: Vec::new(),
             dirty: Vec::new(),
             wheel: TimingWheel::new(),
             start: Instant::now(),
@@ -414,6 +426,17 @@ impl Core {
                 Ok((mut stream, peer)) => {
                     self.counters.accepted.add(1);
                     let _ = stream.set_nodelay(true);
+                    let tls = match &self.tls {
+                        None => None,
+                        Some(certs) => match super::tls::TlsSession::new(certs.current()) {
+                            Ok(t) => Some(Box::new(t)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "TLS session failed");
+                                self.counters.accept_errors.add(1);
+                                continue;
+                            }
+                        },
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -436,6 +459,7 @@ impl Core {
                         ip: peer.ip(),
                         admitted: false,
                         route: None,
+                        tls,
                     });
                     self.counters.open.add(1);
                     self.schedule(key, now);
@@ -554,6 +578,9 @@ impl Core {
     }
 
     fn read(&mut self, key: usize, now: Instant) {
+        if self.conns[key].tls.is_some() {
+            return self.read_tls(key, now);
+        }
         loop {
             let slot = &mut self.conns[key];
             if !slot.conn.wants_read(&self.cfg.conn) {
@@ -783,6 +810,9 @@ impl Core {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if slot.tls.is_some() {
+            return self.flush_tls(key);
+        }
         loop {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = slot.conn.poll_transmit(&mut slices);
@@ -843,6 +873,10 @@ impl Core {
         }
         if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
+        }
+        if let Some(tls) = slot.tls.as_mut() {
+            let w = Self::last_tls_write(tls, &mut slot.stream);
+            self.counters.bytes_out.add(w as u64);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
         if !self.panicked.is_empty() {
