@@ -80,9 +80,13 @@ pub struct Server {
     admin_tls: Option<Arc<Certs>>,
 }
 
-/// Loads the certificates the configuration names; the admin listener
-/// shares the WebSocket listener's when it names the same files.
-fn load_certs(cfg: &Config) -> io::Result<(Option<Arc<Certs>>, Option<Arc<Certs>>)> {
+/// A listener's certificate, when it speaks TLS.
+type MaybeCerts = Option<Arc<Certs>>;
+
+/// Loads the certificates the configuration names (WebSocket listener,
+/// admin listener); the admin listener shares the WebSocket listener's
+/// when it names the same files.
+fn load_certs(cfg: &Config) -> io::Result<(MaybeCerts, MaybeCerts)> {
     let load = |(cert, key): (&str, &str)| {
         Certs::load(cert, key)
             .map(Arc::new)

@@ -399,14 +399,14 @@ section! {
         #[serde(with = "humantime_serde")]
         pub query_timeout: Duration = Duration::from_secs(2);
         /// Serve the admin plane over https: with tls_cert/tls_key when set,
-        /// else with the WebSocket listener's [tls] certificate. Re-read on
-        /// SIGHUP like [tls].
+        /// else with the WebSocket listener's tls.cert/tls.key. Re-read on
+        /// SIGHUP like those.
         pub tls: bool = false, flag = "admin-tls";
-        /// PEM certificate chain of the admin listener's own; "" = the [tls]
-        /// one. Only with tls = true.
+        /// PEM certificate chain of the admin listener's own; "" = tls.cert.
+        /// Only with tls = true.
         #[serde(with = "schema::empty_is_none")]
         pub tls_cert: Option<String> = None;
-        /// PEM private key for tls_cert; "" = the [tls] one.
+        /// PEM private key for tls_cert; "" = tls.key.
         #[serde(with = "schema::empty_is_none")]
         pub tls_key: Option<String> = None;
     }
@@ -737,7 +737,10 @@ impl Config {
         if !self.admin.tls {
             return None;
         }
-        match (self.admin.tls_cert.as_deref(), self.admin.tls_key.as_deref()) {
+        match (
+            self.admin.tls_cert.as_deref(),
+            self.admin.tls_key.as_deref(),
+        ) {
             (Some(c), Some(k)) => Some((c, k)),
             _ => self.ws_tls(),
         }
@@ -816,7 +819,10 @@ impl Config {
             return Err(invalid("admin.max_header_bytes", "must be at least 1024"));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return Err(invalid("tls.key", "set both tls.cert and tls.key, or neither"));
+            return Err(invalid(
+                "tls.key",
+                "set both tls.cert and tls.key, or neither",
+            ));
         }
         if a.tls_cert.is_some() != a.tls_key.is_some() {
             return Err(invalid(

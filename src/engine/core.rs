@@ -1060,11 +1060,12 @@ mod tests {
             ("OutQueue", size_of::<crate::conn::OutQueue>()),
         ];
         eprintln!("{sizes:?}");
-        // Slot: 160 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 16 B more).
+        // Slot: 168 B in a release build (mio's `TcpStream` carries a
+        // selector id with debug assertions: 16 B more); 8 of them are the
+        // TLS session's pointer, `None` on a plain connection.
         for (name, size, max) in [
             ("Conn", size_of::<Conn>(), 120),
-            ("Slot", size_of::<Slot>(), 176),
+            ("Slot", size_of::<Slot>(), 184),
             ("FrameDecoder", sizes[2].1, 32),
             ("OutQueue", sizes[3].1, 48),
         ] {
