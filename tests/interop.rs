@@ -82,7 +82,10 @@ fn python_websockets_client_round_trips_over_wss() {
     );
     let out = Command::new(&python)
         .arg(script)
-        .arg(format!("wss://localhost:{}/echo", server.local_addr().port()))
+        .arg(format!(
+            "wss://localhost:{}/echo",
+            server.local_addr().port()
+        ))
         .arg(&ca_file)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
