@@ -219,7 +219,15 @@ fn echo_and_idle_modes_speak_tls_with_a_test_ca() {
         assert_eq!(v["received"], v["sent"]);
     }
     let pid = std::process::id().to_string();
-    let v = run(&["idle", "--connections", "20", "--pid", &pid, "--hold", "100ms"]);
+    let v = run(&[
+        "idle",
+        "--connections",
+        "20",
+        "--pid",
+        &pid,
+        "--hold",
+        "100ms",
+    ]);
     assert_eq!(v["connections"], 20);
     // 4 + 4 echo connections and 20 idle ones, each a TLS handshake.
     assert!(wait_until(std::time::Duration::from_secs(5), || {

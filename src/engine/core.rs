@@ -8,7 +8,8 @@
 //! the route table and admission (answered at once, or later by a
 //! `Command::AdmissionDecision`), a message to its route — writing its
 //! queue, and removing it — from the slab, the poll registry and the wheel
-//! — the moment it is dead.
+//! — the moment it is dead. A `wss://` connection's reads and writes go
+//! through its rustls session (`engine::tls`); the `Conn` never knows.
 //! Must not touch: protocol rules (that is `protocol`/`conn`), admission
 //! policy (`admission`), what a hub message means (the core's [`Hub`]
 //! decides; this driver hands it the connection's events and queues the
