@@ -226,13 +226,15 @@ impl Server {
     /// (paths only, never key material).
     pub fn reload_tls(&self) -> Vec<(String, TlsError)> {
         let mut errors = Vec::new();
-        let mut seen: Vec<*const Certs> = Vec::new();
-        for (listener, certs) in [("websocket", &self.ws_tls), ("admin", &self.admin_tls)] {
+        let shared =
+            matches!((&self.ws_tls, &self.admin_tls), (Some(w), Some(a)) if Arc::ptr_eq(w, a));
+        let listeners = if shared {
+            [("websocket and admin", &self.ws_tls), ("admin", &None)]
+        } else {
+            [("websocket", &self.ws_tls), ("admin", &self.admin_tls)]
+        };
+        for (listener, certs) in listeners {
             let Some(certs) = certs else { continue };
-            if seen.contains(&Arc::as_ptr(certs)) {
-                continue;
-            }
-            seen.push(Arc::as_ptr(certs));
             let path = certs.cert_path().display().to_string();
             match certs.reload() {
                 Ok(()) => tracing::info!(listener, cert = %path, "TLS certificate reloaded"),
