@@ -276,3 +276,28 @@ fn sighup_swaps_the_certificate_and_open_connections_keep_working() {
     old.close(None).unwrap();
     assert_eq!(server.terminate(), Some(0));
 }
+
+#[test]
+fn admin_plane_over_https_with_its_own_certificate_beside_plain_ws() {
+    let ca = Ca::new();
+    let dir = temp_dir("admin-own");
+    let admin_leaf = ca.leaf("wsedge admin", 7);
+    let (cert, key) = write_leaf(&dir, &admin_leaf);
+    let mut cfg = config(1);
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.admin.tls = true;
+    cfg.admin.tls_cert = Some(cert);
+    cfg.admin.tls_key = Some(key);
+    let server = start(cfg);
+    let admin = server.admin_addr().unwrap();
+    let s = tls_connect(admin, ca.client(&[]));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], admin_leaf.der);
+    drop(s);
+    let (status, body) = https_get(admin, ca.client(&[]), "/healthz");
+    assert_eq!(status, 200, "{body}");
+    // The WebSocket listener stays plain ws://.
+    assert!(!server.is_tls());
+    let mut ws = connect(&server, "/echo");
+    ws.send(Message::text("plain")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("plain"));
+}

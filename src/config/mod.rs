@@ -927,6 +927,41 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_come_in_pairs_and_admin_tls_needs_a_certificate() {
+        let key = |cfg: &Config| cfg.validate().unwrap_err().key;
+        let mut c = Config::default();
+        assert_eq!((c.ws_tls(), c.admin_tls()), (None, None));
+        c.tls.cert = Some("c.pem".into());
+        assert_eq!(key(&c), "tls.key");
+        c.tls.key = Some("k.pem".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(c.ws_tls(), Some(("c.pem", "k.pem")));
+        assert_eq!(c.admin_tls(), None, "admin.tls is off by default");
+        c.admin.tls = true;
+        assert_eq!(c.admin_tls(), Some(("c.pem", "k.pem")), "reuses [tls]");
+        c.admin.tls_cert = Some("a.pem".into());
+        assert_eq!(key(&c), "admin.tls_key");
+        c.admin.tls_key = Some("ak.pem".into());
+        assert_eq!(c.admin_tls(), Some(("a.pem", "ak.pem")), "its own pair");
+        c.tls = TlsConfig::default();
+        assert!(c.validate().is_ok(), "its own pair without [tls]");
+        c.admin.tls_cert = None;
+        c.admin.tls_key = None;
+        assert_eq!(key(&c), "admin.tls");
+        c.admin.tls = false;
+        c.admin.tls_cert = Some("a.pem".into());
+        c.admin.tls_key = Some("ak.pem".into());
+        assert_eq!(key(&c), "admin.tls_cert");
+        // In a file; "" = none.
+        let parsed: Config = toml::from_str(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\n[admin]\ntls = true\ntls_cert = \"\"\n",
+        )
+        .unwrap();
+        assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.admin_tls(), Some(("c.pem", "k.pem")));
+    }
+
+    #[test]
     fn gateway_settings_are_checked_only_in_gateway_mode() {
         let key = |cfg: &Config| cfg.validate().unwrap_err().key;
         let mut c = Config::default();
