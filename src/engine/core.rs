@@ -98,9 +98,6 @@ pub(super) struct Slot {
     admitted: bool,
     /// What it serves, from the route table at its upgrade.
     route: Option<Route>,
-    /// Its TLS session on a `wss://` listener (`engine::tls`); `None` for
-    /// plain `ws://`, which pays 8 bytes and one branch per read and flush.
-    pub(super) tls: Option<Box<super::tls::TlsSession>>,
 }
 
 /// A shutdown in progress: connections get their 1001 close spread
@@ -171,12 +168,11 @@ pub(crate) struct Core {
     /// Which paths are served, and how.
     routes: Routes,
     pub(super) conns: Slab<Slot>,
-    /// The listener's certificate when it speaks TLS (read per accept, so
-    /// a reload reaches the next handshake).
-    tls: Option<Arc<crate::tls::Certs>>,
-    /// Where TLS connections' ciphertext is read (empty until the first
-    /// TLS read; `engine::tls::SCRATCH` bytes after).
-    pub(super) tls_scratch: Vec<u8>,
+    /// A `wss://` listener's certificate and its connections' rustls
+    /// sessions, beside the slab (`engine::tls`); `None` on a plain
+    /// `ws://` listener, whose connections pay nothing for TLS but one
+    /// branch per read and flush.
+    pub(super) tls: Option<super::tls::TlsPlane>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
     wheel: TimingWheel<(u32, u32)>,
@@ -239,8 +235,7 @@ impl Core {
             admission,
             routes,
             conns: Slab::new(),
-            tls,
-            tls_scratch: Vec::new(),
+            tls: tls.map(super::tls::TlsPlane::new),
             dirty: Vec::new(),
             wheel: TimingWheel::new(),
             start: Instant::now(),
@@ -427,17 +422,6 @@ impl Core {
                 Ok((mut stream, peer)) => {
                     self.counters.accepted.add(1);
                     let _ = stream.set_nodelay(true);
-                    let tls = match &self.tls {
-                        None => None,
-                        Some(certs) => match super::tls::TlsSession::new(certs.current()) {
-                            Ok(t) => Some(Box::new(t)),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "TLS session failed");
-                                self.counters.accept_errors.add(1);
-                                continue;
-                            }
-                        },
-                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -448,6 +432,14 @@ impl Core {
                         tracing::warn!(error = %e, "register failed");
                         self.counters.accept_errors.add(1);
                         continue;
+                    }
+                    if let Some(plane) = self.tls.as_mut() {
+                        if let Err(e) = plane.open(key) {
+                            tracing::warn!(error = %e, "TLS session failed");
+                            self.counters.accept_errors.add(1);
+                            let _ = self.poll.registry().deregister(&mut stream);
+                            continue;
+                        }
                     }
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
@@ -460,7 +452,6 @@ impl Core {
                         ip: peer.ip(),
                         admitted: false,
                         route: None,
-                        tls,
                     });
                     self.counters.open.add(1);
                     self.schedule(key, now);
@@ -579,7 +570,7 @@ impl Core {
     }
 
     fn read(&mut self, key: usize, now: Instant) {
-        if self.conns[key].tls.is_some() {
+        if self.tls.is_some() {
             return self.read_tls(key, now);
         }
         loop {
@@ -808,12 +799,12 @@ impl Core {
 
     /// Writes as much of the queue as the socket takes.
     pub(super) fn flush(&mut self, key: usize) {
+        if self.tls.is_some() {
+            return self.flush_tls(key);
+        }
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if slot.tls.is_some() {
-            return self.flush_tls(key);
-        }
         loop {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = slot.conn.poll_transmit(&mut slices);
@@ -875,8 +866,8 @@ impl Core {
         if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
         }
-        if let Some(tls) = slot.tls.as_mut() {
-            let w = Self::last_tls_write(tls, &mut slot.stream);
+        if let Some(plane) = self.tls.as_mut() {
+            let w = plane.close(key, &mut slot.stream);
             self.counters.bytes_out.add(w as u64);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
@@ -1061,12 +1052,12 @@ mod tests {
             ("OutQueue", size_of::<crate::conn::OutQueue>()),
         ];
         eprintln!("{sizes:?}");
-        // Slot: 168 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 16 B more); 8 of them are the
-        // TLS session's pointer, `None` on a plain connection.
+        // Slot: 160 B in a release build (mio's `TcpStream` carries a
+        // selector id with debug assertions: 16 B more). TLS sessions live
+        // beside the slab (`engine::tls::TlsPlane`), not in it.
         for (name, size, max) in [
             ("Conn", size_of::<Conn>(), 120),
-            ("Slot", size_of::<Slot>(), 184),
+            ("Slot", size_of::<Slot>(), 176),
             ("FrameDecoder", sizes[2].1, 32),
             ("OutQueue", sizes[3].1, 48),
         ] {

@@ -2,7 +2,10 @@
 //! between the socket and the sans-IO [`Conn`](crate::conn::Conn), which
 //! never knows.
 //!
-//! Owns: [`TlsSession`] (a rustls `ServerConnection`), reading a TLS
+//! Owns: [`TlsPlane`] (the listener's certificate, its connections'
+//! sessions by slab key beside the slab, so a plain connection's slot has
+//! no room for one, and the ciphertext block), [`TlsSession`] (a rustls
+//! `ServerConnection`), reading a TLS
 //! connection (ciphertext from the socket into the core's TLS scratch
 //! block, fed to rustls, plaintext out into the core's receive block and
 //! handed to `Conn::handle_read` as one chunk per read, as the plain path
@@ -11,8 +14,8 @@
 //! (`CoreCounters::tls_handshakes`, `tls_errors`), and the last write
 //! before a TLS connection's socket is dropped. Must not touch: what the
 //! plaintext means (`Conn`), certificates (`crate::tls`), anything of a
-//! connection without TLS: those never reach this file (their slot's `tls`
-//! is `None`, one branch on read and flush).
+//! connection without TLS: those never reach this file (on a plain
+//! listener the core's `tls` is `None`: one branch on read and flush).
 //!
 //! Bad TLS input (a record that is not TLS, a ClientHello rustls refuses,
 //! a handshake cut short by EOF, an oversized handshake message, a failed
@@ -34,6 +37,7 @@ use thiserror::Error;
 
 use super::core::Core;
 use crate::conn::outbound::MAX_IOVECS;
+use crate::tls::Certs;
 
 /// Size of the per-core block ciphertext is read into (allocated on a
 /// core's first TLS read, reused for every read after).
@@ -52,6 +56,49 @@ pub(super) enum BadTls {
     /// rustls would not buffer more (e.g. a handshake message over 64 KiB).
     #[error("record buffer: {0}")]
     Buffer(io::Error),
+}
+
+/// A TLS listener's side of one core.
+pub(crate) struct TlsPlane {
+    /// The listener's certificate, read per accept (a reload reaches the
+    /// next handshake).
+    certs: Arc<Certs>,
+    /// Each connection's session, by slab key (the slab's keys are dense;
+    /// 8 bytes per key ever used).
+    sessions: Vec<Option<Box<TlsSession>>>,
+    /// Where ciphertext is read (empty until the first read).
+    scratch: Vec<u8>,
+}
+
+impl TlsPlane {
+    pub(super) fn new(certs: Arc<Certs>) -> Self {
+        Self {
+            certs,
+            sessions: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A session for the connection accepted at `key`, with the
+    /// certificate current now.
+    pub(super) fn open(&mut self, key: usize) -> Result<(), rustls::Error> {
+        if self.sessions.len() <= key {
+            self.sessions.resize_with(key + 1, || None);
+        }
+        self.sessions[key] = Some(Box::new(TlsSession::new(self.certs.current())?));
+        Ok(())
+    }
+
+    /// The connection at `key` is being dropped: close_notify after
+    /// whatever rustls still holds, written if the socket takes it now
+    /// (never waited for); the session is freed. Returns the bytes written.
+    pub(super) fn close(&mut self, key: usize, stream: &mut TcpStream) -> usize {
+        let Some(mut tls) = self.sessions.get_mut(key).and_then(Option::take) else {
+            return 0;
+        };
+        tls.conn.send_close_notify();
+        tls.write_records(stream).map_or(0, |(w, _)| w)
+    }
 }
 
 /// One connection's TLS state.
@@ -154,23 +201,26 @@ impl Core {
     /// scratch block, plaintext into its receive block, then the same
     /// `handle_read` and event routing as a plain read.
     pub(super) fn read_tls(&mut self, key: usize, now: Instant) {
-        if self.tls_scratch.is_empty() {
-            self.tls_scratch = vec![0; SCRATCH];
-        }
         loop {
+            let Some(plane) = self.tls.as_mut() else {
+                return;
+            };
+            if plane.scratch.is_empty() {
+                plane.scratch = vec![0; SCRATCH];
+            }
             let slot = &mut self.conns[key];
             if !slot.conn.wants_read(&self.cfg.conn) {
                 slot.read_paused = !slot.conn.is_dead();
                 return;
             }
+            let Some(tls) = plane.sessions.get_mut(key).and_then(Option::as_mut) else {
+                return;
+            };
             if self.rx.len() < super::core::RX_MIN_READ + PLAIN_SLACK {
                 self.rx = BytesMut::zeroed(super::core::RX_BLOCK);
             }
             let want = (self.rx.len() - PLAIN_SLACK).min(SCRATCH);
-            let Some(tls) = slot.tls.as_mut() else {
-                return;
-            };
-            let n = match slot.stream.read(&mut self.tls_scratch[..want]) {
+            let n = match slot.stream.read(&mut plane.scratch[..want]) {
                 Ok(0) => {
                     if tls.got_input && tls.conn.is_handshaking() {
                         // A handshake cut short (e.g. half a ClientHello).
@@ -188,7 +238,7 @@ impl Core {
                 }
             };
             self.counters.bytes_in.add(n as u64);
-            match tls.feed(&self.tls_scratch[..n], &mut self.rx) {
+            match tls.feed(&plane.scratch[..n], &mut self.rx) {
                 Ok(fed) => {
                     if fed.handshaken {
                         self.counters.tls_handshakes.add(1);
@@ -228,7 +278,12 @@ impl Core {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(tls) = slot.tls.as_mut() else {
+        let Some(tls) = self
+            .tls
+            .as_mut()
+            .and_then(|p| p.sessions.get_mut(key))
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         loop {
@@ -259,13 +314,5 @@ impl Core {
                 break;
             }
         }
-    }
-
-    /// Before a TLS connection's socket is dropped: close_notify after
-    /// whatever rustls still holds, written if the socket takes it now
-    /// (never waited for).
-    pub(super) fn last_tls_write(tls: &mut TlsSession, stream: &mut TcpStream) -> usize {
-        tls.conn.send_close_notify();
-        tls.write_records(stream).map_or(0, |(w, _)| w)
     }
 }
