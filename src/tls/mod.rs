@@ -81,11 +81,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         });
     }
     let key_pem = read(key)?;
-    // The parser's error names a section kind or an I/O failure, never
-    // the key's bytes.
     let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Key {
         path: key.to_owned(),
-        reason: e.to_string(),
+        reason: key_pem_error(&e).into(),
     })?;
     let config_err = |e: rustls::Error| TlsError::Config {
         cert: cert.to_owned(),
@@ -100,6 +98,21 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         .map_err(config_err)?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// What was wrong with a key file, in words that quote nothing of it (the
+/// parser's own messages may carry a line of the file or a character of
+/// its base64).
+fn key_pem_error(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::NoItemsFound => "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block",
+        Error::MissingSectionEnd { .. } => "a PEM block without its END line",
+        Error::IllegalSectionStart { .. } => "a malformed BEGIN line",
+        Error::Base64Decode(_) => "a PEM block that is not valid base64",
+        Error::Io(_) => "read error",
+        _ => "malformed PEM",
+    }
 }
 
 /// A listener's current certificate: read once per accepted connection
@@ -142,5 +155,75 @@ impl Certs {
     /// The certificate file's path (for logs).
     pub fn cert_path(&self) -> &Path {
         &self.cert
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn errors_name_the_file_and_quote_nothing_of_a_key() {
+        let dir = std::env::temp_dir().join(format!("wsedge-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_file = write(&dir, "cert.pem", &cert.pem());
+        let key_file = write(&dir, "key.pem", &key.serialize_pem());
+        assert!(server_config(&cert_file, &key_file).is_ok());
+        let config = server_config(&cert_file, &key_file).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+        for (name, text) in [
+            (
+                "b64.pem",
+                "-----BEGIN PRIVATE KEY-----\nSECRET!!SECRET\n-----END PRIVATE KEY-----\n",
+            ),
+            ("begin.pem", "-----BEGIN PRIVATE KEY SECRETSECRET\nAAAA\n"),
+            (
+                "noend.pem",
+                "-----BEGIN PRIVATE KEY-----\nU0VDUkVUU0VDUkVU\n",
+            ),
+            ("empty.pem", "SECRETSECRET\n"),
+        ] {
+            let bad = write(&dir, name, text);
+            let e = server_config(&cert_file, &bad).unwrap_err();
+            assert!(matches!(e, TlsError::Key { .. }), "{name}: {e:?}");
+            let shown = format!("{e} {e:?}");
+            assert!(shown.contains(name), "{shown}");
+            assert!(
+                !shown.contains("SECRET") && !shown.contains("U0VD"),
+                "{shown}"
+            );
+        }
+        let missing = dir.join("missing.pem");
+        assert!(matches!(
+            server_config(&cert_file, &missing),
+            Err(TlsError::Read { .. })
+        ));
+        assert!(matches!(
+            server_config(&key_file, &key_file),
+            Err(TlsError::Cert { .. })
+        ));
+        // A key that is not the certificate's.
+        let other = write(
+            &dir,
+            "other.pem",
+            &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        );
+        assert!(matches!(
+            server_config(&cert_file, &other),
+            Err(TlsError::Config { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
