@@ -200,6 +200,9 @@ impl Core {
     /// [`Core::read`] for a TLS connection: ciphertext into the core's
     /// scratch block, plaintext into its receive block, then the same
     /// `handle_read` and event routing as a plain read.
+    // Never inlined into the plain path's `read`/`flush`, which stay as
+    // compact as they were without TLS.
+    #[inline(never)]
     pub(super) fn read_tls(&mut self, key: usize, now: Instant) {
         loop {
             let Some(plane) = self.tls.as_mut() else {
@@ -274,6 +277,9 @@ impl Core {
     /// [`Core::flush`] for a TLS connection: the queue's bytes into
     /// rustls, its records onto the socket, until both are empty or the
     /// socket is full.
+    // Never inlined into the plain path's `read`/`flush`, which stay as
+    // compact as they were without TLS.
+    #[inline(never)]
     pub(super) fn flush_tls(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
