@@ -4,7 +4,9 @@
 //! and a bad file that keeps the old certificate), and bad TLS input
 //! (garbage, a truncated ClientHello, plain HTTP on the TLS port, a
 //! handshake that never finishes) counted and closed while the server
-//! keeps serving.
+//! keeps serving; a TLS stream that arrives a byte (or a few) at a time
+//! is reassembled; the admin plane with its own certificate beside a
+//! plain ws:// listener.
 
 mod common;
 
@@ -300,4 +302,66 @@ fn admin_plane_over_https_with_its_own_certificate_beside_plain_ws() {
     let mut ws = connect(&server, "/echo");
     ws.send(Message::text("plain")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("plain"));
+}
+
+/// A socket that sends at most `chunk` bytes per write and pauses after
+/// each, so the server reads the TLS stream in pieces: records and
+/// handshake messages split across reads.
+struct Choppy {
+    s: TcpStream,
+    chunk: usize,
+}
+
+impl std::io::Read for Choppy {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.read(buf)
+    }
+}
+
+impl Write for Choppy {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = buf.len().min(self.chunk);
+        self.s.write_all(&buf[..k])?;
+        std::thread::sleep(Duration::from_micros(300));
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
+}
+
+#[test]
+fn a_tls_stream_arriving_a_few_bytes_at_a_time_is_reassembled() {
+    use std::io::Read as _;
+    let ca = Ca::new();
+    let dir = temp_dir("choppy");
+    let (cert, key) = write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let server = start(tls_config(&cert, &key));
+    let addr = server.local_addr();
+    for chunk in [1, 7, 333] {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn = rustls::ClientConnection::new(
+            ca.client(&[]),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let s = rustls::StreamOwned::new(conn, Choppy { s: tcp, chunk });
+        let url = format!("wss://localhost:{}/echo", addr.port());
+        let (mut ws, _) = tungstenite::client::client(url, s).expect("upgrade in pieces");
+        let text: String = (0..2000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        ws.send(Message::text(text.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(text), "chunk {chunk}");
+        ws.close(None).unwrap();
+        let _ = ws.read();
+        let mut rest = Vec::new();
+        let _ = ws.get_mut().sock.s.read_to_end(&mut rest);
+    }
+    assert!(wait_until(Duration::from_secs(5), || {
+        let s = server.stats();
+        s.tls_handshakes == 3 && s.messages_in == 3 && s.tls_errors == 0 && s.open == 0
+    }));
 }
