@@ -648,7 +648,11 @@ impl ClusterConfig {
                 "must be a redis:// URL (nats:// is not supported yet)",
             ));
         }
-        if self.prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if self
+            .prefix
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(invalid("cluster.prefix", "no spaces or control characters"));
         }
         for (key, d) in [
