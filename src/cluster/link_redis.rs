@@ -340,6 +340,22 @@ impl Link {
                 wire::subject(p, &Subject::Node(node)),
                 wire::encode(self.node, &Envelope::Close { conn, code }),
             ),
+            Out::Frame {
+                node,
+                conn,
+                text,
+                body,
+            } => (
+                wire::subject(p, &Subject::Node(node)),
+                wire::encode(
+                    self.node,
+                    &Envelope::Frame {
+                        conn,
+                        text,
+                        body: &body,
+                    },
+                ),
+            ),
         }
     }
 
@@ -377,6 +393,11 @@ impl Link {
             (Some(Subject::Node(n)), Envelope::Send { conn, data: d }) if n == self.node => data(d)
                 .map(|raw| self.hub.send_to_connection(conn, &raw))
                 .is_some(),
+            (Some(Subject::Node(n)), Envelope::Frame { conn, text, body }) if n == self.node => {
+                let frame = crate::hub::protocol::data_frame(text, body);
+                let _ = self.hub.send_frame(conn, frame);
+                true
+            }
             (Some(Subject::Node(n)), Envelope::Close { conn, code }) if n == self.node => {
                 let _ = self.hub.disconnect(conn, code);
                 true

@@ -154,6 +154,14 @@ pub enum Out {
     },
     /// Close one connection of node `node`.
     Close { node: u32, conn: ConnId, code: u16 },
+    /// A raw message (the gateway's `@connections` POST) to one
+    /// connection of node `node`.
+    Frame {
+        node: u32,
+        conn: ConnId,
+        text: bool,
+        body: bytes::Bytes,
+    },
 }
 
 /// The cores' and the hub handle's way to other nodes: a bounded queue

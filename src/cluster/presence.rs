@@ -258,7 +258,7 @@ impl Writer {
     }
 
     /// Renews the lease every third of the TTL and writes changed parts
-    /// every [`FLUSH_EVERY`]; forever (ends with the runtime).
+    /// every 200 ms; forever (ends with the runtime).
     pub async fn run(self) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

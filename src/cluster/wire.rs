@@ -9,8 +9,10 @@
 //! own publishes coming back), then the operation. A channel or user
 //! message is `"{origin} {data}"` with `data` the publish's JSON as the
 //! publisher gave it; a node message is `"{origin} send {conn} {data}"`,
-//! `"{origin} close {conn} {code}"` or `"{origin} probe {seq}"`, where
-//! `conn` is the `core-key-gen` part of a connection id.
+//! `"{origin} close {conn} {code}"`, `"{origin} probe {seq}"` or
+//! `"{origin} frame {conn} t|b "` followed by a gateway message's raw
+//! bytes (text or binary), where `conn` is the `core-key-gen` part of a
+//! connection id.
 
 use crate::hub::ConnId;
 
@@ -66,15 +68,29 @@ pub enum Envelope<'a> {
     Close { conn: ConnId, code: u16 },
     /// A node's probe of its own subject.
     Probe(u64),
+    /// A raw message (text or binary) to one connection of the receiving
+    /// node: the gateway's `@connections` POST.
+    Frame {
+        conn: ConnId,
+        text: bool,
+        body: &'a [u8],
+    },
 }
 
 /// `origin` and `env` as one payload.
 pub fn encode(origin: u32, env: &Envelope<'_>) -> Vec<u8> {
+    if let Envelope::Frame { conn, text, body } = env {
+        let kind = if *text { 't' } else { 'b' };
+        let mut out = format!("{origin} frame {conn} {kind} ").into_bytes();
+        out.extend_from_slice(body);
+        return out;
+    }
     match env {
         Envelope::Data(d) => format!("{origin} {d}"),
         Envelope::Send { conn, data } => format!("{origin} send {conn} {data}"),
         Envelope::Close { conn, code } => format!("{origin} close {conn} {code}"),
         Envelope::Probe(seq) => format!("{origin} probe {seq}"),
+        Envelope::Frame { .. } => unreachable!("encoded above"),
     }
     .into_bytes()
 }
@@ -84,6 +100,11 @@ pub fn encode(origin: u32, env: &Envelope<'_>) -> Vec<u8> {
 /// not one (a foreign or corrupt message is dropped, counted by the
 /// caller).
 pub fn decode(payload: &[u8], node: bool) -> Option<(u32, Envelope<'_>)> {
+    if node {
+        if let Some(frame) = decode_frame(payload) {
+            return Some(frame);
+        }
+    }
     let text = std::str::from_utf8(payload).ok()?;
     let (origin, rest) = text.split_once(' ')?;
     let origin = origin.parse().ok()?;
@@ -110,6 +131,23 @@ pub fn decode(payload: &[u8], node: bool) -> Option<(u32, Envelope<'_>)> {
         _ => return None,
     };
     Some((origin, env))
+}
+
+/// `"{origin} frame {conn} t|b {body}"`, whose body may be any bytes.
+fn decode_frame(payload: &[u8]) -> Option<(u32, Envelope<'_>)> {
+    let mut parts = payload.splitn(5, |&b| b == b' ');
+    let origin = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    if parts.next()? != b"frame" {
+        return None;
+    }
+    let conn = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let text = match parts.next()? {
+        b"t" => true,
+        b"b" => false,
+        _ => return None,
+    };
+    let body = parts.next()?;
+    Some((origin, Envelope::Frame { conn, text, body }))
 }
 
 #[cfg(test)]
@@ -147,6 +185,22 @@ mod tests {
             (true, Envelope::Send { conn, data }),
             (true, Envelope::Close { conn, code: 4000 }),
             (true, Envelope::Probe(77)),
+            (
+                true,
+                Envelope::Frame {
+                    conn,
+                    text: false,
+                    body: b"\xff \x00 frame",
+                },
+            ),
+            (
+                true,
+                Envelope::Frame {
+                    conn,
+                    text: true,
+                    body: b"",
+                },
+            ),
         ];
         for (node, env) in cases {
             let bytes = encode(42, &env);

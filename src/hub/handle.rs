@@ -215,6 +215,25 @@ impl HubHandle {
         }
     }
 
+    /// Clustered: hands a raw message for connection `conn` of node
+    /// `node` to the broker (the gateway's `@connections` POST to another
+    /// node's connection). `Busy` if the link is down or full,
+    /// `UnknownConnection` on a node on its own.
+    pub fn forward_frame(
+        &self,
+        node: u32,
+        conn: ConnId,
+        text: bool,
+        body: bytes::Bytes,
+    ) -> Result<(), HubError> {
+        self.forward(Out::Frame {
+            node,
+            conn,
+            text,
+            body,
+        })
+    }
+
     fn forward(&self, out: Out) -> Result<(), HubError> {
         match &self.uplink {
             Some(up) if up.send(out) => Ok(()),
