@@ -266,9 +266,26 @@ impl Writer {
         let mut renewed: Option<tokio::time::Instant> = None;
         // Names whose write failed: tried again.
         let mut retry: Vec<(Kind, Arc<str>)> = Vec::new();
+        let mut id_checked = false;
         self.changes.resync_presence();
         loop {
             tick.tick().await;
+            if !id_checked {
+                // Two live nodes with one id would take each other's
+                // messages: say so (a node restarted within the TTL with a
+                // fixed id sees its own old lease, hence "may").
+                let mut pipe = redis::pipe();
+                pipe.zscore(wire::leases_key(&self.prefix), self.node);
+                if let Ok((Some(expiry),)) = self.conn.run::<(Option<u64>,)>(&pipe).await {
+                    if expiry > now_ms() {
+                        tracing::warn!(
+                            node = self.node,
+                            "another live node may have this cluster.node_id (or this node restarted within cluster.presence_ttl)"
+                        );
+                    }
+                }
+                id_checked = true;
+            }
             if !matches!(renewed, Some(at) if at.elapsed() < renew_every) {
                 let mut pipe = redis::pipe();
                 pipe.zadd(
