@@ -170,7 +170,6 @@ impl Server {
         };
         // Clustered: the broker link and presence on the control plane.
         if let (Some(c), Some(control)) = (&mut cluster, &control) {
-            c.presence.set_runtime(control.handle.clone());
             c.spawn(&control.handle, hub.clone(), registry.clone());
         }
         let cluster = cluster.map(Arc::new);

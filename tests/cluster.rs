@@ -4,15 +4,17 @@
 //! `kill -9`ed node leaves presence within the TTL; a killed broker
 //! degrades the nodes (local delivery goes on) and, restarted on the same
 //! port, they recover on their own; a `SIGSTOP`ped broker is caught by the
-//! probe. Skipped (one line) without `redis-server` unless
-//! `WSEDGE_REQUIRE_BROKERS=1` (scripts/test sets it and installs it).
+//! probe. The same over NATS (cross-node delivery, loss and recovery,
+//! probe). Skipped (one line) without `redis-server` / `nats-server`
+//! unless `WSEDGE_REQUIRE_BROKERS=1` (scripts/test sets it and installs
+//! them).
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::broker::{have_redis, Redis};
+use common::broker::{have_redis, nats_binary, Nats, Redis};
 use common::{http, next_json, send_json, wait_until, Client, ServerProcess};
 use serde_json::{json, Value};
 
@@ -27,6 +29,10 @@ struct Node {
 
 impl Node {
     fn start(redis: &Redis, id: u32, required: bool) -> Node {
+        Self::start_on(&redis.url(), id, required)
+    }
+
+    fn start_on(broker: &str, id: u32, required: bool) -> Node {
         let mut p = ServerProcess::start_with_env(
             &[
                 "--listen",
@@ -36,7 +42,7 @@ impl Node {
                 "--cores",
                 "2",
                 "--broker",
-                &redis.url(),
+                broker,
                 "--node-id",
                 &id.to_string(),
                 "--dev-user-param",
@@ -364,6 +370,100 @@ fn a_stopped_broker_is_caught_by_the_probe() {
     assert_eq!(c["link"], "down");
     assert!(c["probe_failures"].as_u64().unwrap() >= 1, "{c}");
     redis.signal("-CONT");
+    assert!(
+        wait_until(Duration::from_secs(10), || node.ready().0 == 200),
+        "no recovery after SIGCONT"
+    );
+}
+
+/// NATS as the bus: cross-node publish and send-to-user, each once and in
+/// order; the server killed → degraded, local delivery goes on; restarted
+/// on its port → the client reconnects and resubscribes by itself.
+#[test]
+fn nats_cross_node_delivery_exactly_once_and_recovery() {
+    let Some(bin) = nats_binary("nats_cross_node_delivery_exactly_once_and_recovery") else {
+        return;
+    };
+    let mut nats = Nats::start(&bin);
+    let nodes = [1, 2, 3].map(|id| Node::start_on(&nats.url(), id, false));
+    let mut subs: Vec<Client> = nodes.iter().map(|n| n.client("carol")).collect();
+    for ws in subs.iter_mut() {
+        common::subscribe(ws, "news.eu *");
+    }
+    // Per node: its own subject, the channel's and carol's.
+    assert!(
+        wait_until(Duration::from_secs(10), || nats.subscriptions() >= Some(9)),
+        "subscriptions: {:?}",
+        nats.subscriptions()
+    );
+    let mut publisher = nodes[0].client("pub");
+    for i in 0..20 {
+        send_json(
+            &mut publisher,
+            json!({"type":"publish","channel":"news.eu *","data":{"i":i},"id":i}),
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(next_json(&mut publisher), json!({"type":"ack","id":i}));
+    }
+    nodes[0].post("/api/channels/news.eu%20*/publish", r#"{"end":true}"#);
+    let want: Vec<Value> = (0..20).map(|i| json!({"i": i})).collect();
+    for (n, ws) in subs.iter_mut().enumerate() {
+        assert_eq!(until_marker(ws), want, "subscriber on node {}", n + 1);
+    }
+    nodes[2].post("/api/users/carol/send", r#"{"dm":1}"#);
+    nodes[2].post("/api/users/carol/send", r#"{"end":true}"#);
+    for ws in subs.iter_mut() {
+        assert_eq!(until_marker(ws), [json!({"dm": 1})]);
+    }
+
+    nats.kill();
+    for n in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(5), || n.ready().1.contains("degraded")),
+            "node {} not degraded",
+            n.id
+        );
+    }
+    nodes[0].post("/api/channels/news.eu%20*/publish", r#"{"local":1}"#);
+    nodes[0].post("/api/channels/news.eu%20*/publish", r#"{"end":true}"#);
+    assert_eq!(until_marker(&mut subs[0]), [json!({"local": 1})]);
+    assert_eq!(nodes[0].cluster()["not_forwarded"]["link_down"], 2);
+
+    assert!(nats.spawn(), "nats-server restarts on its port");
+    for n in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(10), || n.ready()
+                == (200, "ready\n".into())),
+            "node {} did not recover",
+            n.id
+        );
+    }
+    assert!(wait_until(Duration::from_secs(10), || nats.subscriptions() >= Some(9)));
+    nodes[1].post("/api/channels/news.eu%20*/publish", r#"{"again":1}"#);
+    nodes[1].post("/api/channels/news.eu%20*/publish", r#"{"end":true}"#);
+    for ws in subs.iter_mut() {
+        assert_eq!(until_marker(ws), [json!({"again": 1})]);
+    }
+}
+
+#[test]
+fn a_stopped_nats_server_is_caught_by_the_probe() {
+    let Some(bin) = nats_binary("a_stopped_nats_server_is_caught_by_the_probe") else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    let node = Node::start_on(&nats.url(), 8, true);
+    nats.signal("-STOP");
+    let stopped = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(4), || node.ready().0 == 503),
+        "the probe never noticed"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(4));
+    let c = node.cluster();
+    assert!(c["probe_failures"].as_u64().unwrap() >= 1, "{c}");
+    nats.signal("-CONT");
     assert!(
         wait_until(Duration::from_secs(10), || node.ready().0 == 200),
         "no recovery after SIGCONT"

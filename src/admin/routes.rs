@@ -173,7 +173,8 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
                     .view
                     .cluster
                     .as_ref()
-                    .is_some_and(|c| c.presence.channel(name, &mut info).is_err());
+                    .and_then(|c| c.presence.as_ref())
+                    .is_some_and(|p| p.channel(name, &mut info).is_err());
                 let mut body =
                     json!({"channel": name, "subscribers": info.subscribers, "users": info.users});
                 if partial {
@@ -190,7 +191,8 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
                     .view
                     .cluster
                     .as_ref()
-                    .is_some_and(|c| c.presence.user(user, &mut ids).is_err());
+                    .and_then(|c| c.presence.as_ref())
+                    .is_some_and(|p| p.user(user, &mut ids).is_err());
                 let mut body = json!({"user": user, "connections": ids});
                 if partial {
                     body["partial"] = true.into();

@@ -22,15 +22,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use serde_json::value::RawValue;
 use tokio::sync::mpsc::Receiver;
 
+use super::deliver::{self, Naming};
 use super::probe::Probe;
-use super::routing::{Changes, Interest};
+use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
 use super::{LinkStats, Out};
 use crate::config::ClusterConfig;
-use crate::hub::registry::Kind;
 use crate::hub::{HubHandle, Registry};
 
 /// Subjects per SUBSCRIBE or UNSUBSCRIBE command (a reconnect with
@@ -202,33 +201,11 @@ impl Link {
     /// Reads the membership changes the cores reported into the interest
     /// (`all`: every name the registry has, after a reconnect).
     fn apply_changes(&mut self, now: Instant, all: bool) {
-        let pending = self.changes.take_routing();
-        let mut names: Vec<(Kind, Arc<str>)> = pending.names.into_iter().collect();
-        if all || pending.overflow {
-            names.extend(
-                self.registry
-                    .channels
-                    .names()
-                    .into_iter()
-                    .map(|n| (Kind::Channel, n)),
-            );
-            names.extend(
-                self.registry
-                    .users
-                    .names()
-                    .into_iter()
-                    .map(|n| (Kind::User, n)),
-            );
-        }
-        for (kind, name) in names {
-            let (names, subject) = match kind {
-                Kind::Channel => (&self.registry.channels, Subject::Channel(&name)),
-                Kind::User => (&self.registry.users, Subject::User(&name)),
-            };
-            let wanted = names.mask(&name).is_some_and(|(_, m)| m != 0);
-            self.interest
-                .want(wire::subject(&self.prefix, &subject), wanted, now);
-        }
+        let naming = Naming::Redis;
+        let (changes, registry) = (&self.changes, &self.registry);
+        routing::apply(changes, registry, &mut self.interest, now, all, |s| {
+            naming.subject(&self.prefix, s)
+        });
     }
 
     /// Serves one connection until it fails.
@@ -244,7 +221,8 @@ impl Link {
                 msg = c.stream.next() => {
                     let Some(msg) = msg else { return LinkError::Closed };
                     probe.traffic(Instant::now());
-                    self.inbound(&msg, &mut probe);
+                    let subject = wire::parse_subject(&self.prefix, msg.get_channel_name());
+                    deliver::inbound(&self.hub, &self.stats, self.node, subject, msg.get_payload_bytes(), &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
@@ -252,7 +230,7 @@ impl Link {
                     }
                     let mut pipe = redis::pipe();
                     for out in batch.drain(..) {
-                        let (subject, payload) = self.encode(out);
+                        let (subject, payload) = deliver::encode(Naming::Redis, &self.prefix, self.node, out);
                         pipe.publish(subject, payload).ignore();
                     }
                     match tokio::time::timeout(t, pipe.exec_async(&mut c.publish)).await {
@@ -318,97 +296,6 @@ impl Link {
             tokio::time::timeout(self.probe_interval, sink.subscribe(b)).await??;
         }
         Ok(())
-    }
-
-    /// The subject and payload of one outgoing message.
-    fn encode(&self, out: Out) -> (String, Vec<u8>) {
-        let p = &self.prefix;
-        match out {
-            Out::Channel { channel, data } => (
-                wire::subject(p, &Subject::Channel(&channel)),
-                wire::encode(self.node, &Envelope::Data(&data)),
-            ),
-            Out::User { user, data } => (
-                wire::subject(p, &Subject::User(&user)),
-                wire::encode(self.node, &Envelope::Data(&data)),
-            ),
-            Out::Send { node, conn, data } => (
-                wire::subject(p, &Subject::Node(node)),
-                wire::encode(self.node, &Envelope::Send { conn, data: &data }),
-            ),
-            Out::Close { node, conn, code } => (
-                wire::subject(p, &Subject::Node(node)),
-                wire::encode(self.node, &Envelope::Close { conn, code }),
-            ),
-            Out::Frame {
-                node,
-                conn,
-                text,
-                body,
-            } => (
-                wire::subject(p, &Subject::Node(node)),
-                wire::encode(
-                    self.node,
-                    &Envelope::Frame {
-                        conn,
-                        text,
-                        body: &body,
-                    },
-                ),
-            ),
-        }
-    }
-
-    /// One message from the broker: to the cores, unless it is this
-    /// node's own (already delivered here) or not ours to read.
-    fn inbound(&mut self, msg: &redis::Msg, probe: &mut Probe) {
-        let payload = msg.get_payload_bytes();
-        let subject = wire::parse_subject(&self.prefix, msg.get_channel_name());
-        let node_subject = matches!(subject, Some(Subject::Node(_)));
-        let Some((origin, env)) = wire::decode(payload, node_subject) else {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if let Envelope::Probe(seq) = env {
-            if origin == self.node {
-                probe.returned(seq, Instant::now());
-            }
-            return;
-        }
-        if origin == self.node {
-            return;
-        }
-        let data = |d: &str| {
-            serde_json::from_str::<&RawValue>(d)
-                .ok()
-                .map(|r| r.to_owned())
-        };
-        let delivered = match (subject, env) {
-            (Some(Subject::Channel(ch)), Envelope::Data(d)) => data(d)
-                .map(|raw| self.hub.publish_local(ch, &raw))
-                .is_some(),
-            (Some(Subject::User(u)), Envelope::Data(d)) => data(d)
-                .map(|raw| self.hub.send_to_user_local(u, &raw))
-                .is_some(),
-            (Some(Subject::Node(n)), Envelope::Send { conn, data: d }) if n == self.node => data(d)
-                .map(|raw| self.hub.send_to_connection(conn, &raw))
-                .is_some(),
-            (Some(Subject::Node(n)), Envelope::Frame { conn, text, body }) if n == self.node => {
-                let frame = crate::hub::protocol::data_frame(text, body);
-                let _ = self.hub.send_frame(conn, frame);
-                true
-            }
-            (Some(Subject::Node(n)), Envelope::Close { conn, code }) if n == self.node => {
-                let _ = self.hub.disconnect(conn, code);
-                true
-            }
-            _ => false,
-        };
-        if delivered {
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Nodes joined over a broker (Redis): a publish, a message to a user or
+//! Nodes joined over a broker (Redis, or NATS for routing): a publish, a message to a user or
 //! to one connection reaches every node that has a recipient, presence is
 //! one truth across nodes, and losing the broker costs only the
 //! cross-node part.
@@ -11,7 +11,9 @@
 //!   local members, lingering, batched) and the changes the cores report.
 //! - [`link_redis`]: the broker link on the control plane's runtime:
 //!   connect, subscribe, publish, receive and hand to the cores, probe,
-//!   reconnect with backoff.
+//!   reconnect with backoff; [`link_nats`]: the same over NATS.
+//! - [`deliver`]: what both links do with a message (subjects, payloads,
+//!   handing to the cores).
 //! - [`presence`]: the node's part of cluster-wide presence in Redis (a
 //!   lease per node, a hash per channel and user, purged lazily on read).
 //! - [`probe`]: the liveness probe's bookkeeping.
@@ -21,6 +23,8 @@
 //! [`Watch`](crate::hub::registry::Watch)), sockets of clients, HTTP. The
 //! broker URL is a secret (it may hold a password): never logged.
 
+pub mod deliver;
+pub mod link_nats;
 pub mod link_redis;
 pub mod presence;
 pub mod probe;
@@ -228,7 +232,9 @@ pub struct Cluster {
     pub node: u32,
     pub stats: Arc<LinkStats>,
     pub uplink: Uplink,
-    pub presence: Arc<presence::Reader>,
+    /// Cluster-wide presence (Redis only; with NATS presence is
+    /// node-local).
+    pub presence: Option<Arc<presence::Reader>>,
     required: bool,
     start: Option<(tokio::sync::mpsc::Receiver<Out>, Arc<routing::Changes>)>,
     cfg: ClusterConfig,
@@ -249,8 +255,13 @@ impl Cluster {
             cfg.node_id
         };
         let url = cfg.broker.as_deref().unwrap_or_default();
-        let client =
-            redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.category().into()))?;
+        // NATS routes only; Redis also holds presence.
+        let client = match url.starts_with("nats://") {
+            true => None,
+            false => Some(
+                redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.category().into()))?,
+            ),
+        };
         let stats = Arc::new(LinkStats::default());
         let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue_capacity.max(1));
         let changes = Arc::new(routing::Changes::default());
@@ -262,7 +273,8 @@ impl Cluster {
             Kind::User,
             changes.clone() as Arc<dyn crate::hub::registry::Watch>,
         );
-        let presence = Arc::new(presence::Reader::new(client, cfg, node, stats.clone()));
+        let presence =
+            client.map(|client| Arc::new(presence::Reader::new(client, cfg, node, stats.clone())));
         Ok(Cluster {
             node,
             uplink: Uplink {
@@ -284,10 +296,23 @@ impl Cluster {
         let Some((rx, changes)) = self.start.take() else {
             return;
         };
+        let Some(presence) = &self.presence else {
+            let link = link_nats::Link::new(
+                &self.cfg,
+                self.node,
+                self.stats.clone(),
+                hub,
+                registry,
+                changes,
+            );
+            rt.spawn(link.run(rx));
+            return;
+        };
+        presence.set_runtime(rt.clone());
         let link = link_redis::Link::new(
             &self.cfg,
             self.node,
-            self.presence.client().clone(),
+            presence.client().clone(),
             self.stats.clone(),
             hub.clone(),
             registry.clone(),
@@ -297,7 +322,7 @@ impl Cluster {
         let writer = presence::Writer::new(
             &self.cfg,
             self.node,
-            self.presence.client().clone(),
+            presence.client().clone(),
             self.stats.clone(),
             hub,
             registry,

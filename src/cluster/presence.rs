@@ -189,7 +189,7 @@ impl Reader {
 
     /// The other nodes' subscribers of `channel`: added to `info`.
     pub fn channel(&self, channel: &str, info: &mut ChannelInfo) -> Result<(), PresenceError> {
-        for (_, v) in self.others(&Subject::Channel(channel))? {
+        for (_, v) in self.others(&Subject::channel(channel))? {
             if let Ok(part) = serde_json::from_str::<ChannelPart>(&v) {
                 info.subscribers += part.n;
                 info.users.extend(part.u);
@@ -202,7 +202,7 @@ impl Reader {
 
     /// The other nodes' connections of `user`: added to `ids`.
     pub fn user(&self, user: &str, ids: &mut Vec<String>) -> Result<(), PresenceError> {
-        for (_, v) in self.others(&Subject::User(user))? {
+        for (_, v) in self.others(&Subject::user(user))? {
             if let Ok(part) = serde_json::from_str::<Vec<String>>(&v) {
                 ids.extend(part);
             }
@@ -380,7 +380,7 @@ fn parts(
         .filter_map(|(kind, name)| match kind {
             Kind::Channel => {
                 let info = hub.channel(name).ok()?;
-                let key = wire::presence_key(prefix, &Subject::Channel(name));
+                let key = wire::presence_key(prefix, &Subject::channel(name));
                 let value = (info.subscribers > 0).then(|| {
                     serde_json::to_string(&ChannelPart {
                         n: info.subscribers,
@@ -392,7 +392,7 @@ fn parts(
             }
             Kind::User => {
                 let ids = hub.user_connections(name).ok()?;
-                let key = wire::presence_key(prefix, &Subject::User(name));
+                let key = wire::presence_key(prefix, &Subject::user(name));
                 let texts: Vec<String> = ids
                     .into_iter()
                     .map(|conn| {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::wire::Subject;
 use crate::hub::registry::{Kind, Watch};
+use crate::hub::Registry;
 
 /// Most changed names remembered between two looks; past it the cluster
 /// looks at every name again (a resynchronisation), so nothing is lost
@@ -158,6 +160,35 @@ impl Interest {
     /// True if none.
     pub fn is_empty(&self) -> bool {
         self.subscribed.is_empty()
+    }
+}
+
+/// Reads the membership changes the cores reported (`all`: every name
+/// the registry has, after a reconnect) into `interest`, each name's
+/// subject spelled by `subject`.
+pub fn apply(
+    changes: &Changes,
+    registry: &Registry,
+    interest: &mut Interest,
+    now: Instant,
+    all: bool,
+    subject: impl Fn(&Subject<'_>) -> String,
+) {
+    let pending = changes.take_routing();
+    let mut names: Vec<(Kind, Arc<str>)> = pending.names.into_iter().collect();
+    if all || pending.overflow {
+        let channels = registry.channels.names().into_iter();
+        names.extend(channels.map(|n| (Kind::Channel, n)));
+        let users = registry.users.names().into_iter();
+        names.extend(users.map(|n| (Kind::User, n)));
+    }
+    for (kind, name) in names {
+        let (map, s) = match kind {
+            Kind::Channel => (&registry.channels, Subject::channel(&name)),
+            Kind::User => (&registry.users, Subject::user(&name)),
+        };
+        let wanted = map.mask(&name).is_some_and(|(_, m)| m != 0);
+        interest.want(subject(&s), wanted, now);
     }
 }
 

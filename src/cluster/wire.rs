@@ -14,14 +14,59 @@
 //! bytes (text or binary), where `conn` is the `core-key-gen` part of a
 //! connection id.
 
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
 use crate::hub::ConnId;
 
-/// What a subject names.
+/// What a subject names (borrowed from a Redis name, decoded from a
+/// NATS one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject<'a> {
-    Channel(&'a str),
-    User(&'a str),
+    Channel(Cow<'a, str>),
+    User(Cow<'a, str>),
     Node(u32),
+}
+
+impl<'a> Subject<'a> {
+    /// A channel's subject.
+    pub fn channel(name: &'a str) -> Self {
+        Subject::Channel(Cow::Borrowed(name))
+    }
+
+    /// A user's subject.
+    pub fn user(name: &'a str) -> Self {
+        Subject::User(Cow::Borrowed(name))
+    }
+}
+
+/// The subject's name on NATS under `prefix`: `{prefix}c.{name}`,
+/// `{prefix}u.{name}` with the name in unpadded base64url (a NATS subject
+/// token may hold no `.`, space or wildcard), `{prefix}n.{node}`.
+pub fn nats_subject(prefix: &str, s: &Subject<'_>) -> String {
+    match s {
+        Subject::Channel(c) => format!("{prefix}c.{}", URL_SAFE_NO_PAD.encode(c.as_bytes())),
+        Subject::User(u) => format!("{prefix}u.{}", URL_SAFE_NO_PAD.encode(u.as_bytes())),
+        Subject::Node(n) => format!("{prefix}n.{n}"),
+    }
+}
+
+/// What a NATS subject under `prefix` names; `None` for any other.
+pub fn parse_nats_subject(prefix: &str, name: &str) -> Option<Subject<'static>> {
+    let rest = name.strip_prefix(prefix)?;
+    let (kind, value) = rest.split_at_checked(2)?;
+    let text = || -> Option<Cow<'static, str>> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        String::from_utf8(bytes).ok().map(Cow::Owned)
+    };
+    match kind {
+        "c." => text().map(Subject::Channel),
+        "u." => text().map(Subject::User),
+        "n." => value.parse().ok().map(Subject::Node),
+        _ => None,
+    }
 }
 
 /// The subject's name on the broker under `prefix`.
@@ -38,8 +83,8 @@ pub fn parse_subject<'a>(prefix: &str, name: &'a str) -> Option<Subject<'a>> {
     let rest = name.strip_prefix(prefix)?;
     let (kind, value) = rest.split_at_checked(2)?;
     match kind {
-        "c:" => Some(Subject::Channel(value)),
-        "u:" => Some(Subject::User(value)),
+        "c:" => Some(Subject::channel(value)),
+        "u:" => Some(Subject::user(value)),
         "n:" => value.parse().ok().map(Subject::Node),
         _ => None,
     }
@@ -157,19 +202,24 @@ mod tests {
     #[test]
     fn subjects_round_trip_and_foreign_names_are_refused() {
         for s in [
-            Subject::Channel("news"),
-            Subject::Channel("a:b c é"),
-            Subject::User("alice"),
+            Subject::channel("news"),
+            Subject::channel("a:b c. é*>"),
+            Subject::user("alice"),
             Subject::Node(16_777_215),
         ] {
             let name = subject("wsedge:", &s);
-            assert_eq!(parse_subject("wsedge:", &name), Some(s));
+            assert_eq!(parse_subject("wsedge:", &name), Some(s.clone()));
+            let nats = nats_subject("wsedge:", &s);
+            assert!(!nats.contains(' ') && !nats.contains('*') && !nats.contains('>'));
+            assert_eq!(nats.matches('.').count(), 1, "{nats}");
+            assert_eq!(parse_nats_subject("wsedge:", &nats), Some(s));
         }
+        assert_eq!(parse_nats_subject("wsedge:", "wsedge:c.!!"), None);
         assert_eq!(parse_subject("wsedge:", "other:c:x"), None);
         assert_eq!(parse_subject("wsedge:", "wsedge:x:y"), None);
         assert_eq!(parse_subject("wsedge:", "wsedge:n:abc"), None);
         assert_eq!(parse_subject("wsedge:", "wsedge:"), None);
-        assert_eq!(presence_key("p/", &Subject::User("u")), "p/p:u:u");
+        assert_eq!(presence_key("p/", &Subject::user("u")), "p/p:u:u");
     }
 
     #[test]

@@ -509,9 +509,10 @@ section! {
     pub struct ClusterConfig {
         /// The broker every node of the cluster connects to, e.g.
         /// "redis://127.0.0.1:6379" (a password goes in the URL:
-        /// redis://:secret@host:6379); "" = no cluster (one node on its own).
-        /// Only redis:// is supported yet. Secret (the URL may hold a
-        /// password): prefer WSEDGE_CLUSTER_BROKER.
+        /// redis://:secret@host:6379), or "nats://127.0.0.1:4222" (routing
+        /// only: presence is then node-local); "" = no cluster (one node on
+        /// its own). Secret (the URL may hold a password): prefer
+        /// WSEDGE_CLUSTER_BROKER.
         #[serde(with = "schema::empty_is_none")]
         pub broker: Option<String> = None, flag = "broker", secret = true;
         /// This node's id, 1 to 16777215 (24 bits): it is part of every
@@ -642,10 +643,10 @@ impl ClusterConfig {
             return Ok(());
         };
         // Never quote the URL: it may hold a password.
-        if !broker.starts_with("redis://") {
+        if !broker.starts_with("redis://") && !broker.starts_with("nats://") {
             return Err(invalid(
                 "cluster.broker",
-                "must be a redis:// URL (nats:// is not supported yet)",
+                "must be a redis:// or nats:// URL",
             ));
         }
         if self
@@ -949,6 +950,29 @@ mod tests {
         assert_eq!(key(&c), "admission.ipv6_prefix");
         c.admission.ipv6_prefix = 128;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_and_never_quote_the_broker_url() {
+        let err = |cfg: &Config| cfg.validate().unwrap_err();
+        let mut c = Config::default();
+        c.cluster.presence_ttl = Duration::ZERO;
+        assert!(c.validate().is_ok(), "no broker: not checked");
+        c.cluster.node_id = 1 << 24;
+        assert_eq!(err(&c).key, "cluster.node_id");
+        c.cluster.node_id = 0;
+        c.cluster.broker = Some("http://:hunter2@b:1".into());
+        let e = err(&c);
+        assert_eq!(e.key, "cluster.broker");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        c.cluster.broker = Some("nats://127.0.0.1:4222".into());
+        assert_eq!(err(&c).key, "cluster.presence_ttl");
+        c.cluster.presence_ttl = Duration::from_secs(1);
+        assert!(c.validate().is_ok());
+        c.cluster.broker = Some("redis://:hunter2@127.0.0.1:6379".into());
+        assert!(c.validate().is_ok());
+        c.cluster.queue_capacity = 0;
+        assert_eq!(err(&c).key, "cluster.queue_capacity");
     }
 
     #[test]
