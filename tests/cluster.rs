@@ -53,6 +53,7 @@ impl Node {
                 ("WSEDGE_CLUSTER_PRESENCE_TTL", TTL),
                 ("WSEDGE_CLUSTER_PROBE_INTERVAL", PROBE),
                 ("WSEDGE_CLUSTER_RECONNECT_BACKOFF_MAX", "500ms"),
+                ("WSEDGE_CLUSTER_UNSUBSCRIBE_LINGER", "1s"),
                 (
                     "WSEDGE_CLUSTER_REQUIRED",
                     if required { "true" } else { "false" },
@@ -467,5 +468,104 @@ fn a_stopped_nats_server_is_caught_by_the_probe() {
     assert!(
         wait_until(Duration::from_secs(10), || node.ready().0 == 200),
         "no recovery after SIGCONT"
+    );
+}
+
+/// The broker killed in the middle of a stream of client publishes: the
+/// local subscriber gets every one, in order, and the publishing node
+/// accounts for each cross-node copy exactly once (handed to the broker,
+/// or not forwarded because the link was down); after the broker comes
+/// back (empty: no persistence) the nodes write their presence again.
+#[test]
+fn under_load_a_broker_kill_loses_no_local_publish_and_counts_every_cross_node_one() {
+    if !have_redis(
+        "under_load_a_broker_kill_loses_no_local_publish_and_counts_every_cross_node_one",
+    ) {
+        return;
+    }
+    let mut redis = Redis::start();
+    let nodes = three_nodes(&redis);
+    let mut local = nodes[0].client("l");
+    let mut remote = nodes[1].client("r");
+    subscribe_all(&redis, &mut [&mut local, &mut remote], "load", 2);
+    let mut publisher = nodes[0].client("p");
+    const N: u64 = 3_000;
+    let publishes = std::thread::spawn(move || {
+        for i in 0..N {
+            send_json(
+                &mut publisher,
+                json!({"type":"publish","channel":"load","data":{"i":i},"id":i}),
+            );
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for i in 0..N {
+            assert_eq!(next_json(&mut publisher), json!({"type":"ack","id":i}));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    redis.kill();
+    publishes.join().unwrap();
+    nodes[0].post("/api/channels/load/publish", r#"{"end":true}"#);
+    let want: Vec<Value> = (0..N).map(|i| json!({"i": i})).collect();
+    assert_eq!(
+        until_marker(&mut local),
+        want,
+        "every local publish, in order"
+    );
+    let c = nodes[0].cluster();
+    let forwarded = c["forwarded"].as_u64().unwrap();
+    let lost = c["not_forwarded"]["link_down"].as_u64().unwrap()
+        + c["not_forwarded"]["queue_full"].as_u64().unwrap();
+    assert_eq!(
+        forwarded + lost,
+        N + 1,
+        "each cross-node copy counted once: {c}"
+    );
+    assert!(lost > 0, "the broker was down for part of it: {c}");
+
+    assert!(redis.spawn(), "redis restarts on its port");
+    for n in &nodes {
+        assert!(wait_until(Duration::from_secs(10), || n.ready()
+            == (200, "ready\n".into())));
+    }
+    // Presence written again into the new, empty Redis.
+    assert!(
+        wait_until(Duration::from_secs(10), || nodes[2]
+            .get("/api/channels/load")["subscribers"]
+            == 2),
+        "{}",
+        nodes[2].get("/api/channels/load")
+    );
+}
+
+/// A node leaves a channel's subject `cluster.unsubscribe_linger` after
+/// its last subscriber left, and not before; a subscriber coming back
+/// within the linger costs no new subscribe.
+#[test]
+fn a_node_unsubscribes_after_the_linger() {
+    if !have_redis("a_node_unsubscribes_after_the_linger") {
+        return;
+    }
+    let redis = Redis::start();
+    let node = Node::start(&redis, 4, false);
+    let mut ws = node.client("u");
+    subscribe_all(&redis, &mut [&mut ws], "brief", 1);
+    send_json(
+        &mut ws,
+        json!({"type":"unsubscribe","channel":"brief","id":2}),
+    );
+    assert_eq!(next_json(&mut ws), json!({"type":"ack","id":2}));
+    let left = std::time::Instant::now();
+    // Linger is 1 s here: still subscribed well inside it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(redis.numsub("wsedge:c:brief"), Some(1));
+    assert!(wait_until(Duration::from_secs(5), || redis
+        .numsub("wsedge:c:brief")
+        == Some(0)));
+    assert!(
+        left.elapsed() >= Duration::from_secs(1),
+        "unsubscribed before the linger"
     );
 }
