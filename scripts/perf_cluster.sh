@@ -10,13 +10,15 @@
 # Bounded: every run has a duration; only processes this script started
 # are stopped, by PID.
 #
-# Usage: scripts/perf_cluster.sh     (SUBS=3334 RATE=100 DURATION=10s)
+# Usage: scripts/perf_cluster.sh     (SUBS=3334 RATE=100 DURATION=10s BUS=redis)
+#        BUS=nats scripts/perf_cluster.sh   (nats-server instead; bytes from its /varz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBS=${SUBS:-3334}
 RATE=${RATE:-100}
 DURATION=${DURATION:-10s}
-OUT=target/perf-cluster
+BUS=${BUS:-redis}
+OUT=target/perf-cluster-$BUS
 mkdir -p "$OUT"
 cargo build --release --bins
 BIN=target/release/wsedge
@@ -29,13 +31,23 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
-RPID=$!; pids+=("$RPID")
-for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+if [ "$BUS" = nats ]; then
+    MPORT=$(free_port)
+    NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
+    "$NATS" -a 127.0.0.1 -p "$RPORT" -m "$MPORT" >"$OUT/nats.log" 2>&1 &
+    RPID=$!; pids+=("$RPID")
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$MPORT/varz" >/dev/null && break; sleep 0.1; done
+    URL="nats://127.0.0.1:$RPORT"
+else
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+    RPID=$!; pids+=("$RPID")
+    for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    URL="redis://127.0.0.1:$RPORT"
+fi
 declare -a WS ADMIN
 for n in 1 2 3; do
     WS[$n]=127.0.0.1:$(free_port); ADMIN[$n]=127.0.0.1:$(free_port)
-    "$BIN" serve --listen "${WS[$n]}" --admin "${ADMIN[$n]}" --cores 1 --broker "redis://127.0.0.1:$RPORT" \
+    "$BIN" serve --listen "${WS[$n]}" --admin "${ADMIN[$n]}" --cores 1 --broker "$URL" \
         --node-id "$n" --max-attempts-per-ip 0 --log-level warn >"$OUT/node$n.log" 2>&1 &
     pids+=("$!")
 done
@@ -44,7 +56,13 @@ for n in 1 2 3; do
 done
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$RPID/stat"; }
-net() { redis-cli -p "$RPORT" info stats | tr -d '\r' | awk -F: '/^total_net_input_bytes|^total_net_output_bytes/{printf "%s ", $2}'; }
+net() {
+    if [ "$BUS" = nats ]; then
+        curl -s "http://127.0.0.1:$MPORT/varz" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["in_bytes"], v["out_bytes"])'
+    else
+        redis-cli -p "$RPORT" info stats | tr -d '\r' | awk -F: '/^total_net_input_bytes|^total_net_output_bytes/{printf "%s ", $2}'
+    fi
+}
 
 # Broker cost of a publish nobody else subscribes to.
 read -r IN0 OUT0 <<<"$(net)"

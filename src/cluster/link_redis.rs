@@ -33,7 +33,7 @@ use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
 /// Subjects per SUBSCRIBE or UNSUBSCRIBE command (a reconnect with
-///100 000 channels sends 100 commands, not 100 000).
+/// 100 000 channels sends 100 commands, not 100 000).
 pub const BATCH: usize = 1_000;
 
 /// Messages per PUBLISH pipeline.
