@@ -351,6 +351,11 @@ fn broker_loss_degrades_and_the_nodes_recover_on_their_own() {
         [json!({"again": 1})],
         "cross-node delivery resumed"
     );
+    // No full-bus fan-out: node 3, with no subscriber of "live", is not
+    // subscribed to it and received none of its messages.
+    assert_eq!(redis.numsub("wsedge:c:live"), Some(2));
+    assert_eq!(nodes[2].cluster()["received"], 0);
+    assert_eq!(nodes[1].cluster()["received"], 2);
 }
 
 #[test]
