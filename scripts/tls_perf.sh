@@ -7,6 +7,11 @@
 # server-CPU-second. Prints the median per scenario and mode and the
 # TLS / plain ratio. Raw JSON lines: target/tls-perf.jsonl.
 #
+# UWS_SSL=/path/to/EchoServer adds uWebSockets' EchoServer built with
+# OpenSSL (PERF.md "TLS" says how) as a third mode, `uws-tls`, with the
+# same certificate (its KEY and CERT variables), and the wsedge TLS /
+# uWS TLS ratio.
+#
 # The certificate: a test CA and a P-256 leaf for localhost made here
 # with openssl, in a temporary directory removed at exit.
 #
@@ -15,6 +20,7 @@
 #
 # Usage: scripts/tls_perf.sh [WSEDGE] [BENCH]
 #        ROUNDS=3 DURATION=5s IDLE=10000 scripts/tls_perf.sh
+#        UWS_SSL=/tmp/uws-ssl/EchoServer scripts/tls_perf.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,8 +50,21 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$DIR/ext"
 openssl x509 -req -in "$DIR/leaf.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" \
     -CAcreateserial -days 2 -extfile "$DIR/ext" -out "$DIR/cert.pem" 2>/dev/null
 
-start_server() { # $1 = plain|tls
+MODES=(plain tls)
+if [ -n "${UWS_SSL:-}" ]; then MODES+=(uws-tls); fi
+
+start_server() { # $1 = plain|tls|uws-tls
     PORT=$((PORT + 1))
+    if [ "$1" = uws-tls ]; then
+        PORT=$PORT KEY="$DIR/key.pem" CERT="$DIR/cert.pem" taskset -c 0 "$UWS_SSL" >/dev/null 2>&1 &
+        SERVER=$!
+        for _ in $(seq 100); do
+            if (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return; fi
+            sleep 0.05
+        done
+        echo "uWS did not start" >&2
+        exit 1
+    fi
     local tls=()
     if [ "$1" = tls ]; then tls=(--tls-cert "$DIR/cert.pem" --tls-key "$DIR/key.pem"); fi
     taskset -c 0 "$WSEDGE" serve --listen "127.0.0.1:$PORT" --admin off --cores 1 \
@@ -70,7 +89,7 @@ run() { # $1 = scenario, $2 = mode, rest = bench args
     local scenario=$1 mode=$2
     shift 2
     local tls=()
-    if [ "$mode" = tls ]; then tls=(--tls-ca "$DIR/ca.pem"); fi
+    if [ "$mode" != plain ]; then tls=(--tls-ca "$DIR/ca.pem"); fi
     start_server "$mode"
     SRC=$((SRC + 2))
     # PID in the arguments: the server just started.
@@ -85,14 +104,14 @@ run() { # $1 = scenario, $2 = mode, rest = bench args
 
 for round in $(seq "$ROUNDS"); do
     echo "round $round" >&2
-    for mode in plain tls; do
+    for mode in "${MODES[@]}"; do
         run idle "$mode" idle --connections "$IDLE" --hold 1s --pid PID --server-pid PID
     done
-    for mode in plain tls; do
+    for mode in "${MODES[@]}"; do
         run echo32 "$mode" echo-throughput --connections 100 --in-flight 8 --size 32 \
             --duration "$DURATION" --server-pid PID
     done
-    for mode in plain tls; do
+    for mode in "${MODES[@]}"; do
         run echo16k "$mode" echo-throughput --connections 10 --in-flight 4 --size 16384 \
             --duration "$DURATION" --server-pid PID
     done
@@ -109,7 +128,10 @@ for scenario, keys in [("idle", ["bytes_per_connection"]),
                        ("echo32", ["msgs_per_sec", "msgs_per_server_cpu_sec"]),
                        ("echo16k", ["msgs_per_sec", "msgs_per_server_cpu_sec"])]:
     for key in keys:
-        p, t = med(scenario, "plain", key), med(scenario, "tls", key)
+        p, t, u = (med(scenario, m, key) for m in ("plain", "tls", "uws-tls"))
         ratio = f"{t / p:.3f}" if p and t else "-"
-        print(f"{scenario:8} {key:26} plain {p}  tls {t}  tls/plain {ratio}")
+        line = f"{scenario:8} {key:26} plain {p}  tls {t}  tls/plain {ratio}"
+        if u:
+            line += f"  uws-tls {u}  tls/uws-tls {t / u:.3f}"
+        print(line)
 EOF

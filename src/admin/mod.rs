@@ -85,6 +85,8 @@ pub struct Parts {
     /// The certificate when the plane serves https (`admin.tls`): read per
     /// accepted connection, so a reload reaches the next handshake.
     pub tls: Option<Arc<crate::tls::Certs>>,
+    /// Clustered: the broker link's state and the cluster's presence.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A bound admin listener, not yet serving.

@@ -3,6 +3,7 @@
 //! client.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod tls;
 
 use std::io::{Read, Write};
