@@ -365,3 +365,58 @@ fn a_tls_stream_arriving_a_few_bytes_at_a_time_is_reassembled() {
         s.tls_handshakes == 3 && s.messages_in == 3 && s.tls_errors == 0 && s.open == 0
     }));
 }
+
+/// The server's last bytes (its close reply after a 6 MiB echo) reach a
+/// client that reads slowly over TLS. (The driver releases the `Conn`'s
+/// bytes only once their records are on the socket, so the connection
+/// cannot end with its close reply still inside rustls; on loopback the
+/// kernel's large send buffer hides the difference, so this pins the
+/// behaviour rather than reproducing the earlier code's loss.)
+#[test]
+fn the_close_reply_after_a_large_echo_reaches_a_slow_reader() {
+    let ca = Ca::new();
+    let dir = temp_dir("slow-close");
+    let (cert, key) = write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let server = start(tls_config(&cert, &key));
+    let addr = server.local_addr();
+    let tcp = TcpStream::connect(addr).unwrap();
+    // A small receive window, so the echo backs up into the server.
+    socket2::SockRef::from(&tcp)
+        .set_recv_buffer_size(16 * 1024)
+        .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let conn = rustls::ClientConnection::new(
+        ca.client(&[]),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let s = rustls::StreamOwned::new(conn, tcp);
+    let url = format!("wss://localhost:{}/echo", addr.port());
+    let (mut ws, _) = tungstenite::client::client(url, s).unwrap();
+    let big: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 249) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    ws.close(None).unwrap();
+    // Let the server queue the echo and its close reply behind a full
+    // socket before reading anything.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut got_echo = false;
+    let mut got_close = false;
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(b)) => {
+                assert_eq!(b.len(), big.len());
+                assert!(b[..] == big[..]);
+                got_echo = true;
+            }
+            Ok(Message::Close(_)) => got_close = true,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("after echo={got_echo} close={got_close}: {e}"),
+        }
+    }
+    assert!(got_echo && got_close, "echo={got_echo} close={got_close}");
+    assert!(wait_until(Duration::from_secs(5), || {
+        let s = server.stats();
+        s.open == 0 && s.ended(wsedge::conn::EndReason::PeerClose) == 1
+    }));
+}

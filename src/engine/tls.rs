@@ -104,6 +104,12 @@ impl TlsPlane {
 /// One connection's TLS state.
 pub(super) struct TlsSession {
     conn: ServerConnection,
+    /// Plaintext bytes rustls took from the `Conn`'s queue whose records
+    /// are not all on the socket yet: the `Conn` is told they were written
+    /// (`handle_written`) only once they are, so that it neither ends
+    /// (dropping the socket) with its last bytes still inside rustls nor
+    /// counts them out of its write budget early.
+    owed: usize,
     /// Some ciphertext arrived (an EOF after it, mid-handshake, is a
     /// truncated handshake: bad input).
     got_input: bool,
@@ -125,6 +131,7 @@ impl TlsSession {
     pub(super) fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
         Ok(Self {
             conn: ServerConnection::new(config)?,
+            owed: 0,
             got_input: false,
         })
     }
@@ -294,26 +301,33 @@ impl Core {
         };
         loop {
             let mut progressed = false;
+            // Records first; once all are on the socket, the plaintext
+            // they carry is released from the `Conn`'s queue.
+            match tls.write_records(&mut slot.stream) {
+                Ok((w, done)) => {
+                    self.counters.bytes_out.add(w as u64);
+                    progressed |= w > 0;
+                    if !done {
+                        break;
+                    }
+                    if tls.owed > 0 {
+                        slot.conn.handle_written(std::mem::take(&mut tls.owed));
+                        progressed = true;
+                    }
+                }
+                Err(_) => {
+                    slot.conn.handle_io_error();
+                    break;
+                }
+            }
+            // Nothing owed now: the queue's front is new plaintext.
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = slot.conn.poll_transmit(&mut slices);
             if n > 0 {
                 let took = tls.take_plain(&slices[..n]);
                 if took > 0 {
-                    slot.conn.handle_written(took);
+                    tls.owed = took;
                     progressed = true;
-                }
-            }
-            match tls.write_records(&mut slot.stream) {
-                Ok((w, done)) => {
-                    self.counters.bytes_out.add(w as u64);
-                    if !done {
-                        break;
-                    }
-                    progressed |= w > 0;
-                }
-                Err(_) => {
-                    slot.conn.handle_io_error();
-                    break;
                 }
             }
             if !progressed {
