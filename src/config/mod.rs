@@ -108,6 +108,10 @@ section! {
             /// calls) and serve the @connections management API on the admin
             /// listener. Off until backend is set.
             "gateway" => pub gateway: GatewayConfig;
+            /// permessage-deflate (RFC 7692): compressed messages for clients
+            /// that offer it. Off by default (CPU and memory per connection
+            /// are the price; see README "Compression").
+            "compression" => pub compression: CompressionConfig;
             /// Graceful shutdown on SIGTERM/SIGINT.
             "shutdown" => pub shutdown: ShutdownConfig;
             /// Logging.
@@ -500,6 +504,88 @@ section! {
     }
 }
 
+/// A feature that is either on or off, written `on`/`off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    #[default]
+    Off,
+}
+
+section! {
+    /// permessage-deflate (`[compression]`): what the server accepts of a
+    /// client's offer and how it compresses. Memory per compressing
+    /// connection is bounded by the window sizes; inflating is bounded by
+    /// connection.max_message_size.
+    pub struct CompressionConfig {
+        /// "on" answers a client's permessage-deflate offer (browsers and
+        /// most libraries make one); "off" (default, as uWebSockets and
+        /// Centrifugo) never compresses.
+        pub mode: Switch = Switch::Off, flag = "compression";
+        /// Reset the server's compressor after every message. true (default):
+        /// a connection keeps no compressor between messages (a few bytes
+        /// instead of ≈ 260 KiB at 15 bits), and a published message is
+        /// compressed once per core for all its subscribers; false: repeated
+        /// content compresses better, at that memory per connection.
+        pub server_no_context_takeover: bool = true;
+        /// Ask clients to reset theirs after every message. true (default):
+        /// the server keeps no inflater window per connection (≈ 40 KiB at
+        /// 15 bits otherwise); what clients send compresses a little less.
+        pub client_no_context_takeover: bool = true;
+        /// Largest LZ77 window the server compresses with, 9 to 15 (zlib
+        /// cannot compress with 8); smaller saves memory with context
+        /// takeover, costs ratio.
+        pub server_max_window_bits: u8 = 15;
+        /// Largest window the server asks clients to compress with, 8 to
+        /// 15 (sent only to clients that offered client_max_window_bits).
+        pub client_max_window_bits: u8 = 15;
+        /// Messages shorter than this many bytes are sent uncompressed:
+        /// deflate's block overhead and the CPU are not worth it on short
+        /// payloads.
+        pub min_size: usize = 64, flag = "compression-min-size";
+        /// zlib compression level, 0 (stored) to 9 (smallest); 6 is zlib's
+        /// own default, the usual trade of CPU for ratio.
+        pub level: u32 = 6;
+    }
+}
+
+impl CompressionConfig {
+    /// Whether the server negotiates permessage-deflate at all.
+    pub fn enabled(&self) -> bool {
+        self.mode == Switch::On
+    }
+
+    /// The negotiation policy these settings give.
+    pub fn policy(&self) -> crate::protocol::deflate_offer::DeflatePolicy {
+        crate::protocol::deflate_offer::DeflatePolicy {
+            server_no_context_takeover: self.server_no_context_takeover,
+            client_no_context_takeover: self.client_no_context_takeover,
+            server_max_window_bits: self.server_max_window_bits,
+            client_max_window_bits: self.client_max_window_bits,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(9..=15).contains(&self.server_max_window_bits) {
+            return Err(invalid(
+                "compression.server_max_window_bits",
+                "must be 9 to 15",
+            ));
+        }
+        if !(8..=15).contains(&self.client_max_window_bits) {
+            return Err(invalid(
+                "compression.client_max_window_bits",
+                "must be 8 to 15",
+            ));
+        }
+        if self.level > 9 {
+            return Err(invalid("compression.level", "must be 0 to 9"));
+        }
+        Ok(())
+    }
+}
+
 section! {
     /// Graceful shutdown (`[shutdown]`).
     pub struct ShutdownConfig {
@@ -791,6 +877,7 @@ impl Config {
             ));
         }
         self.gateway.validate()?;
+        self.compression.validate()?;
         if let Some(listen) = a.listen {
             if a.key.is_none() && !listen.ip().is_loopback() {
                 return Err(invalid(

@@ -41,7 +41,7 @@ use super::routes::{Route, Routes};
 use crate::admission::{self, Admission, Admitted, ClientIp, Decision, Ticket, Verdict};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
-use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Tally};
+use crate::conn::{Codecs, Conn, Ctx, EndReason, Event, Phase, Tally};
 use crate::error::Rejection;
 use crate::hub::{ConnId, Hub};
 use crate::inbox::{CoreHandle, Inbox};
@@ -61,6 +61,7 @@ macro_rules! ctx {
             epoch: $core.start,
             cfg: &$core.cfg,
             enc: &mut $core.enc,
+            codecs: &mut $core.codecs,
             tally: &mut $core.tally,
         }
     };
@@ -175,6 +176,9 @@ pub(crate) struct Core {
     next_gen: u32,
     rx: BytesMut,
     pub(super) enc: FrameEncoder,
+    /// Compressors and inflaters shared by the core's connections
+    /// (permessage-deflate without context takeover).
+    pub(super) codecs: Codecs,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
     /// Set once shutdown began.
@@ -234,6 +238,7 @@ impl Core {
             next_gen: 0,
             rx: BytesMut::new(),
             enc: FrameEncoder::new(),
+            codecs: Codecs::new(),
             tally: Tally::default(),
             counters,
             drain: None,
