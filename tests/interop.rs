@@ -1,5 +1,7 @@
 //! Interop with a client that is not Rust: Python `websockets` exchanges
-//! text, binary, fragmented and multi-MiB messages, pings, and closes.
+//! text, binary, fragmented and multi-MiB messages, pings, and closes;
+//! and the same with permessage-deflate negotiated (it offers it by
+//! default), with and without context takeover.
 //!
 //! Needs a Python with `websockets` (the version pinned in
 //! `tests/interop/requirements.txt`): `WSEDGE_PYTHON` names it, else
@@ -53,4 +55,51 @@ fn python_websockets_client_round_trips() {
         let stats = server.stats();
         stats.upgraded == 1 && stats.messages_in == 5 && stats.messages_out == 5
     }));
+}
+
+#[test]
+fn python_websockets_negotiates_permessage_deflate_with_and_without_context_takeover() {
+    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !has_websockets(&python) {
+        return skip_unless_required(
+            "WSEDGE_REQUIRE_INTEROP",
+            "interop test",
+            &format!("`{python}` cannot import websockets"),
+        );
+    }
+    for no_context in [true, false] {
+        let mut cfg = config(1);
+        cfg.compression.mode = wsedge::config::Switch::On;
+        cfg.compression.server_no_context_takeover = no_context;
+        cfg.compression.client_no_context_takeover = no_context;
+        let server = start(cfg);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/python_deflate.py"
+        );
+        let out = Command::new(&python)
+            .arg(script)
+            .arg(ws_url(&server, "/echo"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("deflate ok"),
+            "python deflate client failed (no_context {no_context})\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        // The answer says what was agreed: the server's choice of context
+        // takeover, and the window the client offered to limit.
+        let answer = stdout.lines().find(|l| l.starts_with("answer:")).unwrap();
+        assert_eq!(
+            answer.contains("server_no_context_takeover"),
+            no_context,
+            "{answer}"
+        );
+        assert_eq!(
+            answer.contains("client_no_context_takeover"),
+            no_context,
+            "{answer}"
+        );
+    }
 }

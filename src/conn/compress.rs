@@ -133,9 +133,8 @@ impl Deflate {
         let deflater = if a.server_no_context_takeover {
             codecs.deflater(a.server_max_window_bits, level)
         } else {
-            self.deflater.get_or_insert_with(|| {
-                MessageDeflater::new(a.server_max_window_bits, false, level)
-            })
+            self.deflater
+                .get_or_insert_with(|| MessageDeflater::new(a.server_max_window_bits, false, level))
         };
         deflater.compress(payload, &mut out);
         let frame = enc.compressed(opcode, &out);

@@ -56,15 +56,15 @@ use crate::config::{Config, ConnConfig, RatePolicy};
 use crate::error::{ProtocolError, Rejection};
 use crate::limits::TokenBucket;
 use crate::protocol::close::{code, parse_close_payload};
-use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::deflate_offer::{self, Agreed};
+use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::handshake::{self, UpgradeRequest};
 use crate::protocol::utf8::Utf8Validator;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
+use compress::Deflate;
 pub use compress::{Codecs, SharedFrame};
 pub use outbound::OutQueue;
-use compress::Deflate;
 pub use reason::EndReason;
 
 /// Something the application layer must act on, taken with

@@ -158,7 +158,12 @@ fn rsv1_without_agreement_or_on_the_wrong_frame_closes_1002() {
         // Agreed, but on a continuation.
         (true, {
             let mut w = frame(false, true, OpCode::Text, &compress(b"hi")[..1]);
-            w.extend(frame(true, true, OpCode::Continuation, &compress(b"hi")[1..]));
+            w.extend(frame(
+                true,
+                true,
+                OpCode::Continuation,
+                &compress(b"hi")[1..],
+            ));
             w
         }),
         // RSV2 is never allowed.
@@ -174,7 +179,11 @@ fn rsv1_without_agreement_or_on_the_wrong_frame_closes_1002() {
         d.feed(&wire, &mut app);
         let frames = server_frames(&d.take_out());
         assert_eq!(close_code(&frames), Some(1002), "case {i}: {frames:?}");
-        assert_eq!(d.conn.end_reason(), Some(EndReason::ProtocolError), "case {i}");
+        assert_eq!(
+            d.conn.end_reason(),
+            Some(EndReason::ProtocolError),
+            "case {i}"
+        );
     }
 }
 
@@ -185,7 +194,10 @@ fn a_zip_bomb_closes_1009_and_corrupt_or_invalid_text_1007() {
     cfg.conn.max_message_size = 64 * 1024;
     let (mut d, mut app, _) = open(cfg, OFFER);
     d.feed(&frame(true, true, OpCode::Binary, &bomb), &mut app);
-    assert!(app.take_events().iter().all(|e| !matches!(e, Event::Message { .. })));
+    assert!(app
+        .take_events()
+        .iter()
+        .all(|e| !matches!(e, Event::Message { .. })));
     assert_eq!(close_code(&server_frames(&d.take_out())), Some(1009));
     // The scratch buffer never grew past the limit (and one step).
     assert!(d.codecs.scratch_capacity() <= 64 * 1024 + 16 * 1024 + 1);
@@ -237,7 +249,10 @@ fn only_context_takeover_keeps_coders_on_the_connection() {
         }
         assert_eq!(d.conn.holds_codecs(), keeps, "nct {nct}");
         if keeps {
-            assert!(sizes[1] < sizes[0] / 2, "context makes repeats small: {sizes:?}");
+            assert!(
+                sizes[1] < sizes[0] / 2,
+                "context makes repeats small: {sizes:?}"
+            );
         } else {
             assert_eq!(sizes[0], sizes[1]);
         }
@@ -253,7 +268,10 @@ fn a_shared_frame_is_compressed_once_for_connections_without_context() {
     let mut out = Vec::new();
     for offer in [OFFER, OFFER, ""] {
         let (mut d, _, _) = open(config(true, |_| {}), offer);
-        assert_eq!(d.with(|c, ctx| c.push_shared(&mut shared, ctx)), Push::Queued);
+        assert_eq!(
+            d.with(|c, ctx| c.push_shared(&mut shared, ctx)),
+            Push::Queued
+        );
         out.push(server_frames(&d.take_out()).remove(0));
     }
     assert!(out[0].0 && out[1].0 && !out[2].0);

@@ -387,7 +387,13 @@ pub fn encode_frame(out: &mut BytesMut, fin: bool, opcode: OpCode, payload: &[u8
 
 /// [`encode_frame`] with the RSV1 bit given (a compressed message's first
 /// frame).
-pub fn encode_frame_rsv1(out: &mut BytesMut, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) {
+pub fn encode_frame_rsv1(
+    out: &mut BytesMut,
+    fin: bool,
+    rsv1: bool,
+    opcode: OpCode,
+    payload: &[u8],
+) {
     let header = FrameHeader {
         fin,
         rsv1,
