@@ -544,9 +544,11 @@ section! {
         /// deflate's block overhead and the CPU are not worth it on short
         /// payloads.
         pub min_size: usize = 64, flag = "compression-min-size";
-        /// zlib compression level, 0 (stored) to 9 (smallest); 6 is zlib's
-        /// own default, the usual trade of CPU for ratio.
-        pub level: u32 = 6;
+        /// zlib compression level, 0 (stored) to 9 (smallest). 1: on a
+        /// 1.3 KiB JSON message it costs a third of the CPU of zlib's
+        /// default 6 for a 10-point worse ratio (PERF.md "Compression");
+        /// an edge server is CPU-bound long before it is bandwidth-bound.
+        pub level: u32 = 1;
     }
 }
 
