@@ -190,7 +190,12 @@ fn idle_memory(msgs: &[Vec<u8>]) {
         ("compression off", false, true, 15),
         ("on, no context takeover (default)", true, true, 15),
         ("on, context takeover both ways", true, false, 15),
-        ("on, context takeover both ways, 10-bit windows", true, false, 10),
+        (
+            "on, context takeover both ways, 10-bit windows",
+            true,
+            false,
+            10,
+        ),
     ] {
         let mut d = Driver::with_config(config_bits(on, nct, bits));
         let mut app = Echo::new();

@@ -524,18 +524,20 @@ section! {
         /// Centrifugo) never compresses.
         pub mode: Switch = Switch::Off, flag = "compression";
         /// Reset the server's compressor after every message. true (default):
-        /// a connection keeps no compressor between messages (a few bytes
-        /// instead of ≈ 260 KiB at 15 bits), and a published message is
-        /// compressed once per core for all its subscribers; false: repeated
-        /// content compresses better, at that memory per connection.
+        /// a connection keeps no compressor between messages (the core's
+        /// shared one serves all), and a published message is compressed
+        /// once per core for all its subscribers; false: repeated content
+        /// compresses about twice as well, at ≈ 400 KiB per connection with
+        /// client context takeover too (PERF.md "Compression").
         pub server_no_context_takeover: bool = true;
         /// Ask clients to reset theirs after every message. true (default):
-        /// the server keeps no inflater window per connection (≈ 40 KiB at
-        /// 15 bits otherwise); what clients send compresses a little less.
+        /// the server keeps no inflater window per connection (the core's
+        /// shared inflater serves all); what clients send compresses less.
         pub client_no_context_takeover: bool = true;
         /// Largest LZ77 window the server compresses with, 9 to 15 (zlib
-        /// cannot compress with 8); smaller saves memory with context
-        /// takeover, costs ratio.
+        /// cannot compress with 8); smaller saves some memory with context
+        /// takeover (≈ 300 KiB instead of ≈ 420 KiB per connection at 10
+        /// bits both ways), costs ratio.
         pub server_max_window_bits: u8 = 15;
         /// Largest window the server asks clients to compress with, 8 to
         /// 15 (sent only to clients that offered client_max_window_bits).
