@@ -861,3 +861,169 @@ fn a_thousand_gateway_connections_in_one_channel_get_one_publish() {
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["subscribers"] == n - 10
     }));
 }
+
+/// `lambda_proxy`: the backend gets API Gateway's Lambda event as JSON and
+/// answers `{statusCode, headers?, body?}`; a non-2xx `statusCode` on
+/// `$connect` refuses the upgrade with it, a two-way route's `body` goes
+/// back to the client, and `$disconnect` carries its status.
+#[test]
+fn lambda_proxy_events_and_answers_over_sockets() {
+    let backend = Backend::start(|c| {
+        let event: serde_json::Value = serde_json::from_slice(&c.body).unwrap_or_default();
+        let ctx = &event["requestContext"];
+        let json = |v: serde_json::Value| (200, vec![], v.to_string().into_bytes());
+        match ctx["routeKey"].as_str() {
+            Some("$connect") if event["queryStringParameters"]["deny"].is_string() => {
+                json(serde_json::json!({"statusCode": 401, "body": "no"}))
+            }
+            Some("$connect") => json(serde_json::json!({
+                "statusCode": 200,
+                "headers": {"Sec-WebSocket-Protocol": "chat.v2"}
+            })),
+            Some("echo") => json(serde_json::json!({
+                "statusCode": 200,
+                "body": format!("echo:{}", event["body"].as_str().unwrap_or(""))
+            })),
+            _ => json(serde_json::json!({"statusCode": 200})),
+        }
+    });
+    let mut cfg = gateway_config(&backend);
+    cfg.gateway.request_format = wsedge::config::RequestFormat::LambdaProxy;
+    cfg.gateway.routes = vec![GatewayRoute {
+        key: "echo".into(),
+        url: format!("{}echo", backend.base()),
+        two_way: true,
+    }];
+    let server = start(cfg);
+
+    let refused = client(&server, "?deny=1", &[]);
+    match refused {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let (mut ws, resp) = client(
+        &server,
+        "?room=lobby&x=1",
+        &[("Sec-WebSocket-Protocol", "chat.v2")],
+    )
+    .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("chat.v2")
+    );
+    ws.send(Message::text(r#"{"action":"echo","n":1}"#))
+        .unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::text(r#"echo:{"action":"echo","n":1}"#)
+    );
+    ws.send(Message::binary(vec![0u8, 159, 146, 150])).unwrap();
+    close(ws);
+    assert!(
+        wait(10, || !backend.on("disconnect").is_empty()),
+        "the $disconnect arrives"
+    );
+
+    let event = |c: &Call| -> serde_json::Value { serde_json::from_slice(&c.body).unwrap() };
+    let connects = backend.on("connect");
+    let connect = event(connects.last().unwrap());
+    let ctx = &connect["requestContext"];
+    assert_eq!(ctx["routeKey"], "$connect");
+    assert_eq!(ctx["eventType"], "CONNECT");
+    assert_eq!(ctx["stage"], "production");
+    assert_eq!(ctx["apiId"], "abc123");
+    let id = ctx["connectionId"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+    assert_eq!(ctx["identity"]["userAgent"], "gateway-test/1.0");
+    assert_eq!(connect["queryStringParameters"]["room"], "lobby");
+    assert_eq!(connect["queryStringParameters"]["x"], "1");
+    assert_eq!(connect["headers"]["Origin"], "http://127.0.0.1:8000");
+    assert!(connect.get("body").is_none_or(|b| b.is_null()), "{connect}");
+
+    let echo = event(&backend.on("echo")[0]);
+    assert_eq!(echo["requestContext"]["routeKey"], "echo");
+    assert_eq!(echo["requestContext"]["eventType"], "MESSAGE");
+    assert_eq!(echo["requestContext"]["connectionId"], id.as_str());
+    assert!(echo["requestContext"]["messageId"].is_string());
+    assert_eq!(echo["body"], r#"{"action":"echo","n":1}"#);
+    assert_eq!(echo["isBase64Encoded"], false);
+
+    let binary = event(&backend.on("default")[0]);
+    assert_eq!(binary["isBase64Encoded"], true);
+    assert_eq!(binary["body"], "AJ+Slg==");
+
+    // The connection id is in the event (no `connectionId` header here).
+    let disconnects = || -> Vec<serde_json::Value> {
+        backend
+            .on("disconnect")
+            .iter()
+            .map(event)
+            .filter(|e| e["requestContext"]["connectionId"] == id.as_str())
+            .collect()
+    };
+    assert!(wait(10, || disconnects().len() == 1));
+    let gone = &disconnects()[0];
+    assert_eq!(gone["requestContext"]["eventType"], "DISCONNECT");
+    assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(disconnects().len(), 1, "exactly one $disconnect");
+}
+
+/// `@connections` POST to a client that does not read: once its queue is
+/// over `connection.max_pending_bytes`, 429 `LimitExceededException` and
+/// nothing queued (so a retry is safe); the client stays connected, and
+/// once it reads, what was accepted arrives whole and in order.
+#[test]
+fn a_full_connection_queue_answers_429_limit_exceeded_and_loses_nothing_accepted() {
+    let backend = Backend::start(ok);
+    let mut cfg = gateway_config(&backend);
+    cfg.conn.max_pending_bytes = 256 * 1024;
+    let server = start(cfg);
+    let admin = server.admin_addr().unwrap();
+    let (mut ws, _) = client(&server, "", &[]).unwrap();
+    let id = last_connect_id(&backend);
+    let path = format!("/production/@connections/{}", enc(&id));
+    let mut accepted = 0u32;
+    let mut limited = None;
+    // Bounded: the kernel's socket buffers take a few MiB before the
+    // server's queue fills.
+    for n in 0..2_000u32 {
+        // 0xff: not UTF-8, so sent as one binary message.
+        let mut body = vec![0xff];
+        body.extend_from_slice(&n.to_be_bytes());
+        body.resize(100 * 1024, b'x');
+        let (status, head, answer) = signed(admin, "POST", &path, &body, AKID, SECRET);
+        match status {
+            200 => accepted += 1,
+            429 => {
+                limited = Some((head, answer));
+                break;
+            }
+            other => panic!("POST {n}: {other}"),
+        }
+    }
+    let (head, answer) = limited.expect("a 429 within 2 000 posts of 100 KiB");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-amzn-errortype: limitexceededexception"),
+        "{head}"
+    );
+    let msg: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert!(msg["message"].is_string(), "{msg}");
+    assert!(accepted > 0);
+    // The client reads: every accepted message, in order, none refused.
+    for n in 0..accepted {
+        let Message::Binary(b) = ws.read().unwrap() else {
+            panic!("message {n} is not binary")
+        };
+        assert_eq!(b.len(), 100 * 1024);
+        assert_eq!(b[1..5], n.to_be_bytes(), "in order");
+    }
+    // The refused one was not queued: the next read is a later post.
+    let (status, _, _) = signed(admin, "POST", &path, b"after", AKID, SECRET);
+    assert_eq!(status, 200);
+    assert_eq!(ws.read().unwrap(), Message::text("after"));
+}
