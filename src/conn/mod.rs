@@ -305,6 +305,13 @@ struct Limiter {
     policy: RatePolicy,
 }
 
+/// An upper bound on the size of a frame of `plain_len` bytes once its
+/// payload is compressed: deflate adds at most 5 bytes per 16 KiB stored
+/// block, plus a few for the block headers and the frame header's growth.
+fn deflate_bound(plain_len: usize) -> usize {
+    plain_len + plain_len / 16_384 * 5 + 64
+}
+
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
     /// `epoch` is tick 0 of its deadlines (see [`Tick`]).
@@ -653,10 +660,22 @@ impl Conn {
             return Push::NotOpen;
         }
         let c = &ctx.cfg.compression;
+        let room = ctx
+            .cfg
+            .conn
+            .max_pending_bytes
+            .saturating_sub(self.out.len());
         let frame = match shared.message() {
             Some((op, payload)) if payload.len() >= c.min_size => match d.shared_window() {
                 Some(bits) => shared.compressed(bits, c.level, ctx.codecs, ctx.enc),
-                None => Some(d.encode(op, &payload, c.level, ctx.codecs, ctx.enc)),
+                // With context takeover a message once compressed is in
+                // the peer's window: compress only what is sure to be
+                // queued (else the plain frame meets the slow-consumer
+                // policy, and may still be queued: plain is always valid).
+                None if deflate_bound(shared.plain().len()) <= room => {
+                    Some(d.encode(op, &payload, c.level, ctx.codecs, ctx.enc))
+                }
+                None => None,
             },
             _ => None,
         };

@@ -282,3 +282,53 @@ fn a_shared_frame_is_compressed_once_for_connections_without_context() {
     let b = shared.compressed(15, 6, &mut Codecs::new(), &mut FrameEncoder::new());
     assert_eq!(a.unwrap().as_ptr(), b.unwrap().as_ptr());
 }
+
+#[test]
+fn a_fanout_dropped_for_a_slow_consumer_never_enters_its_compression_context() {
+    let mut cfg = config(true, |c| {
+        c.server_no_context_takeover = false;
+        c.client_no_context_takeover = false;
+    });
+    cfg.conn.max_pending_bytes = 2100;
+    cfg.conn.slow_consumer = SlowConsumerPolicy::Drop;
+    let (mut d, _, _) = open(cfg, OFFER);
+    let shared = |n: u8| {
+        let payload = format!(r#"{{"seq":{n},"text":"{}"}}"#, "abc ".repeat(500));
+        let mut plain = BytesMut::new();
+        crate::protocol::frame::encode_frame(&mut plain, true, OpCode::Text, payload.as_bytes());
+        (SharedFrame::new(plain.freeze()), payload)
+    };
+    let (mut one, p1) = shared(1);
+    let (mut two, _) = shared(2);
+    let (mut three, p3) = shared(3);
+    // Room for the plain frame: compressed (with context).
+    assert_eq!(d.with(|c, ctx| c.push_shared(&mut one, ctx)), Push::Queued);
+    let filler = Bytes::from(
+        vec![0x82, 100]
+            .into_iter()
+            .chain([0; 100])
+            .collect::<Vec<u8>>(),
+    );
+    assert_eq!(d.with(|c, ctx| c.push_frame(filler, ctx)), Push::Queued);
+    // No sure room for the second: not compressed, and over the limit
+    // even plain, so dropped — its bytes never enter the context.
+    assert_eq!(d.with(|c, ctx| c.push_shared(&mut two, ctx)), Push::Dropped);
+    let mut frames = server_frames(&d.take_out());
+    assert_eq!(
+        d.with(|c, ctx| c.push_shared(&mut three, ctx)),
+        Push::Queued
+    );
+    frames.extend(server_frames(&d.take_out()));
+    // The peer's context-keeping inflater reads the compressed ones as sent.
+    let mut inflater = MessageInflater::new(15, false);
+    let got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter(|f| f.0)
+        .map(|(_, _, p)| {
+            let mut out = Vec::new();
+            inflater.inflate(p, 1 << 20, &mut out).unwrap();
+            out
+        })
+        .collect();
+    assert_eq!(got, vec![p1.into_bytes(), p3.into_bytes()]);
+}
