@@ -33,6 +33,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod engine;

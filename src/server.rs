@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::admin::{Admin, AdminHandle, Parts};
 use crate::admission::demo::DemoKey;
 use crate::admission::Admission;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::engine::Cores;
 use crate::gateway::events::Link;
@@ -107,16 +108,34 @@ impl Server {
         let local_addr = cores.local_addr();
         let handles = cores.handles().clone();
         let registry = Arc::new(Registry::default());
-        let hub = HubHandle::new(registry.clone(), handles.clone(), &cfg);
+        // This process's instance: gateway ids carry it, and clustered it
+        // is the node id (unless cluster.node_id names one).
+        let instance = crate::gateway::conn_id::random_instance().max(1);
+        let mut cluster = match cfg.cluster.enabled() {
+            true => Some(
+                Cluster::new(&cfg.cluster, instance, &registry)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            false => None,
+        };
+        let instance = cluster.as_ref().map_or(instance, |c| c.node);
+        let uplink = cluster.as_ref().map(|c| c.uplink.clone());
+        let mut hub = HubHandle::new(registry.clone(), handles.clone(), &cfg);
+        if let Some(up) = &uplink {
+            hub = hub.with_uplink(up.clone());
+        }
         let hubs = (0..handles.len())
-            .map(|i| Hub::new(i, cfg.hub.clone(), registry.clone(), handles.clone()))
+            .map(|i| {
+                Hub::new(i, cfg.hub.clone(), registry.clone(), handles.clone())
+                    .with_uplink(uplink.clone())
+            })
             .collect();
         // Made here, at start: never a setting, so never printed.
         let demo_key = cfg.wants_demo_key().then(DemoKey::generate);
         let admission = Arc::new(admission(Admission::new(&cfg, demo_key.clone())));
         let stats = StatsView::new(handles.clone());
         let draining = Arc::new(AtomicBool::new(false));
-        let control = if cfg.admin.listen.is_some() || cfg.gateway.enabled() {
+        let control = if cfg.admin.listen.is_some() || cfg.gateway.enabled() || cluster.is_some() {
             Some(Control::start(&cfg)?)
         } else {
             None
@@ -125,7 +144,6 @@ impl Server {
         // plane's runtime.
         let (link, gateway) = match (&control, cfg.gateway.enabled()) {
             (Some(control), true) => {
-                let instance = crate::gateway::conn_id::random_instance();
                 let (link, events) = Link::new(
                     cfg.gateway.queue_capacity,
                     instance,
@@ -150,6 +168,11 @@ impl Server {
             }
             _ => (None, None),
         };
+        // Clustered: the broker link and presence on the control plane.
+        if let (Some(c), Some(control)) = (&mut cluster, &control) {
+            c.spawn(&control.handle, hub.clone(), registry.clone());
+        }
+        let cluster = cluster.map(Arc::new);
         let admin = match cfg.admin.listen {
             Some(listen) => Some(Admin::bind(
                 listen,
@@ -163,6 +186,7 @@ impl Server {
                     demo_key,
                     started: Instant::now(),
                     gateway: gateway.clone(),
+                    cluster: cluster.clone(),
                 },
             )?),
             None => None,

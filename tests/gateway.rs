@@ -1027,3 +1027,53 @@ fn a_full_connection_queue_answers_429_limit_exceeded_and_loses_nothing_accepted
     assert_eq!(status, 200);
     assert_eq!(ws.read().unwrap(), Message::text("after"));
 }
+
+/// Clustered (two nodes over a private Redis): `@connections` POST and
+/// DELETE on node 2 reach a gateway connection of node 1, whose id names
+/// node 1; GET stays with the connection's own node.
+#[test]
+fn connections_api_reaches_a_connection_on_another_node() {
+    if !common::broker::have_redis("connections_api_reaches_a_connection_on_another_node") {
+        return;
+    }
+    let redis = common::broker::Redis::start();
+    let backend = Backend::start(ok);
+    let node = |id: u32| {
+        let mut cfg = gateway_config(&backend);
+        cfg.cluster.broker = Some(redis.url());
+        cfg.cluster.node_id = id;
+        start(cfg)
+    };
+    let (one, two) = (node(1), node(2));
+    let (mut ws, _) = client(&one, "", &[]).unwrap();
+    let id = last_connect_id(&backend);
+    let path = format!("/production/@connections/{}", enc(&id));
+    let admin2 = two.admin_addr().unwrap();
+    // Node 2's link is up once its own subject is subscribed.
+    assert!(wait(10, || redis.numsub("wsedge:n:2") == Some(1)
+        && redis.numsub("wsedge:n:1") == Some(1)));
+    let (status, _, _) = signed(admin2, "POST", &path, br#"{"via":2}"#, AKID, SECRET);
+    assert_eq!(status, 200);
+    assert_eq!(ws.read().unwrap(), Message::text(r#"{"via":2}"#));
+    let (status, _, _) = signed(admin2, "POST", &path, &[0xff, 0x20, 0x00], AKID, SECRET);
+    assert_eq!(status, 200);
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![0xff, 0x20, 0x00]));
+    let (status, _, _) = signed(admin2, "GET", &path, b"", AKID, SECRET);
+    assert_eq!(status, 410, "GET is answered by the connection's own node");
+    let (status, _, _) = signed(admin2, "DELETE", &path, b"", AKID, SECRET);
+    assert_eq!(status, 204);
+    loop {
+        match ws.read() {
+            Ok(Message::Close(f)) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(1000));
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    for s in [one, two] {
+        s.shutdown();
+        s.join().unwrap();
+    }
+}

@@ -39,6 +39,8 @@ pub struct Scrape<'a> {
     pub draining: bool,
     /// Gateway mode: the gateway's counters.
     pub gateway: Option<&'a crate::gateway::stats::Snapshot>,
+    /// Clustered: the broker link's counters.
+    pub cluster: Option<&'a crate::cluster::LinkStats>,
 }
 
 /// Bucket bounds of the latency histograms, in seconds.
@@ -165,6 +167,56 @@ impl PromWriter {
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// The broker link's families (clustered only).
+fn cluster(w: &mut PromWriter, c: &crate::cluster::LinkStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    w.single(
+        "wsedge_cluster_link_up",
+        "gauge",
+        "1 while the broker link is connected, subscribed and answering probes, else 0 (degraded: only this node's connections are reached).",
+        if c.is_up() { 1.0 } else { 0.0 },
+    );
+    w.single(
+        "wsedge_cluster_forwarded_total",
+        "counter",
+        "Messages handed to the broker for other nodes.",
+        c.forwarded.load(Relaxed) as f64,
+    );
+    w.labelled(
+        "wsedge_cluster_not_forwarded_total",
+        "Messages for other nodes dropped: the link was down, or its queue (cluster.queue_capacity) full.",
+        "reason",
+        [
+            ("link_down", c.not_forwarded_down.load(Relaxed)),
+            ("queue_full", c.not_forwarded_full.load(Relaxed)),
+        ],
+    );
+    w.single(
+        "wsedge_cluster_received_total",
+        "counter",
+        "Messages from other nodes delivered to this node's cores.",
+        c.received.load(Relaxed) as f64,
+    );
+    w.single(
+        "wsedge_cluster_reconnects_total",
+        "counter",
+        "Broker connections made again after a loss.",
+        c.reconnects.load(Relaxed) as f64,
+    );
+    w.single(
+        "wsedge_cluster_probe_failures_total",
+        "counter",
+        "Liveness probes that did not come back within cluster.probe_interval (each one drops and remakes the link).",
+        c.probe_failures.load(Relaxed) as f64,
+    );
+    w.single(
+        "wsedge_cluster_subscriptions",
+        "gauge",
+        "Broker subjects this node subscribes to (channels and users with local members, lingering ones).",
+        c.subscriptions.load(Relaxed) as f64,
+    );
 }
 
 /// The gateway's families (gateway mode only).
@@ -495,6 +547,9 @@ pub fn render(s: &Scrape<'_>) -> String {
     if let Some(g) = s.gateway {
         gateway(&mut w, g);
     }
+    if let Some(c) = s.cluster {
+        cluster(&mut w, c);
+    }
     w.family("wsedge_build_info", "gauge", "The running version.");
     w.sample(
         "wsedge_build_info",
@@ -583,6 +638,7 @@ mod tests {
             uptime_secs: 1.5,
             draining: false,
             gateway: None,
+            cluster: None,
         });
         for want in [
             "wsedge_connections_open{core=\"0\"} 2\n",

@@ -82,6 +82,8 @@ pub struct Parts {
     /// Gateway mode: the gateway, whose `@connections` API this plane
     /// serves and whose counters `/metrics` reports.
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
+    /// Clustered: the broker link's state and the cluster's presence.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A bound admin listener, not yet serving.

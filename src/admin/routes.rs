@@ -15,7 +15,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{metrics, stats_json, status, AdminCtx};
-use crate::hub::{ConnId, HubError, HubHandle};
+use crate::cluster::NodeConn;
+use crate::hub::{HubError, HubHandle};
 use crate::stats::Stats;
 use std::sync::atomic::Ordering;
 
@@ -147,7 +148,7 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
-            match hub.send_to_connection(id, &data) {
+            match hub.send_to_any_connection(id, &data) {
                 Ok(()) => json_response(200, json!({"ok": true})),
                 Err(e) => hub_error(e),
             }
@@ -159,22 +160,44 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
             let code = query_param(query, "code")
                 .and_then(|c| c.parse::<u16>().ok())
                 .unwrap_or(1000);
-            match hub.disconnect(id, code) {
+            match hub.disconnect_any(id, code) {
                 Ok(()) => json_response(200, json!({"ok": true})),
                 Err(e) => hub_error(e),
             }
         }
         (Method::GET, ["api", "channels", name]) => match hub.channel(name) {
-            Ok(info) => json_response(
-                200,
-                json!({"channel": name, "subscribers": info.subscribers, "users": info.users}),
-            ),
+            Ok(mut info) => {
+                // Clustered: the other live nodes' parts too; without the
+                // broker, this node's alone, said so.
+                let partial = ctx
+                    .view
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.presence.as_ref())
+                    .is_some_and(|p| p.channel(name, &mut info).is_err());
+                let mut body =
+                    json!({"channel": name, "subscribers": info.subscribers, "users": info.users});
+                if partial {
+                    body["partial"] = true.into();
+                }
+                json_response(200, body)
+            }
             Err(e) => hub_error(e),
         },
         (Method::GET, ["api", "users", user]) => match hub.user_connections(user) {
             Ok(ids) => {
-                let ids: Vec<String> = ids.iter().map(ConnId::to_string).collect();
-                json_response(200, json!({"user": user, "connections": ids}))
+                let mut ids: Vec<String> = ids.into_iter().map(|id| hub.conn_text(id)).collect();
+                let partial = ctx
+                    .view
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.presence.as_ref())
+                    .is_some_and(|p| p.user(user, &mut ids).is_err());
+                let mut body = json!({"user": user, "connections": ids});
+                if partial {
+                    body["partial"] = true.into();
+                }
+                json_response(200, body)
             }
             Err(e) => hub_error(e),
         },
@@ -203,9 +226,11 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
     }
 }
 
-fn parse_conn(id: &str, hub: &HubHandle) -> Option<ConnId> {
-    let id: ConnId = id.parse().ok()?;
-    hub.is_known_core(id).then_some(id)
+/// A connection id of this node or (clustered) of another: today's
+/// `core-key-gen`, or `node.core-key-gen`.
+fn parse_conn(id: &str, hub: &HubHandle) -> Option<NodeConn> {
+    let id: NodeConn = id.parse().ok()?;
+    hub.locate(id).ok().map(|_| id)
 }
 
 /// The one mapping of a hub refusal to an HTTP answer.
@@ -228,6 +253,7 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
     let latency = view.latency();
     let outbound = view.queued_bytes(ctx.view.config.admin.query_timeout);
     let gateway = ctx.view.gateway.as_ref().map(|g| g.snapshot());
+    let cluster = ctx.view.cluster.as_ref().map(|c| &*c.stats);
     let text = metrics::render(&metrics::Scrape {
         cores: &stats,
         latency: &latency,
@@ -238,6 +264,7 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
         api_sends: ctx.api_sends.load(Ordering::Relaxed),
         admin_panics: ctx.panics.load(Ordering::Relaxed),
         admin_responses: &ctx.responses.snapshot(),
+        cluster,
         admin_connections_refused: ctx.connections_refused.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),

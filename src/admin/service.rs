@@ -271,11 +271,18 @@ fn public(path: &str, ctx: &AdminCtx) -> Option<Reply> {
     match path {
         "/healthz" => return Some(text(200, "ok\n")),
         "/readyz" => {
+            use crate::cluster::Readiness;
+            let cluster = ctx.view.cluster.as_ref().map(|c| c.readiness());
             return Some(if ctx.view.draining.load(Ordering::Acquire) {
                 text(503, "draining\n")
             } else {
-                text(200, "ready\n")
-            })
+                match cluster {
+                    None | Some(Readiness::Ready) => text(200, "ready\n"),
+                    // Serving its own connections; the cluster link is down.
+                    Some(Readiness::Degraded) => text(200, "degraded: cluster link down\n"),
+                    Some(Readiness::Down) => text(503, "degraded: cluster link down\n"),
+                }
+            });
         }
         _ => {}
     }

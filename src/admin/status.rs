@@ -72,5 +72,6 @@ fn gather(ctx: &AdminCtx) -> serde_json::Value {
             "sends": ctx.api_sends.load(Ordering::Relaxed),
             "panics": ctx.panics.load(Ordering::Relaxed),
         },
+        "cluster": view.cluster.as_ref().map(|c| c.stats.json(c.node)),
     })
 }

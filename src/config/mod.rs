@@ -108,6 +108,10 @@ section! {
             /// calls) and serve the @connections management API on the admin
             /// listener. Off until backend is set.
             "gateway" => pub gateway: GatewayConfig;
+            /// Nodes joined over a broker (Redis): cluster-wide channels,
+            /// users, connections and presence. Off until broker is set: then
+            /// the server is one node on its own.
+            "cluster" => pub cluster: ClusterConfig;
             /// permessage-deflate (RFC 7692): compressed messages for clients
             /// that offer it. Off by default (CPU and memory per connection
             /// are the price; see README "Compression").
@@ -591,6 +595,57 @@ impl CompressionConfig {
 }
 
 section! {
+    /// Nodes joined over a broker (`[cluster]`).
+    pub struct ClusterConfig {
+        /// The broker every node of the cluster connects to, e.g.
+        /// "redis://127.0.0.1:6379" (a password goes in the URL:
+        /// redis://:secret@host:6379), or "nats://127.0.0.1:4222" (routing
+        /// only: presence is then node-local); "" = no cluster (one node on
+        /// its own). Secret (the URL may hold a password): prefer
+        /// WSEDGE_CLUSTER_BROKER.
+        #[serde(with = "schema::empty_is_none")]
+        pub broker: Option<String> = None, flag = "broker", secret = true;
+        /// This node's id, 1 to 16777215 (24 bits): it is part of every
+        /// connection id the node gives out, so sends reach the right node.
+        /// 0 = drawn at random when the process starts (stable for its
+        /// life). Two live nodes must not share one.
+        pub node_id: u32 = 0, flag = "node-id";
+        /// Prefix of every broker subject and presence key, so clusters can
+        /// share one broker.
+        pub prefix: String = "wsedge:".into(), flag = "cluster-prefix";
+        /// How long a node that stopped renewing its lease (killed, cut off)
+        /// still counts in presence; its lease is renewed every third of
+        /// this. Seconds are fine for tests.
+        #[serde(with = "humantime_serde")]
+        pub presence_ttl: Duration = Duration::from_secs(30);
+        /// The broker liveness probe: a node publishes to its own subject this
+        /// often and expects it back within the same time; a broker that is
+        /// up but not delivering (SIGSTOPped, wedged) is noticed within two
+        /// intervals, and commands to it time out after one.
+        #[serde(with = "humantime_serde")]
+        pub probe_interval: Duration = Duration::from_secs(2);
+        /// Longest wait between two reconnect attempts (exponential backoff
+        /// from 100 ms, with jitter, up to this).
+        #[serde(with = "humantime_serde")]
+        pub reconnect_backoff_max: Duration = Duration::from_secs(5);
+        /// How long a node stays subscribed to a channel's subject after its
+        /// last local subscriber left (a channel that empties and fills
+        /// again costs no unsubscribe/subscribe pair).
+        #[serde(with = "humantime_serde")]
+        pub unsubscribe_linger: Duration = Duration::from_secs(2);
+        /// Messages for other nodes queued on their way to the broker. A
+        /// message that finds it full is dropped and counted
+        /// (wsedge_cluster_not_forwarded_total{reason="queue_full"}); 65 536
+        /// absorbs a broker round trip at high rates.
+        pub queue_capacity: usize = 65_536;
+        /// true: /readyz answers 503 while the broker link is down (this node
+        /// then only reaches its own connections). false (default): 200 with
+        /// "degraded" in the body, so a load balancer keeps the node.
+        pub required: bool = false;
+    }
+}
+
+section! {
     /// Graceful shutdown (`[shutdown]`).
     pub struct ShutdownConfig {
         /// On SIGTERM/SIGINT the server stops accepting, /readyz turns 503,
@@ -661,6 +716,49 @@ impl TokenConfig {
             .iter()
             .chain(&self.key_previous)
             .map(String::as_str)
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the node joins a cluster (a broker is set).
+    pub fn enabled(&self) -> bool {
+        self.broker.is_some()
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.node_id > 0xFF_FFFF {
+            return Err(invalid("cluster.node_id", "must be 0 (random) to 16777215"));
+        }
+        let Some(broker) = &self.broker else {
+            return Ok(());
+        };
+        // Never quote the URL: it may hold a password.
+        if !broker.starts_with("redis://") && !broker.starts_with("nats://") {
+            return Err(invalid(
+                "cluster.broker",
+                "must be a redis:// or nats:// URL",
+            ));
+        }
+        if self
+            .prefix
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(invalid("cluster.prefix", "no spaces or control characters"));
+        }
+        for (key, d) in [
+            ("cluster.presence_ttl", self.presence_ttl),
+            ("cluster.probe_interval", self.probe_interval),
+            ("cluster.reconnect_backoff_max", self.reconnect_backoff_max),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(invalid(key, "must be at least 100ms"));
+            }
+        }
+        if self.queue_capacity == 0 {
+            return Err(invalid("cluster.queue_capacity", "must be more than 0"));
+        }
+        Ok(())
     }
 }
 
@@ -881,6 +979,7 @@ impl Config {
             ));
         }
         self.gateway.validate()?;
+        self.cluster.validate()?;
         self.compression.validate()?;
         if let Some(listen) = a.listen {
             if a.key.is_none() && !listen.ip().is_loopback() {
@@ -942,6 +1041,29 @@ mod tests {
         assert_eq!(key(&c), "admission.ipv6_prefix");
         c.admission.ipv6_prefix = 128;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_and_never_quote_the_broker_url() {
+        let err = |cfg: &Config| cfg.validate().unwrap_err();
+        let mut c = Config::default();
+        c.cluster.presence_ttl = Duration::ZERO;
+        assert!(c.validate().is_ok(), "no broker: not checked");
+        c.cluster.node_id = 1 << 24;
+        assert_eq!(err(&c).key, "cluster.node_id");
+        c.cluster.node_id = 0;
+        c.cluster.broker = Some("http://:hunter2@b:1".into());
+        let e = err(&c);
+        assert_eq!(e.key, "cluster.broker");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        c.cluster.broker = Some("nats://127.0.0.1:4222".into());
+        assert_eq!(err(&c).key, "cluster.presence_ttl");
+        c.cluster.presence_ttl = Duration::from_secs(1);
+        assert!(c.validate().is_ok());
+        c.cluster.broker = Some("redis://:hunter2@127.0.0.1:6379".into());
+        assert!(c.validate().is_ok());
+        c.cluster.queue_capacity = 0;
+        assert_eq!(err(&c).key, "cluster.queue_capacity");
     }
 
     #[test]

@@ -223,6 +223,33 @@ fn operate(gw: &Gateway, method: &Method, target: Target, body: Bytes) -> Reply 
     let Ok(gid) = id_text.parse::<GatewayId>() else {
         return aws_error(400, "BadRequestException", "invalid connection id");
     };
+    // Clustered, another node's id: a POST or DELETE goes to that node
+    // through the broker (whether the connection is still there is known
+    // only there: answered as done once handed over). GET and channel
+    // membership are answered by the connection's own node only.
+    if gid.instance() != gw.instance && gw.hub.node().is_some() {
+        let forwarded = match (method, &channel) {
+            (&Method::POST, None) => gw.hub.forward_frame(
+                gid.instance(),
+                gid.conn(),
+                std::str::from_utf8(&body).is_ok(),
+                body,
+            ),
+            (&Method::DELETE, None) => gw.hub.disconnect_any(
+                crate::cluster::NodeConn {
+                    node: Some(gid.instance()),
+                    conn: gid.conn(),
+                },
+                crate::protocol::close::code::NORMAL,
+            ),
+            _ => return gone(),
+        };
+        return match forwarded {
+            Ok(()) if method == Method::POST => empty(200),
+            Ok(()) => empty(204),
+            Err(_) => limit_exceeded(),
+        };
+    }
     // Another instance's id (an earlier run): gone here.
     if gid.instance() != gw.instance || gw.registry.get(gid).is_none() {
         return gone();

@@ -99,6 +99,8 @@ pub struct Hub {
     counters: Arc<CoreCounters>,
     /// Reused key lists for fan-outs.
     scratch: Vec<u32>,
+    /// Clustered: the way to the other nodes.
+    uplink: Option<crate::cluster::Uplink>,
 }
 
 impl Hub {
@@ -117,7 +119,16 @@ impl Hub {
             cores,
             counters,
             scratch: Vec::new(),
+            uplink: None,
         }
+    }
+
+    /// This hub, with its publishes also going to the other nodes of the
+    /// cluster through `uplink` (never waited on: a full queue or a down
+    /// link drops the cross-node copy, counted there).
+    pub fn with_uplink(mut self, uplink: Option<crate::cluster::Uplink>) -> Self {
+        self.uplink = uplink;
+        self
     }
 
     fn member(&self, key: usize) -> Option<&Member> {
@@ -318,6 +329,9 @@ impl Hub {
         if let (mask, Some(name)) = others {
             let target = Target::Channel(name.clone());
             route::to_cores(&self.cores, mask, target, &frame, at);
+        }
+        if let Some(up) = &self.uplink {
+            up.publish(&channel.into(), data);
         }
         let mut keys = self.take_scratch();
         if let Some(set) = self.index.subscribers(channel) {

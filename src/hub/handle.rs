@@ -21,6 +21,7 @@ use super::id::ConnId;
 use super::protocol;
 use super::registry::{CoreMask, Registry};
 use super::route;
+use crate::cluster::{NodeConn, Out, Uplink};
 use crate::config::Config;
 use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Membership, Posted, Target};
 
@@ -47,6 +48,8 @@ pub struct HubHandle {
     /// (`admin.query_timeout`); a core that has not answered by then is
     /// left out.
     query_timeout: Duration,
+    /// Clustered: the way to the other nodes.
+    uplink: Option<Uplink>,
 }
 
 impl HubHandle {
@@ -57,7 +60,30 @@ impl HubHandle {
             cores,
             max_channel_len: cfg.hub.max_channel_len,
             query_timeout: cfg.admin.query_timeout,
+            uplink: None,
         }
+    }
+
+    /// This handle, with publishes and sends also going to the other
+    /// nodes of the cluster through `uplink`.
+    pub fn with_uplink(mut self, uplink: Uplink) -> Self {
+        self.uplink = Some(uplink);
+        self
+    }
+
+    /// This node's id, when clustered.
+    pub fn node(&self) -> Option<u32> {
+        self.uplink.as_ref().map(Uplink::node)
+    }
+
+    /// The text form of a connection id of this node: `core-key-gen`, or
+    /// `node.core-key-gen` when clustered.
+    pub fn conn_text(&self, conn: ConnId) -> String {
+        NodeConn {
+            node: self.node(),
+            conn,
+        }
+        .to_string()
     }
 
     /// True if `channel` is a name clients may use (so a publish to it
@@ -69,7 +95,21 @@ impl HubHandle {
     /// Publishes `data` on `channel` to every subscriber on every core,
     /// encoded once. Returns how many cores it was handed to (a core whose
     /// inbox is full misses it, counted there).
+    /// Clustered, it also goes to the other nodes (one broker publish).
     pub fn publish(&self, channel: &str, data: &RawValue) -> Result<u32, HubError> {
+        if !self.is_valid_channel(channel) {
+            return Err(HubError::InvalidChannel);
+        }
+        let cores = self.publish_local(channel, data)?;
+        if let Some(up) = &self.uplink {
+            up.publish(&channel.into(), data);
+        }
+        Ok(cores)
+    }
+
+    /// [`HubHandle::publish`] to this node's subscribers only (what a
+    /// publish from another node takes here).
+    pub fn publish_local(&self, channel: &str, data: &RawValue) -> Result<u32, HubError> {
         if !self.is_valid_channel(channel) {
             return Err(HubError::InvalidChannel);
         }
@@ -87,8 +127,17 @@ impl HubHandle {
         ))
     }
 
-    /// Sends `data` to every connection of `user`; false if it has none.
+    /// Sends `data` to every connection of `user`; false if it has none
+    /// on this node. Clustered, it also goes to the other nodes.
     pub fn send_to_user(&self, user: &str, data: &RawValue) -> bool {
+        if let Some(up) = &self.uplink {
+            up.send_to_user(user, data);
+        }
+        self.send_to_user_local(user, data)
+    }
+
+    /// [`HubHandle::send_to_user`] on this node only.
+    pub fn send_to_user_local(&self, user: &str, data: &RawValue) -> bool {
         let at = Instant::now();
         let frame = route::direct_frame(data);
         let Some((name, mask)) = self.registry.users.mask(user) else {
@@ -122,6 +171,74 @@ impl HubHandle {
             Ok(())
         } else {
             Err(HubError::Busy)
+        }
+    }
+
+    /// Where a connection id of the admin API points: this node's
+    /// connection (`Ok(Some)`), another node's (`Ok(None)`: only a
+    /// clustered node forwards), or nothing (`Err`).
+    pub fn locate(&self, id: NodeConn) -> Result<Option<ConnId>, HubError> {
+        match (id.node, self.node()) {
+            (None, _) => self.core_of(id.conn).map(|_| Some(id.conn)),
+            (Some(n), Some(me)) if n == me => self.core_of(id.conn).map(|_| Some(id.conn)),
+            (Some(_), Some(_)) => Ok(None),
+            (Some(_), None) => Err(HubError::UnknownConnection),
+        }
+    }
+
+    /// Sends `data` to a connection on this node or, clustered, on the
+    /// node its id names (`Busy` if the link to it is down or full).
+    pub fn send_to_any_connection(&self, id: NodeConn, data: &RawValue) -> Result<(), HubError> {
+        match self.locate(id)? {
+            Some(conn) => self.send_to_connection(conn, data),
+            None => self.forward(Out::Send {
+                node: id.node.unwrap_or_default(),
+                conn: id.conn,
+                data: data.get().into(),
+            }),
+        }
+    }
+
+    /// Closes a connection on this node or, clustered, on the node its id
+    /// names.
+    pub fn disconnect_any(&self, id: NodeConn, code: u16) -> Result<(), HubError> {
+        if !crate::protocol::close::is_valid_close_code(code) {
+            return Err(HubError::InvalidCloseCode);
+        }
+        match self.locate(id)? {
+            Some(conn) => self.disconnect(conn, code),
+            None => self.forward(Out::Close {
+                node: id.node.unwrap_or_default(),
+                conn: id.conn,
+                code,
+            }),
+        }
+    }
+
+    /// Clustered: hands a raw message for connection `conn` of node
+    /// `node` to the broker (the gateway's `@connections` POST to another
+    /// node's connection). `Busy` if the link is down or full,
+    /// `UnknownConnection` on a node on its own.
+    pub fn forward_frame(
+        &self,
+        node: u32,
+        conn: ConnId,
+        text: bool,
+        body: bytes::Bytes,
+    ) -> Result<(), HubError> {
+        self.forward(Out::Frame {
+            node,
+            conn,
+            text,
+            body,
+        })
+    }
+
+    fn forward(&self, out: Out) -> Result<(), HubError> {
+        match &self.uplink {
+            Some(up) if up.send(out) => Ok(()),
+            Some(_) => Err(HubError::Busy),
+            None => Err(HubError::UnknownConnection),
         }
     }
 

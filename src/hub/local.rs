@@ -55,6 +55,7 @@ impl Index {
                 shared: Cached::Present(shared.join(&n, core)),
             };
             self.names.insert(n.clone(), local);
+            shared.touched(&n);
             return Some(n);
         };
         let n = n.clone();
@@ -64,7 +65,11 @@ impl Index {
             local.shared = Cached::Present(shared.join(&n, core));
             self.cached_only -= 1;
         }
-        local.keys.insert(key).then_some(n)
+        let added = local.keys.insert(key);
+        if added {
+            shared.touched(&n);
+        }
+        added.then_some(n)
     }
 
     /// Removes `key`; true if it was there.
@@ -78,7 +83,10 @@ impl Index {
         if local.keys.is_empty() {
             if let Some((n, _)) = self.names.remove_entry(name) {
                 shared.leave(&n, core);
+                shared.touched(&n);
             }
+        } else if let Some((n, _)) = self.names.get_key_value(name) {
+            shared.touched(n);
         }
         true
     }
@@ -98,6 +106,7 @@ impl Index {
         for name in empty {
             self.names.remove(&name);
             shared.leave(&name, core);
+            shared.touched(&name);
         }
         removed
     }

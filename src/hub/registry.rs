@@ -113,6 +113,22 @@ pub enum Lookup {
     Absent { shard: usize, epoch: u64 },
 }
 
+/// Which of the registry's maps a name is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Channel,
+    User,
+}
+
+/// Told (clustered) whenever a name's local membership changes on any
+/// core: a member added or removed. Called on the core, so it must be
+/// quick and never block (the cluster records the name and wakes its
+/// task). Not on the per-message path.
+pub trait Watch: Send + Sync {
+    /// `name`'s members changed on some core.
+    fn touched(&self, kind: Kind, name: &Arc<str>);
+}
+
 /// One shard's names.
 type Shard = FxHashMap<Arc<str>, Arc<Entry>>;
 
@@ -123,6 +139,8 @@ pub struct Names {
     epochs: [Epoch; SHARDS],
     /// Names with a non-empty mask.
     len: AtomicU64,
+    /// Clustered: who is told of membership changes, set once at start.
+    watch: std::sync::OnceLock<(Kind, Arc<dyn Watch>)>,
 }
 
 impl Names {
@@ -164,6 +182,31 @@ impl Names {
             map.remove(name);
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Has `watch` told of every membership change of these names as
+    /// `kind` from now on (once, before the cores start; later calls are
+    /// ignored).
+    pub fn set_watch(&self, kind: Kind, watch: Arc<dyn Watch>) {
+        let _ = self.watch.set((kind, watch));
+    }
+
+    /// A core added or removed a member of `name` (tells the watcher, if
+    /// any).
+    #[inline]
+    pub fn touched(&self, name: &Arc<str>) {
+        if let Some((kind, w)) = self.watch.get() {
+            w.touched(*kind, name);
+        }
+    }
+
+    /// Every name with members now (one read lock per shard): for the
+    /// cluster's resynchronisation after a broker reconnect.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.shards
+            .read_each()
+            .flat_map(|shard| shard.keys().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// The name's entry now (one read lock), or an "absent" mark.

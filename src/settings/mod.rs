@@ -325,7 +325,8 @@ mod tests {
                 "token.key_previous",
                 "admin.key",
                 "gateway.access_key_id",
-                "gateway.secret_access_key"
+                "gateway.secret_access_key",
+                "cluster.broker"
             ]
         );
     }

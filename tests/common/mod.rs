@@ -3,6 +3,8 @@
 //! client.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

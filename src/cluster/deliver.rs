@@ -1,0 +1,141 @@
+//! What both broker links do with a message, whatever the bus: turn an
+//! [`Out`] into a subject and a payload, and hand a received message to
+//! the cores (or to the probe).
+//!
+//! Owns: [`encode`], [`inbound`] and the [`Naming`] of subjects per bus.
+//! Must not touch: connections to a broker (the links), any core's state
+//! (only [`HubHandle`]: bounded inboxes, never waited on).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::value::RawValue;
+
+use super::probe::Probe;
+use super::wire::{self, Envelope, Subject};
+use super::{LinkStats, Out};
+use crate::hub::HubHandle;
+
+/// How subjects are spelled on a bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// Redis channel names: any bytes, so the name itself.
+    Redis,
+    /// NATS subjects: `.`-separated tokens without spaces or wildcards, so
+    /// names are base64url-encoded.
+    Nats,
+}
+
+impl Naming {
+    /// The subject's name on this bus.
+    pub fn subject(self, prefix: &str, s: &Subject<'_>) -> String {
+        match self {
+            Naming::Redis => wire::subject(prefix, s),
+            Naming::Nats => wire::nats_subject(prefix, s),
+        }
+    }
+}
+
+/// The subject and payload of one outgoing message from node `node`.
+pub fn encode(naming: Naming, prefix: &str, node: u32, out: Out) -> (String, Vec<u8>) {
+    let subject = |s: &Subject<'_>| naming.subject(prefix, s);
+    match out {
+        Out::Channel { channel, data } => (
+            subject(&Subject::channel(&channel)),
+            wire::encode(node, &Envelope::Data(&data)),
+        ),
+        Out::User { user, data } => (
+            subject(&Subject::user(&user)),
+            wire::encode(node, &Envelope::Data(&data)),
+        ),
+        Out::Send {
+            node: to,
+            conn,
+            data,
+        } => (
+            subject(&Subject::Node(to)),
+            wire::encode(node, &Envelope::Send { conn, data: &data }),
+        ),
+        Out::Close {
+            node: to,
+            conn,
+            code,
+        } => (
+            subject(&Subject::Node(to)),
+            wire::encode(node, &Envelope::Close { conn, code }),
+        ),
+        Out::Frame {
+            node: to,
+            conn,
+            text,
+            body,
+        } => (
+            subject(&Subject::Node(to)),
+            wire::encode(
+                node,
+                &Envelope::Frame {
+                    conn,
+                    text,
+                    body: &body,
+                },
+            ),
+        ),
+    }
+}
+
+/// One message received on `subject` (parsed; `None` when not ours):
+/// to the cores, unless it is node `node`'s own (already delivered here)
+/// or not ours to read; a probe of our own goes to `probe`.
+pub fn inbound(
+    hub: &HubHandle,
+    stats: &LinkStats,
+    node: u32,
+    subject: Option<Subject<'_>>,
+    payload: &[u8],
+    probe: &mut Probe,
+) {
+    let node_subject = matches!(subject, Some(Subject::Node(_)));
+    let Some((origin, env)) = wire::decode(payload, node_subject) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if let Envelope::Probe(seq) = env {
+        if origin == node {
+            probe.returned(seq, std::time::Instant::now());
+        }
+        return;
+    }
+    if origin == node {
+        return;
+    }
+    let data = |d: &str| {
+        serde_json::from_str::<&RawValue>(d)
+            .ok()
+            .map(|r| r.to_owned())
+    };
+    let delivered = match (subject, env) {
+        (Some(Subject::Channel(ch)), Envelope::Data(d)) => {
+            data(d).map(|raw| hub.publish_local(&ch, &raw)).is_some()
+        }
+        (Some(Subject::User(u)), Envelope::Data(d)) => data(d)
+            .map(|raw| hub.send_to_user_local(&u, &raw))
+            .is_some(),
+        (Some(Subject::Node(n)), Envelope::Send { conn, data: d }) if n == node => data(d)
+            .map(|raw| hub.send_to_connection(conn, &raw))
+            .is_some(),
+        (Some(Subject::Node(n)), Envelope::Frame { conn, text, body }) if n == node => {
+            let frame = crate::hub::protocol::data_frame(text, body);
+            let _ = hub.send_frame(conn, frame);
+            true
+        }
+        (Some(Subject::Node(n)), Envelope::Close { conn, code }) if n == node => {
+            let _ = hub.disconnect(conn, code);
+            true
+        }
+        _ => false,
+    };
+    if delivered {
+        stats.received.fetch_add(1, Ordering::Relaxed);
+    } else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,230 @@
+//! A private Redis for the cluster tests: `redis-server` on a free
+//! loopback port, no persistence, killed (by its PID) on drop; and the
+//! one-line skip when it is not installed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{skip_unless_required, wait_until};
+
+/// True if `redis-server` runs here; otherwise skips `test` (one line) or,
+/// with `WSEDGE_REQUIRE_BROKERS=1`, fails it.
+pub fn have_redis(test: &str) -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip_unless_required(
+            "WSEDGE_REQUIRE_BROKERS",
+            test,
+            "redis-server is not installed",
+        );
+    }
+    ok
+}
+
+/// A private redis-server on a loopback port, killed (by its PID) on drop.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        for _ in 0..20 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut r = Redis { port, child: None };
+            if r.spawn() {
+                return r;
+            }
+        }
+        panic!("no redis-server could start on a free port");
+    }
+
+    /// Starts it on its port; true once it answers PING.
+    pub fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let up = wait_until(Duration::from_secs(5), || {
+            self.cmd(&["PING"]).is_some_and(|r| r.contains("PONG"))
+        });
+        if !up {
+            self.kill();
+        }
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One command, its raw RESP reply (`None`: no answer within 2 s).
+    pub fn cmd(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// How many connections subscribe to `subject`.
+    pub fn numsub(&self, subject: &str) -> Option<u64> {
+        let r = self.cmd(&["PUBSUB", "NUMSUB", subject])?;
+        r.rsplit(':').next()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.kill();
+    }
+}
+
+/// The nats-server binary, if installed (Debian puts it in /usr/sbin).
+pub fn nats_binary(test: &str) -> Option<String> {
+    let found = ["nats-server", "/usr/sbin/nats-server"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(String::from);
+    if found.is_none() {
+        skip_unless_required(
+            "WSEDGE_REQUIRE_BROKERS",
+            test,
+            "nats-server is not installed",
+        );
+    }
+    found
+}
+
+/// A private nats-server on a loopback port with its monitoring port,
+/// killed (by its PID) on drop.
+pub struct Nats {
+    pub port: u16,
+    pub monitor: u16,
+    binary: String,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start(binary: &str) -> Nats {
+        for _ in 0..20 {
+            let free = || {
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            };
+            let mut n = Nats {
+                port: free(),
+                monitor: free(),
+                binary: binary.into(),
+                child: None,
+            };
+            if n.spawn() {
+                return n;
+            }
+        }
+        panic!("no nats-server could start on a free port");
+    }
+
+    /// Starts it on its ports; true once its monitor answers.
+    pub fn spawn(&mut self) -> bool {
+        let child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let up = wait_until(Duration::from_secs(5), || self.subscriptions().is_some());
+        if !up {
+            self.kill();
+        }
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Subscriptions the server holds (its /subsz), `None` if it does
+    /// not answer.
+    pub fn subscriptions(&self) -> Option<u64> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.monitor)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /subsz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let body = text.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["num_subscriptions"].as_u64()
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.kill();
+    }
+}
