@@ -27,7 +27,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use wsedge::conn::outbound::MAX_IOVECS;
-use wsedge::conn::{Conn, Ctx, Event, Tally};
+use wsedge::conn::{Codecs, Conn, Ctx, Event, Tally};
 use wsedge::hub::protocol::message_frame;
 use wsedge::hub::{LocalHub, Registry};
 use wsedge::protocol::encoder::FrameEncoder;
@@ -62,6 +62,7 @@ fn open_conns(n: usize, cfg: &Config, enc: &mut FrameEncoder) -> Vec<Conn> {
                 epoch: now,
                 cfg,
                 enc: &mut *enc,
+                codecs: &mut Codecs::new(),
                 tally: &mut tally,
             };
             c.handle_read(&mut BytesMut::from(UPGRADE));
@@ -79,6 +80,7 @@ fn open_conns(n: usize, cfg: &Config, enc: &mut FrameEncoder) -> Vec<Conn> {
 fn fanout(c: &mut Criterion) {
     let cfg = Config::default();
     let mut enc = FrameEncoder::new();
+    let mut codecs = Codecs::new();
     let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
     let mut g = c.benchmark_group("fanout");
     for (n, guarded) in [
@@ -104,6 +106,7 @@ fn fanout(c: &mut Criterion) {
                     epoch: now,
                     cfg: &cfg,
                     enc: &mut enc,
+                    codecs: &mut codecs,
                     tally: &mut tally,
                 };
                 for c in conns.iter_mut() {

@@ -16,7 +16,7 @@ impl ProtocolError {
     /// The close code sent to the peer for this error (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::InvalidUtf8 => code::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::BadCompressedData => code::INVALID_PAYLOAD,
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => code::MESSAGE_TOO_BIG,
             _ => code::PROTOCOL_ERROR,
         }
@@ -276,6 +276,7 @@ mod tests {
     fn protocol_errors_map_to_rfc_close_codes() {
         assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
         assert_eq!(ProtocolError::MessageTooLarge { max: 1 }.close_code(), 1009);
+        assert_eq!(ProtocolError::BadCompressedData.close_code(), 1007);
         assert_eq!(ProtocolError::ReservedBits.close_code(), 1002);
         assert_eq!(ProtocolError::InvalidCloseCode(5).close_code(), 1002);
     }

@@ -4,10 +4,11 @@
 //! (web/wsedge.js) in two pages — a line typed in one appears in the
 //! other — kicks the demo's connection through the admin API and watches
 //! it reconnect with a fresh token, and reads the status page (`/`). It
-//! runs twice: with the embedded defaults (no token key: the demo's tokens
+//! runs three times: with the embedded defaults (no token key: the demo's tokens
 //! come from its ephemeral key, `POST /api/demo/tokens`), which is what
-//! `cargo run --release -- serve` gives a newcomer, and with a token key
-//! (`POST /api/tokens`). Screenshots land in `target/browser/` and
+//! `cargo run --release -- serve` gives a newcomer, with a token key
+//! (`POST /api/tokens`), and with `--compression on` (the page's WebSocket
+//! must have negotiated permessage-deflate; the first two check it did not). Screenshots land in `target/browser/` and
 //! `target/browser/token-key/`. A third test (`cross_origin.mjs`) is the
 //! attacker's side of issue 13: a page from another loopback origin, and
 //! one reached through a rebound DNS name, try to mint a token and to
@@ -39,7 +40,15 @@ const REQUIRE: &str = "WSEDGE_REQUIRE_BROWSER";
 /// no attempt limit (the test reconnects from one IP) and two cores.
 #[test]
 fn demo_with_the_embedded_defaults_in_chromium() {
-    run_e2e(&[], "demo", "");
+    run_e2e(&[], "demo", "", "off");
+}
+
+/// With compression on, Chromium's permessage-deflate offer is agreed to
+/// (the page's `ws.extensions`), and the demo works over it: chat lines
+/// fanned out compressed, published ones too.
+#[test]
+fn demo_with_compression_on_in_chromium() {
+    run_e2e(&["--compression", "on"], "demo", "compression", "on");
 }
 
 /// With a token key the demo takes its tokens from `POST /api/tokens`.
@@ -48,7 +57,7 @@ fn demo_with_a_token_key_in_chromium() {
     let mut key = [0u8; 16];
     getrandom::fill(&mut key).unwrap();
     let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    run_e2e(&["--token-key", &key], "tokens", "token-key");
+    run_e2e(&["--token-key", &key], "tokens", "token-key", "off");
 }
 
 /// Chromium, node and playwright-core, or `None` after printing why not
@@ -160,7 +169,8 @@ fn a_cross_origin_page_can_neither_mint_nor_publish() {
 
 /// wss:// in Chromium: the status page over https (the admin listener
 /// reusing the [tls] certificate made here), and from it an echo over
-/// `wss://`; `wss.mjs` checks the replies and the clean close, here the
+/// `wss://` with permessage-deflate negotiated (compression on); `wss.mjs`
+/// checks the replies, the extension and the clean close, here the
 /// server's TLS counters. Chromium trusts the certificate through
 /// `--ignore-certificate-errors-spki-list`, in this test only. The other
 /// browser tests run over plain http and ws, unchanged.
@@ -189,6 +199,8 @@ fn echo_over_wss_in_chromium() {
         "--tls-key",
         &key,
         "--admin-tls",
+        "--compression",
+        "on",
     ]);
     server.drain_log();
     let admin = server.addr("admin");
@@ -217,8 +229,9 @@ fn echo_over_wss_in_chromium() {
 }
 
 /// Starts `wsedge serve` with `extra` flags, runs e2e.mjs against it
-/// expecting the token `flow`, with screenshots in `target/browser/<shots>`.
-fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
+/// expecting the token `flow` and permessage-deflate `compression` ("on"
+/// or "off"), with screenshots in `target/browser/<shots>`.
+fn run_e2e(extra: &[&str], flow: &str, shots: &str, compression: &str) {
     let Some((chromium, dir)) = browser_ready() else {
         return;
     };
@@ -248,6 +261,7 @@ fn run_e2e(extra: &[&str], flow: &str, shots: &str) {
     node.arg(dir.join("e2e.mjs"))
         .env("WSEDGE_ADMIN", format!("http://{admin}"))
         .env("WSEDGE_EXPECT_FLOW", flow)
+        .env("WSEDGE_EXPECT_COMPRESSION", compression)
         .env("WSEDGE_SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", &chromium);
     let (status, output) = run_bounded(node, E2E_LIMIT);

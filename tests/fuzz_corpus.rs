@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and its harness.
-const TARGETS: [(&str, Harness); 7] = [
+const TARGETS: [(&str, Harness); 8] = [
     ("frame_parser", wsedge::fuzzing::frame_parser),
     ("frame_differential", wsedge::fuzzing::frame_differential),
     ("handshake", |data| {
@@ -22,6 +22,7 @@ const TARGETS: [(&str, Harness); 7] = [
     ("connection", wsedge::fuzzing::connection),
     ("client_request", wsedge::fuzzing::client_request),
     ("deflate_offer", wsedge::fuzzing::deflate_offer),
+    ("deflate_inflate", wsedge::fuzzing::deflate_inflate),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -108,6 +109,11 @@ fn client_request_corpus_replays_cleanly() {
 #[test]
 fn deflate_offer_corpus_replays_cleanly() {
     replay_target("deflate_offer");
+}
+
+#[test]
+fn deflate_inflate_corpus_replays_cleanly() {
+    replay_target("deflate_inflate");
 }
 
 #[test]

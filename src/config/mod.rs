@@ -115,6 +115,10 @@ section! {
             /// users, connections and presence. Off until broker is set: then
             /// the server is one node on its own.
             "cluster" => pub cluster: ClusterConfig;
+            /// permessage-deflate (RFC 7692): compressed messages for clients
+            /// that offer it. Off by default (CPU and memory per connection
+            /// are the price; see README "Compression").
+            "compression" => pub compression: CompressionConfig;
             /// Graceful shutdown on SIGTERM/SIGINT.
             "shutdown" => pub shutdown: ShutdownConfig;
             /// Logging.
@@ -515,6 +519,92 @@ section! {
         /// Custom routes: [[gateway.routes]] key = "sendMessage", url =
         /// "http://127.0.0.1:8000/ws/sendMessage", two_way = false.
         pub routes: Vec<GatewayRoute> = Vec::new();
+    }
+}
+
+/// A feature that is either on or off, written `on`/`off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    #[default]
+    Off,
+}
+
+section! {
+    /// permessage-deflate (`[compression]`): what the server accepts of a
+    /// client's offer and how it compresses. Memory per compressing
+    /// connection is bounded by the window sizes; inflating is bounded by
+    /// connection.max_message_size.
+    pub struct CompressionConfig {
+        /// "on" answers a client's permessage-deflate offer (browsers and
+        /// most libraries make one); "off" (default, as uWebSockets and
+        /// Centrifugo) never compresses.
+        pub mode: Switch = Switch::Off, flag = "compression";
+        /// Reset the server's compressor after every message. true (default):
+        /// a connection keeps no compressor between messages (the core's
+        /// shared one serves all), and a published message is compressed
+        /// once per core for all its subscribers; false: repeated content
+        /// compresses about twice as well, at ≈ 400 KiB per connection with
+        /// client context takeover too (PERF.md "Compression").
+        pub server_no_context_takeover: bool = true;
+        /// Ask clients to reset theirs after every message. true (default):
+        /// the server keeps no inflater window per connection (the core's
+        /// shared inflater serves all); what clients send compresses less.
+        pub client_no_context_takeover: bool = true;
+        /// Largest LZ77 window the server compresses with, 9 to 15 (zlib
+        /// cannot compress with 8); smaller saves some memory with context
+        /// takeover (≈ 300 KiB instead of ≈ 420 KiB per connection at 10
+        /// bits both ways), costs ratio.
+        pub server_max_window_bits: u8 = 15;
+        /// Largest window the server asks clients to compress with, 8 to
+        /// 15 (sent only to clients that offered client_max_window_bits).
+        pub client_max_window_bits: u8 = 15;
+        /// Messages shorter than this many bytes are sent uncompressed:
+        /// deflate's block overhead and the CPU are not worth it on short
+        /// payloads.
+        pub min_size: usize = 64, flag = "compression-min-size";
+        /// zlib compression level, 0 (stored) to 9 (smallest). 1: on a
+        /// 1.3 KiB JSON message it costs a third of the CPU of zlib's
+        /// default 6 for a 10-point worse ratio (PERF.md "Compression");
+        /// an edge server is CPU-bound long before it is bandwidth-bound.
+        pub level: u32 = 1;
+    }
+}
+
+impl CompressionConfig {
+    /// Whether the server negotiates permessage-deflate at all.
+    pub fn enabled(&self) -> bool {
+        self.mode == Switch::On
+    }
+
+    /// The negotiation policy these settings give.
+    pub fn policy(&self) -> crate::protocol::deflate_offer::DeflatePolicy {
+        crate::protocol::deflate_offer::DeflatePolicy {
+            server_no_context_takeover: self.server_no_context_takeover,
+            client_no_context_takeover: self.client_no_context_takeover,
+            server_max_window_bits: self.server_max_window_bits,
+            client_max_window_bits: self.client_max_window_bits,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(9..=15).contains(&self.server_max_window_bits) {
+            return Err(invalid(
+                "compression.server_max_window_bits",
+                "must be 9 to 15",
+            ));
+        }
+        if !(8..=15).contains(&self.client_max_window_bits) {
+            return Err(invalid(
+                "compression.client_max_window_bits",
+                "must be 8 to 15",
+            ));
+        }
+        if self.level > 9 {
+            return Err(invalid("compression.level", "must be 0 to 9"));
+        }
+        Ok(())
     }
 }
 
@@ -963,6 +1053,7 @@ impl Config {
         }
         self.gateway.validate()?;
         self.cluster.validate()?;
+        self.compression.validate()?;
         if let Some(listen) = a.listen {
             if a.key.is_none() && !listen.ip().is_loopback() {
                 return Err(invalid(

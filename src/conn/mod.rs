@@ -41,6 +41,7 @@
 //! virtual time for the unit tests, the `connection` fuzz target and the
 //! allocation bench.
 
+pub mod compress;
 pub mod outbound;
 pub mod reason;
 #[cfg(any(test, fuzzing, feature = "testing"))]
@@ -55,11 +56,14 @@ use crate::config::{Config, ConnConfig, RatePolicy};
 use crate::error::{ProtocolError, Rejection};
 use crate::limits::TokenBucket;
 use crate::protocol::close::{code, parse_close_payload};
+use crate::protocol::deflate_offer::{self, Agreed};
 use crate::protocol::encoder::FrameEncoder;
 use crate::protocol::handshake::{self, UpgradeRequest};
 use crate::protocol::utf8::Utf8Validator;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
+use compress::Deflate;
+pub use compress::{Codecs, SharedFrame};
 pub use outbound::OutQueue;
 pub use reason::EndReason;
 
@@ -109,6 +113,9 @@ pub struct Ctx<'a> {
     /// and what the handshake needs).
     pub cfg: &'a Config,
     pub enc: &'a mut FrameEncoder,
+    /// The core's shared compressors and inflaters (permessage-deflate
+    /// without context takeover) and their scratch buffer.
+    pub codecs: &'a mut Codecs,
     pub tally: &'a mut Tally,
 }
 
@@ -200,6 +207,9 @@ pub use crate::config::SlowConsumerPolicy;
 #[derive(Debug)]
 struct Assembly {
     text: bool,
+    /// The first frame had RSV1: `buf` is compressed, inflated (and
+    /// UTF-8-checked) once the last frame is in.
+    compressed: bool,
     buf: BytesMut,
 }
 
@@ -241,6 +251,8 @@ pub struct Conn {
     end: Option<EndReason>,
     /// What is needed only now and then; `None` when all of it is empty.
     cold: Option<Box<Cold>>,
+    /// permessage-deflate, only on connections that agreed it.
+    deflate: Option<Box<Deflate>>,
 }
 
 /// The rarely used part of a connection, in one box allocated on first
@@ -293,6 +305,13 @@ struct Limiter {
     policy: RatePolicy,
 }
 
+/// An upper bound on the size of a frame of `plain_len` bytes once its
+/// payload is compressed: deflate adds at most 5 bytes per 16 KiB stored
+/// block, plus a few for the block headers and the frame header's growth.
+fn deflate_bound(plain_len: usize) -> usize {
+    plain_len + plain_len / 16_384 * 5 + 64
+}
+
 impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request.
     /// `epoch` is tick 0 of its deadlines (see [`Tick`]).
@@ -312,6 +331,7 @@ impl Conn {
             held: false,
             last_message: 0,
             end: None,
+            deflate: None,
             cold: config.rate_limit.buckets().map(|r| {
                 Box::new(Cold {
                     limiter: Some(Limiter {
@@ -377,6 +397,17 @@ impl Conn {
     /// Why the connection ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.end
+    }
+
+    /// The permessage-deflate parameters agreed in the upgrade, if any.
+    pub fn compression(&self) -> Option<&Agreed> {
+        self.deflate.as_deref().map(Deflate::agreed)
+    }
+
+    /// Whether the connection keeps a compressor or inflater of its own
+    /// (context takeover, after its first compressed message).
+    pub fn holds_codecs(&self) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.holds_coders())
     }
 
     /// Bytes waiting in the outbound queue.
@@ -602,10 +633,54 @@ impl Conn {
             return false;
         }
         let op = if text { OpCode::Text } else { OpCode::Binary };
-        self.out.push_frame(ctx.enc.frame(op, payload));
+        match self.deflate.as_mut() {
+            Some(d) if payload.len() >= ctx.cfg.compression.min_size => {
+                let level = ctx.cfg.compression.level;
+                self.out
+                    .push(d.encode(op, &payload, level, ctx.codecs, ctx.enc));
+            }
+            _ => self.out.push_frame(ctx.enc.frame(op, payload)),
+        }
         ctx.tally.frames_out += 1;
         ctx.tally.messages_out += 1;
         true
+    }
+
+    /// Queues a published frame shared by many connections, as
+    /// [`Conn::push_frame`] does, compressed when this connection agreed
+    /// permessage-deflate and the message is at least
+    /// `compression.min_size`: without server context takeover the frame
+    /// compressed once for this window (`shared` caches it for the next
+    /// connection), with it compressed by this connection's own context.
+    pub fn push_shared(&mut self, shared: &mut SharedFrame, ctx: &mut Ctx<'_>) -> Push {
+        let Some(d) = self.deflate.as_mut() else {
+            return self.push_frame(shared.plain().clone(), ctx);
+        };
+        if self.phase != Phase::Open {
+            return Push::NotOpen;
+        }
+        let c = &ctx.cfg.compression;
+        let room = ctx
+            .cfg
+            .conn
+            .max_pending_bytes
+            .saturating_sub(self.out.len());
+        let frame = match shared.message() {
+            Some((op, payload)) if payload.len() >= c.min_size => match d.shared_window() {
+                Some(bits) => shared.compressed(bits, c.level, ctx.codecs, ctx.enc),
+                // With context takeover a message once compressed is in
+                // the peer's window: compress only what is sure to be
+                // queued (else the plain frame meets the slow-consumer
+                // policy, and may still be queued: plain is always valid).
+                None if deflate_bound(shared.plain().len()) <= room => {
+                    Some(d.encode(op, &payload, c.level, ctx.codecs, ctx.enc))
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let frame = frame.unwrap_or_else(|| shared.plain().clone());
+        self.push_frame(frame, ctx)
     }
 
     /// Queues a frame encoded elsewhere (a fan-out shared by many
@@ -841,9 +916,22 @@ impl Conn {
         let Some(req) = self.cold.as_mut().and_then(|c| c.upgrade.take()) else {
             return;
         };
+        let comp = &ctx.cfg.compression;
+        let agreed = comp
+            .enabled()
+            .then(|| deflate_offer::negotiate(req.extension_offers(), &comp.policy()))
+            .flatten();
+        let answer = agreed.map(|a| a.to_string());
         let mut resp = BytesMut::new();
-        handshake::write_accept(&mut resp, &req, &ctx.cfg.handshake(), protocol);
+        handshake::write_accept_ext(
+            &mut resp,
+            &req,
+            &ctx.cfg.handshake(),
+            protocol,
+            answer.as_deref(),
+        );
         self.out.push(resp.freeze());
+        self.deflate = agreed.map(|a| Box::new(Deflate::new(a)));
         self.phase = Phase::Open;
         self.report |= REPORT_OPENED;
         self.next_ping = ctx.deadline(ctx.cfg.conn.ping_interval);
@@ -900,10 +988,14 @@ impl Conn {
     /// part for it (a fresh one if there is none) and put back only while
     /// it holds a partial frame.
     fn read_frames(&mut self, buf: &mut BytesMut, ctx: &mut Ctx<'_>) -> Option<Event> {
+        let fresh = || FrameDecoder::new(Role::Server).with_rsv1(self.deflate.is_some());
         let mut dec = match self.cold.as_mut() {
             Some(c) => std::mem::replace(&mut c.decoder, FrameDecoder::new(Role::Server)),
-            None => FrameDecoder::new(Role::Server),
+            None => fresh(),
         };
+        if dec.pending_header().is_none() {
+            dec = fresh();
+        }
         let ev = self.read_frames_with(&mut dec, buf, ctx);
         if dec.pending_header().is_some() {
             self.cold().decoder = dec;
@@ -960,9 +1052,12 @@ impl Conn {
         if self.phase != Phase::Open {
             return Ok(());
         }
-        let text = match dec.pending_header().map(|h| h.opcode) {
-            Some(OpCode::Text) => self.assembly().is_none(),
-            Some(OpCode::Continuation) => self.assembly().is_some_and(|a| a.text),
+        // A compressed message is checked once inflated.
+        let text = match dec.pending_header() {
+            Some(h) if h.opcode == OpCode::Text => self.assembly().is_none() && !h.rsv1,
+            Some(h) if h.opcode == OpCode::Continuation => {
+                self.assembly().is_some_and(|a| a.text && !a.compressed)
+            }
             _ => false,
         };
         if !text {
@@ -997,6 +1092,7 @@ impl Conn {
     ) -> Result<Option<Event>, ProtocolError> {
         let Frame {
             fin,
+            rsv1,
             opcode,
             payload,
             streamed,
@@ -1019,6 +1115,22 @@ impl Conn {
                     return Err(ProtocolError::MessageTooLarge { max });
                 }
                 let text = opcode == OpCode::Text;
+                if rsv1 {
+                    // The decoder lets RSV1 through only when compression
+                    // was agreed.
+                    if fin {
+                        let payload = self.inflate(text, &payload, ctx)?;
+                        return Ok(self.deliver(text, payload, ctx));
+                    }
+                    let mut buf = BytesMut::with_capacity(payload.len().max(1024));
+                    buf.extend_from_slice(&payload);
+                    self.cold().assembly = Some(Assembly {
+                        text,
+                        compressed: true,
+                        buf,
+                    });
+                    return Ok(None);
+                }
                 if text {
                     self.utf8
                         .feed(&payload[streamed..])
@@ -1032,7 +1144,11 @@ impl Conn {
                 } else {
                     let mut buf = BytesMut::with_capacity(payload.len().max(1024));
                     buf.extend_from_slice(&payload);
-                    self.cold().assembly = Some(Assembly { text, buf });
+                    self.cold().assembly = Some(Assembly {
+                        text,
+                        compressed: false,
+                        buf,
+                    });
                 }
             }
             OpCode::Continuation => {
@@ -1042,7 +1158,7 @@ impl Conn {
                 if asm.buf.len() + payload.len() > max {
                     return Err(ProtocolError::MessageTooLarge { max });
                 }
-                if asm.text {
+                if asm.text && !asm.compressed {
                     self.utf8
                         .feed(&payload[streamed..])
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -1054,6 +1170,10 @@ impl Conn {
                         .as_mut()
                         .and_then(|c| c.assembly.take())
                         .expect("checked above");
+                    if asm.compressed {
+                        let payload = self.inflate(asm.text, &asm.buf, ctx)?;
+                        return Ok(self.deliver(asm.text, payload, ctx));
+                    }
                     if asm.text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
@@ -1084,6 +1204,26 @@ impl Conn {
         Ok(None)
     }
 
+    /// Inflates a whole compressed message (bounded by
+    /// `max_message_size`) and checks a text message's UTF-8.
+    fn inflate(
+        &mut self,
+        text: bool,
+        compressed: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Bytes, ProtocolError> {
+        let max = ctx.cfg.conn.max_message_size;
+        let d = self
+            .deflate
+            .as_mut()
+            .expect("RSV1 is only let through when compression was agreed");
+        let payload = d.inflate(compressed, max, ctx.codecs)?;
+        if text && std::str::from_utf8(&payload).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(payload)
+    }
+
     /// A complete message: counted and charged to the rate limiter, then
     /// delivered unless that closed the connection.
     #[inline]
@@ -1097,3 +1237,5 @@ impl Conn {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compress;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::outbound::MAX_IOVECS;
-use super::{Conn, Ctx, Event, Tally};
+use super::{Codecs, Conn, Ctx, Event, Tally};
 use crate::config::{Config, ConnConfig};
 use crate::error::Rejection;
 use crate::protocol::encoder::FrameEncoder;
@@ -107,6 +107,8 @@ pub struct Driver {
     /// The server's settings: the defaults around the connection's own.
     pub cfg: Config,
     pub enc: FrameEncoder,
+    /// The "core's" shared compressors (permessage-deflate).
+    pub codecs: Codecs,
     pub tally: Tally,
     /// Virtual time: starts at the wall clock's `now`, then moves only
     /// when told.
@@ -134,6 +136,7 @@ impl Driver {
             conn: Conn::new(now, now, &cfg),
             cfg,
             enc: FrameEncoder::new(),
+            codecs: Codecs::new(),
             tally: Tally::default(),
             now,
             epoch: now,
@@ -147,6 +150,7 @@ impl Driver {
             epoch: self.epoch,
             cfg: &self.cfg,
             enc: &mut self.enc,
+            codecs: &mut self.codecs,
             tally: &mut self.tally,
         };
         f(&mut self.conn, &mut ctx)

@@ -42,7 +42,7 @@ use super::routes::{Route, Routes};
 use crate::admission::{self, Admission, Admitted, ClientIp, Decision, Ticket, Verdict};
 use crate::config::Config;
 use crate::conn::outbound::MAX_IOVECS;
-use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Tally};
+use crate::conn::{Codecs, Conn, Ctx, EndReason, Event, Phase, Tally};
 use crate::error::Rejection;
 use crate::hub::{ConnId, Hub};
 use crate::inbox::{CoreHandle, Inbox};
@@ -62,6 +62,7 @@ macro_rules! ctx {
             epoch: $core.start,
             cfg: &$core.cfg,
             enc: &mut $core.enc,
+            codecs: &mut $core.codecs,
             tally: &mut $core.tally,
         }
     };
@@ -181,6 +182,9 @@ pub(crate) struct Core {
     next_gen: u32,
     pub(super) rx: BytesMut,
     pub(super) enc: FrameEncoder,
+    /// Compressors and inflaters shared by the core's connections
+    /// (permessage-deflate without context takeover).
+    pub(super) codecs: Codecs,
     pub(super) tally: Tally,
     pub(super) counters: Arc<CoreCounters>,
     /// Set once shutdown began.
@@ -242,6 +246,7 @@ impl Core {
             next_gen: 0,
             rx: BytesMut::new(),
             enc: FrameEncoder::new(),
+            codecs: Codecs::new(),
             tally: Tally::default(),
             counters,
             drain: None,
@@ -1052,12 +1057,14 @@ mod tests {
             ("OutQueue", size_of::<crate::conn::OutQueue>()),
         ];
         eprintln!("{sizes:?}");
-        // Slot: 160 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 16 B more). TLS sessions live
-        // beside the slab (`engine::tls::TlsPlane`), not in it.
+        // Slot: 168 B in a release build (mio's `TcpStream` carries a
+        // selector id with debug assertions: 16 B more). Conn: 120 B, and
+        // 8 more for the permessage-deflate box (issue 16; `None` unless
+        // the connection agreed compression). TLS sessions live beside the
+        // slab (`engine::tls::TlsPlane`), not in it.
         for (name, size, max) in [
-            ("Conn", size_of::<Conn>(), 120),
-            ("Slot", size_of::<Slot>(), 176),
+            ("Conn", size_of::<Conn>(), 128),
+            ("Slot", size_of::<Slot>(), 184),
             ("FrameDecoder", sizes[2].1, 32),
             ("OutQueue", sizes[3].1, 48),
         ] {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::core::{ctx, Core};
-use crate::conn::{Ctx, EndReason, Push};
+use crate::conn::{Ctx, EndReason, Push, SharedFrame};
 use crate::hub::{Fanout, Output};
 use crate::inbox::{Command, Posted};
 
@@ -29,6 +29,23 @@ impl Core {
         };
         let mut ctx = ctx!(self, now);
         let res = slot.conn.push_frame(frame, &mut ctx);
+        self.pushed(key, res, now)
+    }
+
+    /// Queues a published frame for one connection (compressed if it
+    /// agreed permessage-deflate: once per window size for all of them
+    /// when their parameters allow sharing, see [`SharedFrame`]).
+    fn push_shared_to(&mut self, key: usize, frame: &mut SharedFrame, now: Instant) -> Push {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return Push::NotOpen;
+        };
+        let mut ctx = ctx!(self, now);
+        let res = slot.conn.push_shared(frame, &mut ctx);
+        self.pushed(key, res, now)
+    }
+
+    /// Counts and follows up on what a push did.
+    fn pushed(&mut self, key: usize, res: Push, now: Instant) -> Push {
         match res {
             Push::Queued => self.mark_dirty(key),
             Push::Dropped => self.counters.dropped_slow_consumer.add(1),
@@ -56,6 +73,7 @@ impl Core {
     /// Queues one frame on every connection of a fan-out.
     pub(super) fn push_fanout(&mut self, fanout: Fanout, now: Instant) {
         let Fanout { keys, frame, at } = fanout;
+        let mut frame = SharedFrame::new(frame);
         let mut queued = 0;
         for &key in &keys {
             // Per delivery: a panic in one connection's part closes that
@@ -68,7 +86,7 @@ impl Core {
                     core.faults
                         .fire(key, gen, crate::panics::fault::Trigger::Delivery);
                 }
-                core.push_to(key, frame.clone(), now)
+                core.push_shared_to(key, &mut frame, now)
             });
             queued += u64::from(pushed == Some(Push::Queued));
         }

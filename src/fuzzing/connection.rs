@@ -8,7 +8,10 @@
 //! Checks: phases only move forward and events come in order; messages
 //! only while open, within limits, text as UTF-8; the output is one HTTP
 //! response, then whole unmasked frames, nothing after a close frame,
-//! valid close codes; every queued message arrives intact and in order;
+//! valid close codes; every queued message arrives intact and in order
+//! (inflated first when compressed: flag bit 6 turns permessage-deflate on
+//! and makes every upgrade request offer it, so compressed client frames,
+//! broken ones and compressed echoes are exercised too);
 //! the out queue stays bounded; deadlines after `handle_timeout` are in
 //! the future; the counters match (the full list is on [`connection`]).
 //!
@@ -24,12 +27,13 @@ use bytes::{Bytes, BytesMut};
 
 use super::{unmask_scalar, Input};
 use crate::admission::Refusal;
-use crate::config::ConnConfig;
+use crate::config::{CompressionConfig, ConnConfig, Switch};
 use crate::conn::testing::{App, Driver};
 use crate::conn::{Conn, Ctx, EndReason, Event, Phase, Push, SlowConsumerPolicy, Tally};
 use crate::engine::{Route, Routes};
 use crate::error::Rejection;
 use crate::protocol::close::is_valid_close_code;
+use crate::protocol::deflate::{MessageDeflater, MessageInflater};
 use crate::protocol::frame::encode_frame;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
@@ -61,9 +65,19 @@ const APP_CLOSE_CODES: [u16; 8] = [1000, 1001, 1008, 1011, 1005, 3000, 4000, 499
 /// whether admission defers its answer (flag bit 5). Durations are never
 /// zero: a zero interval would be a configuration that asks for a busy
 /// loop, which the config layer is responsible for refusing.
-fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool) {
+fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool, Option<CompressionConfig>) {
     let ms = Duration::from_millis;
     let flags = inp.byte();
+    // Bit 6: permessage-deflate on (bit 7: every message compressed, else
+    // from 64 bytes); the upgrade requests then offer it.
+    let compression = (flags & 0x40 != 0).then(|| CompressionConfig {
+        mode: Switch::On,
+        min_size: if flags & 0x80 != 0 { 0 } else { 64 },
+        // Shared with other settings' bits, to keep older inputs' meaning.
+        server_no_context_takeover: flags & 8 != 0,
+        client_no_context_takeover: flags & 16 != 0,
+        ..CompressionConfig::default()
+    });
     let cfg = ConnConfig {
         max_request_bytes: if flags & 1 == 0 { 8192 } else { 200 },
         max_headers: if flags & 2 == 0 { 32 } else { 4 },
@@ -88,8 +102,12 @@ fn conn_config(inp: &mut Input<'_>) -> (ConnConfig, bool) {
         idle_timeout: inp.pick(&[None, Some(ms(60_000)), Some(ms(1)), Some(ms(400))]),
         close_timeout: inp.pick(&[ms(5_000), ms(1), ms(200)]),
     };
-    (cfg, flags & 0x20 != 0)
+    (cfg, flags & 0x20 != 0, compression)
 }
+
+/// The permessage-deflate offer added to every upgrade request when the
+/// run has compression on.
+const OFFER: &[u8] = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
 
 /// Appends a client frame with the header fields as given (so also broken
 /// ones): `len_form` 0 is the minimal length encoding, 1 forces 16 bits,
@@ -153,6 +171,9 @@ struct Peer {
     /// Data frames queued for the peer (`send_message` said yes, or
     /// `push_frame` queued), in order: each must arrive intact.
     expected: VecDeque<(OpCode, Bytes)>,
+    /// permessage-deflate as the `101` agreed it: the peer's inflater for
+    /// RSV1 frames and its own compressor for what it sends.
+    deflate: Option<(MessageInflater, MessageDeflater)>,
 }
 
 impl Peer {
@@ -166,6 +187,7 @@ impl Peer {
             close_seen: false,
             frames: 0,
             expected: VecDeque::new(),
+            deflate: None,
         }
     }
 
@@ -192,6 +214,21 @@ impl Peer {
                             .headers
                             .iter()
                             .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept")));
+                        let ext = resp
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                            .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                        if let Some(ext) = ext {
+                            assert!(ext.starts_with("permessage-deflate"), "{ext}");
+                            let server_nct = ext.contains("server_no_context_takeover");
+                            let client_nct = ext.contains("client_no_context_takeover");
+                            self.decoder = FrameDecoder::new(Role::Client).with_rsv1(true);
+                            self.deflate = Some((
+                                MessageInflater::new(15, server_nct),
+                                MessageDeflater::new(15, client_nct, 6),
+                            ));
+                        }
                         self.stage = PeerStage::Frames;
                     } else {
                         let body_left = resp
@@ -234,18 +271,25 @@ impl Peer {
         );
         self.frames += 1;
         assert!(frame.fin, "the server sends whole messages");
+        let data = if frame.rsv1 {
+            let (inflater, _) = self.deflate.as_mut().expect("RSV1 only when agreed");
+            let mut out = Vec::new();
+            inflater
+                .inflate(&frame.payload, usize::MAX >> 1, &mut out)
+                .expect("the server's compressed frame inflates");
+            Bytes::from(out)
+        } else {
+            frame.payload.clone()
+        };
         if matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
             let (opcode, payload) = self.expected.pop_front().expect("a data frame nobody sent");
             assert_eq!(frame.opcode, opcode, "data frame type");
-            assert!(frame.payload == payload, "data frame payload corrupted");
+            assert!(data == payload, "data frame payload corrupted");
         }
         match frame.opcode {
             OpCode::Continuation => panic!("the server never fragments"),
             OpCode::Text => {
-                assert!(
-                    std::str::from_utf8(&frame.payload).is_ok(),
-                    "text frame is UTF-8"
-                )
+                assert!(std::str::from_utf8(&data).is_ok(), "text frame is UTF-8")
             }
             OpCode::Binary | OpCode::Ping | OpCode::Pong => {}
             OpCode::Close => {
@@ -398,6 +442,8 @@ impl App for Server {
 /// The connection (through the shared test driver), the server, and the
 /// peer's side of the socket.
 struct Sim {
+    /// Upgrade requests offer permessage-deflate (compression is on).
+    offer: bool,
     d: Driver,
     server: Server,
     /// Bytes the peer sent that the "socket" holds until the driver reads.
@@ -408,9 +454,21 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(cfg: ConnConfig, read_chunk: usize, refusal: Option<Refusal>, defer: bool) -> Self {
+    fn new(
+        cfg: ConnConfig,
+        compression: Option<CompressionConfig>,
+        read_chunk: usize,
+        refusal: Option<Refusal>,
+        defer: bool,
+    ) -> Self {
+        let offer = compression.is_some();
         Self {
-            d: Driver::new(cfg),
+            offer,
+            d: Driver::with_config(crate::config::Config {
+                conn: cfg,
+                compression: compression.unwrap_or_default(),
+                ..crate::config::Config::default()
+            }),
             server: Server {
                 routes: Routes::default(),
                 refusal,
@@ -520,7 +578,14 @@ impl Sim {
         match inp.byte() % 12 {
             0 => {
                 let req = inp.pick(&UPGRADES);
-                self.socket_in.extend_from_slice(req);
+                match req.strip_suffix(b"\r\n") {
+                    Some(head) if self.offer => {
+                        self.socket_in.extend_from_slice(head);
+                        self.socket_in.extend_from_slice(OFFER);
+                        self.socket_in.extend_from_slice(b"\r\n");
+                    }
+                    _ => self.socket_in.extend_from_slice(req),
+                }
             }
             1 => {
                 let n = usize::from(inp.byte());
@@ -556,6 +621,17 @@ impl Sim {
                     // A close frame with a code worth trying.
                     let code = inp.pick(&[1000, 1001, 1005, 1006, 999, 1016, 3000, 4999, 5000]);
                     payload[..2].copy_from_slice(&u16::to_be_bytes(code));
+                }
+                let mut rsv = rsv;
+                if flags & 4 != 0 {
+                    // Compressed by the peer's own compressor (if agreed),
+                    // RSV1 set: valid on a message's first frame only.
+                    if let Some((_, deflater)) = self.server.peer.deflate.as_mut() {
+                        let mut c = Vec::new();
+                        deflater.compress(&payload, &mut c);
+                        payload = c;
+                        rsv = 0x40;
+                    }
                 }
                 let b0 = (u8::from(fin) << 7) | rsv | opcode;
                 let mut wire = Vec::new();
@@ -713,7 +789,7 @@ pub fn connection(data: &[u8]) {
 /// frames the peer received.
 fn simulate(data: &[u8]) -> (Tally, u64) {
     let mut inp = Input::new(data);
-    let (cfg, defer) = conn_config(&mut inp);
+    let (cfg, defer, compression) = conn_config(&mut inp);
     let read_chunk = inp.pick(&[65536, 1, 2, 7, 64, 1000]);
     let refusal = inp.pick(&[
         None,
@@ -722,7 +798,7 @@ fn simulate(data: &[u8]) -> (Tally, u64) {
         Some(Refusal::TooManyAttempts { retry_after: 30 }),
         Some(Refusal::ServerFull),
     ]);
-    let mut sim = Sim::new(cfg, read_chunk, refusal, defer);
+    let mut sim = Sim::new(cfg, compression, read_chunk, refusal, defer);
     while !inp.is_empty() && !sim.d.conn.is_dead() {
         sim.step(&mut inp);
     }
@@ -757,5 +833,33 @@ mod tests {
         data.extend_from_slice(&[10, 6]);
         let (tally, frames) = simulate(&data);
         assert_eq!((tally.messages_in, tally.messages_out, frames), (1, 1, 1));
+    }
+
+    /// The input of a run with compression on (context takeover as
+    /// `flags` bits 3-4 say): two compressed client messages echoed.
+    pub(crate) fn compressed_echo_input(flags: u8) -> Vec<u8> {
+        let mut data = vec![0x40 | flags];
+        data.extend_from_slice(&[0; 11]);
+        data.extend_from_slice(&[0, 0]); // upgrade /echo, offering deflate
+        for _ in 0..2 {
+            // A text frame compressed by the peer (flags bit 2), 100 bytes.
+            data.extend_from_slice(&[2, 4, 0, 0, 1, 2, 3, 4, 100]);
+            data.extend(b"compress me ".iter().cycle().take(100));
+        }
+        data.extend_from_slice(&[10, 6]);
+        data
+    }
+
+    #[test]
+    fn connection_inflates_and_echoes_compressed_messages() {
+        for flags in [0, 0x18, 0x80] {
+            let data = compressed_echo_input(flags);
+            let (tally, frames) = simulate(&data);
+            assert_eq!(
+                (tally.messages_in, tally.messages_out, frames),
+                (2, 2, 2),
+                "flags {flags:#x}"
+            );
+        }
     }
 }

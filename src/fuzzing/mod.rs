@@ -12,6 +12,7 @@
 //! | [`utf8_incremental`](fn@utf8_incremental) | `Utf8Validator` over random cuts | agrees with `std::str::from_utf8` on the whole and on every prefix it has seen (fail fast, never early) |
 //! | [`connection`](fn@connection) | one `Conn` through a random life, driven as a core drives it | see [`connection`](fn@connection); among them: no frame after a close frame, valid close codes, bounded out queue, every queued message arrives intact, deadlines after `handle_timeout` are in the future |
 //! | [`deflate_offer`](fn@deflate_offer) | permessage-deflate negotiation over arbitrary extension lines | an answer only for an offer naming it; windows within bounds; policy's no-context-takeover kept; the answer agreed to again unchanged |
+//! | [`deflate_inflate`](fn@deflate_inflate) | permessage-deflate inflating, arbitrary bytes or round-tripped messages, under a size limit | output and reserved memory within the limit (plus one step); `Ok` within it; messages round-trip or are `TooBig` exactly when over it |
 //! | [`client_request`](fn@client_request) | the hub's JSON request parser and the frames answering it | an accepted request is a JSON object whose fields say the same; `data` is carried byte for byte; every answer frame is one well-formed text frame of valid JSON |
 //!
 //! Owns: invariant checks over arbitrary input and the tiny byte decoder the
@@ -30,6 +31,7 @@
 
 mod client_request;
 mod connection;
+mod deflate_inflate;
 mod deflate_offer;
 mod frame_differential;
 mod frame_parser;
@@ -38,6 +40,7 @@ mod utf8_incremental;
 
 pub use client_request::client_request;
 pub use connection::connection;
+pub use deflate_inflate::deflate_inflate;
 pub use deflate_offer::deflate_offer;
 pub use frame_differential::frame_differential;
 pub use frame_parser::frame_parser;

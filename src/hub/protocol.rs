@@ -159,6 +159,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 fn text_frame(json: &[u8]) -> Bytes {
     let header = FrameHeader {
         fin: true,
+        rsv1: false,
         opcode: OpCode::Text,
         mask: None,
         payload_len: json.len() as u64,
@@ -175,6 +176,7 @@ fn text_frame(json: &[u8]) -> Bytes {
 pub fn data_frame(text: bool, payload: &[u8]) -> Bytes {
     let header = FrameHeader {
         fin: true,
+        rsv1: false,
         opcode: if text { OpCode::Text } else { OpCode::Binary },
         mask: None,
         payload_len: payload.len() as u64,

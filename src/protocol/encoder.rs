@@ -10,7 +10,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::close::encode_close;
-use super::frame::{encode_frame, FrameHeader, OpCode};
+use super::frame::{encode_frame, encode_frame_rsv1, FrameHeader, OpCode};
 
 /// Payloads up to this size are copied next to their header (one iovec,
 /// cheaper than a second slice); larger ones are sent as their own slice.
@@ -68,14 +68,29 @@ impl FrameEncoder {
 
     /// Encodes one server frame with an explicit FIN bit.
     pub fn fragment(&mut self, fin: bool, opcode: OpCode, payload: Bytes) -> Encoded {
+        self.encode(fin, false, opcode, payload)
+    }
+
+    /// Encodes a final server frame whose payload is a compressed message
+    /// (RSV1 set: permessage-deflate), copied from the compressor's
+    /// scratch buffer: header and payload in one contiguous `Bytes` (a
+    /// fan-out queues it on many connections).
+    pub fn compressed(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        self.room(payload.len() + 10);
+        encode_frame_rsv1(&mut self.arena, true, true, opcode, payload);
+        self.arena.split().freeze()
+    }
+
+    fn encode(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: Bytes) -> Encoded {
         if payload.len() <= INLINE_PAYLOAD_MAX {
             self.room(payload.len() + 10);
-            encode_frame(&mut self.arena, fin, opcode, &payload);
+            encode_frame_rsv1(&mut self.arena, fin, rsv1, opcode, &payload);
             Encoded::One(self.arena.split().freeze())
         } else {
             self.room(10);
             FrameHeader {
                 fin,
+                rsv1,
                 opcode,
                 mask: None,
                 payload_len: payload.len() as u64,

@@ -50,6 +50,10 @@ pub enum ProtocolError {
     /// A text message or close reason that is not valid UTF-8.
     #[error("invalid UTF-8 in text payload")]
     InvalidUtf8,
+    /// A compressed message (permessage-deflate) that is not valid
+    /// DEFLATE data.
+    #[error("compressed message is not valid DEFLATE data")]
+    BadCompressedData,
     /// A close frame with a one-byte payload.
     #[error("close frame payload of one byte")]
     CloseFrameTooShort,

@@ -3,7 +3,9 @@
 //! Owns: parsing frame headers out of a `BytesMut`, enforcing every framing
 //! rule that needs no extension (RSV bits, opcodes, control-frame size and
 //! fragmentation, the 64-bit length MSB, masking direction, the frame size
-//! limit), unmasking payloads in place and handing them out as zero-copy
+//! limit) and the one framing rule of permessage-deflate (RFC 7692 §6.1:
+//! RSV1, when the extension was agreed, only on a data message's first
+//! frame — the decoder is told whether it was, [`FrameDecoder::with_rsv1`]), unmasking payloads in place and handing them out as zero-copy
 //! `Bytes` slices; and encoding (never masked) server frames.
 //! Must not touch: message assembly, UTF-8, close codes, sockets or time.
 //!
@@ -72,6 +74,8 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: "this message is compressed" (permessage-deflate).
+    pub rsv1: bool,
     pub opcode: OpCode,
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
@@ -87,15 +91,33 @@ impl FrameHeader {
         role: Role,
         max_payload: u64,
     ) -> Result<Option<(Self, usize)>, ProtocolError> {
+        Self::parse_ext(buf, role, max_payload, false)
+    }
+
+    /// [`FrameHeader::parse`], with RSV1 allowed (`rsv1_allowed`: the
+    /// permessage-deflate extension was agreed) on text, binary and — the
+    /// caller checks that it starts no message — nothing else: RSV1 on a
+    /// control or continuation frame is [`ProtocolError::ReservedBits`]
+    /// either way (RFC 7692 §6.1), as are RSV2 and RSV3.
+    pub fn parse_ext(
+        buf: &[u8],
+        role: Role,
+        max_payload: u64,
+        rsv1_allowed: bool,
+    ) -> Result<Option<(Self, usize)>, ProtocolError> {
         if buf.len() < 2 {
             return Ok(None);
         }
         let (b0, b1) = (buf[0], buf[1]);
-        if b0 & 0x70 != 0 {
+        if b0 & 0x30 != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         let fin = b0 & 0x80 != 0;
+        let rsv1 = b0 & 0x40 != 0;
         let opcode = OpCode::from_u8(b0 & 0x0f)?;
+        if rsv1 && !(rsv1_allowed && matches!(opcode, OpCode::Text | OpCode::Binary)) {
+            return Err(ProtocolError::ReservedBits);
+        }
         let masked = b1 & 0x80 != 0;
         match (role, masked) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
@@ -149,6 +171,7 @@ impl FrameHeader {
         Ok(Some((
             Self {
                 fin,
+                rsv1,
                 opcode,
                 mask,
                 payload_len,
@@ -169,7 +192,7 @@ impl FrameHeader {
 
     /// Appends this header to `out`.
     pub fn encode(&self, out: &mut impl BufMut) {
-        let b0 = (u8::from(self.fin) << 7) | self.opcode.as_u8();
+        let b0 = (u8::from(self.fin) << 7) | (u8::from(self.rsv1) << 6) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         out.put_u8(b0);
         match self.payload_len {
@@ -193,6 +216,8 @@ impl FrameHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1 (only ever set when the decoder allowed it).
+    pub rsv1: bool,
     pub opcode: OpCode,
     /// The payload, unmasked; a zero-copy slice of the receive buffer.
     pub payload: Bytes,
@@ -210,7 +235,9 @@ struct Pending {
     /// Payload bytes already unmasked in place (and handed out).
     unmasked: u64,
     mask: Option<[u8; 4]>,
-    fin: bool,
+    /// FIN (0x80) and RSV1 (0x40), as in the first header byte (one byte
+    /// for both keeps this at 24).
+    bits: u8,
     opcode: OpCode,
     /// At most 14.
     header_len: u8,
@@ -219,7 +246,8 @@ struct Pending {
 impl Pending {
     fn header(&self) -> FrameHeader {
         FrameHeader {
-            fin: self.fin,
+            fin: self.bits & 0x80 != 0,
+            rsv1: self.bits & 0x40 != 0,
             opcode: self.opcode,
             mask: self.mask,
             payload_len: self.payload_len,
@@ -243,6 +271,8 @@ impl Pending {
 /// settings rather than keep a copy).
 pub struct FrameDecoder {
     role: Role,
+    /// Whether RSV1 may start a data message (permessage-deflate agreed).
+    rsv1: bool,
     pending: Option<Pending>,
 }
 
@@ -251,8 +281,17 @@ impl FrameDecoder {
     pub fn new(role: Role) -> Self {
         Self {
             role,
+            rsv1: false,
             pending: None,
         }
+    }
+
+    /// This decoder, letting RSV1 through on text and binary frames when
+    /// `allowed` (permessage-deflate was agreed; see
+    /// [`FrameHeader::parse_ext`]).
+    pub fn with_rsv1(mut self, allowed: bool) -> Self {
+        self.rsv1 = allowed;
+        self
     }
 
     /// Header of the frame currently arriving, if its header is complete.
@@ -271,14 +310,16 @@ impl FrameDecoder {
         if let Some(p) = self.pending {
             return Ok(Some(p));
         }
-        let Some((header, header_len)) = FrameHeader::parse(buf, self.role, max_frame)? else {
+        let Some((header, header_len)) =
+            FrameHeader::parse_ext(buf, self.role, max_frame, self.rsv1)?
+        else {
             return Ok(None);
         };
         let p = Pending {
             payload_len: header.payload_len,
             unmasked: 0,
             mask: header.mask,
-            fin: header.fin,
+            bits: (u8::from(header.fin) << 7) | (u8::from(header.rsv1) << 6),
             opcode: header.opcode,
             header_len: header_len as u8,
         };
@@ -312,7 +353,8 @@ impl FrameDecoder {
             apply_mask(&mut payload[unmasked..], key, unmasked);
         }
         Ok(Some(Frame {
-            fin: p.fin,
+            fin: p.bits & 0x80 != 0,
+            rsv1: p.bits & 0x40 != 0,
             opcode: p.opcode,
             payload: payload.freeze(),
             streamed: unmasked,
@@ -340,8 +382,21 @@ impl FrameDecoder {
 
 /// Appends an unmasked server frame (header and payload) to `out`.
 pub fn encode_frame(out: &mut BytesMut, fin: bool, opcode: OpCode, payload: &[u8]) {
+    encode_frame_rsv1(out, fin, false, opcode, payload);
+}
+
+/// [`encode_frame`] with the RSV1 bit given (a compressed message's first
+/// frame).
+pub fn encode_frame_rsv1(
+    out: &mut BytesMut,
+    fin: bool,
+    rsv1: bool,
+    opcode: OpCode,
+    payload: &[u8],
+) {
     let header = FrameHeader {
         fin,
+        rsv1,
         opcode,
         mask: None,
         payload_len: payload.len() as u64,
@@ -362,6 +417,7 @@ pub fn encode_masked_frame(
 ) {
     let header = FrameHeader {
         fin,
+        rsv1: false,
         opcode,
         mask: Some(key),
         payload_len: payload.len() as u64,

@@ -130,6 +130,15 @@ impl UpgradeRequest {
             .flat_map(|(_, v)| v.split(|&b| b == b',').map(<[u8]>::trim_ascii))
     }
 
+    /// Every `Sec-WebSocket-Extensions` header value, in order (those that
+    /// are not UTF-8 are skipped: no extension token could be in them).
+    /// What to make of them is the caller's (`deflate_offer::negotiate`).
+    pub fn extension_offers(&self) -> impl Iterator<Item = &str> {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
     /// Index into [`HandshakeConfig::subprotocols`] of the one chosen (the
     /// server's most preferred among those offered), if any.
     pub fn subprotocol(&self) -> Option<usize> {
@@ -244,6 +253,18 @@ pub fn write_accept(
     cfg: &HandshakeConfig<'_>,
     fallback_protocol: Option<&str>,
 ) {
+    write_accept_ext(out, req, cfg, fallback_protocol, None);
+}
+
+/// [`write_accept`] with the agreed `Sec-WebSocket-Extensions` answer, if
+/// any (the caller negotiated it from [`UpgradeRequest::extension_offers`]).
+pub fn write_accept_ext(
+    out: &mut BytesMut,
+    req: &UpgradeRequest,
+    cfg: &HandshakeConfig<'_>,
+    fallback_protocol: Option<&str>,
+    extension: Option<&str>,
+) {
     let mut head = String::with_capacity(160);
     head.push_str(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
@@ -256,6 +277,9 @@ pub fn write_accept(
         .or(fallback_protocol);
     if let Some(p) = protocol {
         let _ = write!(head, "Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    if let Some(e) = extension {
+        let _ = write!(head, "Sec-WebSocket-Extensions: {e}\r\n");
     }
     head.push_str("\r\n");
     out.put_slice(head.as_bytes());

@@ -9,6 +9,9 @@
 //
 // WSEDGE_EXPECT_FLOW=demo|tokens makes it check which token flow the
 // server offers (GET /api/info) before anything else.
+// WSEDGE_EXPECT_COMPRESSION=on|off makes it check that the demo's
+// WebSocket negotiated permessage-deflate (Chromium always offers it) or
+// did not (`ws.extensions`).
 //
 // Prints one line per step; exits 1 at the first failing one.
 
@@ -20,6 +23,7 @@ const ADMIN = process.env.WSEDGE_ADMIN;
 const SHOTS = process.env.WSEDGE_SCREENSHOT_DIR || '.';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const EXPECT_FLOW = process.env.WSEDGE_EXPECT_FLOW;
+const EXPECT_COMPRESSION = process.env.WSEDGE_EXPECT_COMPRESSION;
 const TIMEOUT_MS = 15_000; // every wait is bounded by this
 const CHANNEL = 'demo:lobby';
 const TOKEN_ROUTES = ['/api/tokens', '/api/demo/tokens'];
@@ -114,6 +118,19 @@ try {
     chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'], timeout: TIMEOUT_MS }));
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   context.setDefaultTimeout(TIMEOUT_MS);
+  if (EXPECT_COMPRESSION) {
+    // Remember every WebSocket the pages open, to read its `extensions`.
+    await context.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__wsedgeSockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          window.__wsedgeSockets.push(this);
+        }
+      };
+    });
+  }
 
   demo = await context.newPage();
   watch(demo, problems, tokens);
@@ -122,6 +139,20 @@ try {
     if (!resp.ok()) throw new Error(`/demo answered HTTP ${resp.status()}`);
   });
   await step('demo connects (state open)', () => waitState(demo, 'open'));
+  if (EXPECT_COMPRESSION) {
+    await step(`permessage-deflate negotiated: ${EXPECT_COMPRESSION}`, async () => {
+      const exts = await demo.evaluate(() =>
+        window.__wsedgeSockets.filter((s) => s.readyState === 1).map((s) => s.extensions));
+      if (exts.length === 0) throw new Error('no open WebSocket in the demo page');
+      const want = EXPECT_COMPRESSION === 'on';
+      for (const e of exts) {
+        if (e.startsWith('permessage-deflate') !== want) {
+          throw new Error(`ws.extensions is ${JSON.stringify(e)}`);
+        }
+      }
+      console.log(`      extensions: ${JSON.stringify(exts)}`);
+    });
+  }
   const user = await textOf(demo, '#user');
   const fetches0 = await numberOf(demo, '#token-fetches');
   await step(`demo user ${user} connected with a token`, async () => {

@@ -1,0 +1,140 @@
+//! permessage-deflate through the real server (`--compression on`): a
+//! hub publish fanned out to subscribers that negotiated compression
+//! arrives as the very same compressed frame on each of them (compressed
+//! once per core and window), to one that did not as the plain frame; and
+//! a zip bomb sent to /echo closes 1009. Raw sockets, loopback only.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use wsedge::protocol::deflate::{MessageDeflater, MessageInflater};
+
+const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
+/// A raw socket upgraded to `path`, offering compression if `offer`;
+/// returns it and the 101's head.
+fn upgrade(addr: SocketAddr, path: &str, offer: bool) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = UPGRADE.replace("/echo", path);
+    if offer {
+        req = req.replacen("\r\n\r\n", &format!("\r\n{OFFER}\r\n"), 1);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&head), 101);
+    (s, String::from_utf8(head).unwrap())
+}
+
+/// The next data or close frame: (first byte, payload); pings skipped.
+fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).unwrap();
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload).unwrap();
+        if h[0] & 0x0f != 0x9 {
+            return (h[0], payload);
+        }
+    }
+}
+
+fn text(s: &mut TcpStream, json: &serde_json::Value) {
+    s.write_all(&client_frame(true, 0x1, json.to_string().as_bytes()))
+        .unwrap();
+}
+
+#[test]
+fn a_publish_reaches_compressing_subscribers_as_one_shared_compressed_frame() {
+    let mut cfg = hub_config(1);
+    cfg.admin.listen = None;
+    cfg.compression.mode = wsedge::config::Switch::On;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let mut subs = Vec::new();
+    for (i, offer) in [true, true, false].into_iter().enumerate() {
+        let (mut s, head) = upgrade(addr, &format!("/ws?user=u{i}"), offer);
+        assert_eq!(head.contains("permessage-deflate"), offer, "{head}");
+        text(
+            &mut s,
+            &serde_json::json!({"type":"subscribe","channel":"prices","id":1}),
+        );
+        let (b0, ack) = read_frame(&mut s);
+        // The ack is shorter than min_size (64): plain.
+        assert_eq!(b0, 0x81);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&ack).unwrap(),
+            serde_json::json!({"type":"ack","id":1})
+        );
+        subs.push(s);
+    }
+    let data = serde_json::json!({"sym":"ABC","note":"compress me ".repeat(20)});
+    text(
+        &mut subs[2],
+        &serde_json::json!({"type":"publish","channel":"prices","data":data,"id":2}),
+    );
+    let frames: Vec<(u8, Vec<u8>)> = subs
+        .iter_mut()
+        .map(|s| loop {
+            let (b0, p) = read_frame(s);
+            // The publisher's ack may come first.
+            if p.len() > 40 {
+                break (b0, p);
+            }
+        })
+        .collect();
+    // RSV1 on both compressing subscribers, byte-identical; plain for the third.
+    assert_eq!(frames[0].0, 0xc1);
+    assert_eq!(frames[0], frames[1]);
+    assert_eq!(frames[2].0, 0x81);
+    let mut plain = Vec::new();
+    MessageInflater::new(15, true)
+        .inflate(&frames[0].1, 1 << 20, &mut plain)
+        .unwrap();
+    assert_eq!(plain, frames[2].1);
+    let msg: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(msg["data"], data);
+    assert!(frames[0].1.len() * 3 < plain.len(), "it compressed");
+}
+
+#[test]
+fn a_zip_bomb_closes_1009() {
+    let mut cfg = config(1);
+    cfg.compression.mode = wsedge::config::Switch::On;
+    cfg.conn.max_message_size = 1 << 20;
+    let server = start(cfg);
+    let (mut s, _) = upgrade(server.local_addr(), "/echo", true);
+    // 16 MiB of zeros in ≈ 16 KiB.
+    let mut bomb = Vec::new();
+    MessageDeflater::new(15, true, 9).compress(&vec![0u8; 16 << 20], &mut bomb);
+    assert!(bomb.len() < 40_000, "{}", bomb.len());
+    let mut frame = client_frame(true, 0x2, &bomb);
+    frame[0] |= 0x40;
+    s.write_all(&frame).unwrap();
+    let (b0, payload) = read_frame(&mut s);
+    assert_eq!(b0, 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
+}
