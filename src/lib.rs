@@ -51,6 +51,7 @@ pub mod settings;
 pub mod sharded;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 
 pub use config::{Config, ConnConfig};
 pub use server::Server;

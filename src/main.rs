@@ -3,8 +3,8 @@
 //!
 //! Owns: the command line (flags handed to [`wsedge::settings`] as
 //! overrides of the file and environment), logging set-up, starting the
-//! [`wsedge::Server`], the periodic counts log line, and graceful shutdown
-//! on SIGINT/SIGTERM. Must not touch: sockets or connections.
+//! [`wsedge::Server`], the periodic counts log line, graceful shutdown
+//! on SIGINT/SIGTERM, and reloading the TLS certificates on SIGHUP. Must not touch: sockets or connections.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -294,6 +294,7 @@ fn serve(cfg: Config) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])?;
     let stats_interval = cfg.log.stats_interval;
     let server = Server::start(cfg)?;
@@ -302,6 +303,7 @@ fn serve(cfg: Config) -> std::io::Result<()> {
         addr = %server.local_addr(),
         cores,
         admin = %server.admin_addr().map_or("off".to_string(), |a| a.to_string()),
+        tls = server.is_tls(),
         "wsedge listening; routes /echo and /ws"
     );
     std::thread::Builder::new()
@@ -315,6 +317,11 @@ fn serve(cfg: Config) -> std::io::Result<()> {
         })?;
     loop {
         match sig_rx.recv_timeout(stats_interval) {
+            Ok(signal_hook::consts::SIGHUP) => {
+                // Each listener logs its outcome; a bad file keeps the
+                // previous certificate.
+                let _ = server.reload_tls();
+            }
             Ok(sig) => {
                 tracing::info!(signal = sig, "shutting down: closing connections with 1001");
                 break;

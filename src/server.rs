@@ -29,6 +29,7 @@ use crate::gateway::Gateway;
 use crate::hub::{Hub, HubHandle, Registry};
 use crate::inbox::CoreHandle;
 use crate::stats::{Stats, StatsView};
+use crate::tls::{Certs, TlsError};
 
 /// The control plane's runtime, driven by a thread of its own until
 /// [`Control::stop`].
@@ -73,6 +74,32 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
     /// `gateway.shutdown_timeout`.
     shutdown_timeout: Duration,
+    /// The WebSocket listener's certificate, when it speaks TLS.
+    ws_tls: Option<Arc<Certs>>,
+    /// The admin listener's, when it speaks TLS (the same `Arc` when it
+    /// reuses the [tls] files).
+    admin_tls: Option<Arc<Certs>>,
+}
+
+/// A listener's certificate, when it speaks TLS.
+type MaybeCerts = Option<Arc<Certs>>;
+
+/// Loads the certificates the configuration names (WebSocket listener,
+/// admin listener); the admin listener shares the WebSocket listener's
+/// when it names the same files.
+fn load_certs(cfg: &Config) -> io::Result<(MaybeCerts, MaybeCerts)> {
+    let load = |(cert, key): (&str, &str)| {
+        Certs::load(cert, key)
+            .map(Arc::new)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    };
+    let ws = cfg.ws_tls().map(load).transpose()?;
+    let admin = match cfg.admin_tls() {
+        None => None,
+        Some(files) if Some(files) == cfg.ws_tls() => ws.clone(),
+        Some(files) => Some(load(files)?),
+    };
+    Ok((ws, admin))
 }
 
 impl Server {
@@ -104,6 +131,7 @@ impl Server {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cfg = Arc::new(config);
         let cfg_gateway_timeout = cfg.gateway.shutdown_timeout;
+        let (ws_tls, admin_tls) = load_certs(&cfg)?;
         let cores = Cores::bind(&cfg)?;
         let local_addr = cores.local_addr();
         let handles = cores.handles().clone();
@@ -186,13 +214,14 @@ impl Server {
                     demo_key,
                     started: Instant::now(),
                     gateway: gateway.clone(),
+                    tls: admin_tls.clone(),
                     cluster: cluster.clone(),
                 },
             )?),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.local_addr());
-        let threads = cores.start(cfg, hubs, admission, link)?;
+        let threads = cores.start(cfg, hubs, admission, link, ws_tls.clone())?;
         let admin = match (admin, &control) {
             (Some(a), Some(c)) => Some(a.spawn(&c.handle)?),
             _ => None,
@@ -209,7 +238,42 @@ impl Server {
             draining,
             threads,
             shutdown_timeout: cfg_gateway_timeout,
+            ws_tls,
+            admin_tls,
         })
+    }
+
+    /// Reads every listener's certificate and key files again (SIGHUP):
+    /// new handshakes use what loaded; a listener whose files fail keeps its
+    /// certificate. Open connections are never touched. Returns the errors,
+    /// each with the cert file it concerns; each outcome is also logged
+    /// (paths only, never key material).
+    pub fn reload_tls(&self) -> Vec<(String, TlsError)> {
+        let mut errors = Vec::new();
+        let shared =
+            matches!((&self.ws_tls, &self.admin_tls), (Some(w), Some(a)) if Arc::ptr_eq(w, a));
+        let listeners = if shared {
+            [("websocket and admin", &self.ws_tls), ("admin", &None)]
+        } else {
+            [("websocket", &self.ws_tls), ("admin", &self.admin_tls)]
+        };
+        for (listener, certs) in listeners {
+            let Some(certs) = certs else { continue };
+            let path = certs.cert_path().display().to_string();
+            match certs.reload() {
+                Ok(()) => tracing::info!(listener, cert = %path, "TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(listener, error = %e, "TLS reload failed; keeping the previous certificate");
+                    errors.push((path, e));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Whether the WebSocket listener speaks TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.ws_tls.is_some()
     }
 
     /// True once shutdown began.

@@ -179,3 +179,59 @@ fn server_pid_reports_the_servers_cpu_time() {
     assert!(text.contains("server CPU"), "{text}");
     server.terminate();
 }
+
+#[test]
+fn echo_and_idle_modes_speak_tls_with_a_test_ca() {
+    let ca = tls::Ca::new();
+    let dir = tls::temp_dir("bench");
+    let (cert, key) = tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut cfg = config(1);
+    cfg.tls.cert = Some(cert);
+    cfg.tls.key = Some(key);
+    let server = start(cfg);
+    let addr = server.local_addr().to_string();
+    let src = (150 + std::process::id() % 60).to_string();
+    let ca_arg = ca_file.to_string_lossy().into_owned();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+            .args(args)
+            .args(["--server", &addr, "--first-source", &src, "--json"])
+            .args(["--tls-ca", &ca_arg])
+            .output()
+            .unwrap();
+        json_of(&out)
+    };
+    for size in ["32", "16384"] {
+        let v = run(&[
+            "echo-throughput",
+            "--connections",
+            "4",
+            "--in-flight",
+            "4",
+            "--size",
+            size,
+            "--duration",
+            "1s",
+        ]);
+        assert!(v["received"].as_u64().unwrap() > 0);
+        assert_eq!(v["received"], v["sent"]);
+    }
+    let pid = std::process::id().to_string();
+    let v = run(&[
+        "idle",
+        "--connections",
+        "20",
+        "--pid",
+        &pid,
+        "--hold",
+        "100ms",
+    ]);
+    assert_eq!(v["connections"], 20);
+    // 4 + 4 echo connections and 20 idle ones, each a TLS handshake.
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        let s = server.stats();
+        s.tls_handshakes == 28 && s.upgraded == 28 && s.tls_errors == 0
+    }));
+}

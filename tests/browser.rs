@@ -167,6 +167,64 @@ fn a_cross_origin_page_can_neither_mint_nor_publish() {
     assert_eq!(server.terminate(), Some(0), "server exit code");
 }
 
+/// wss:// in Chromium: the status page over https (the admin listener
+/// reusing the [tls] certificate made here), and from it an echo over
+/// `wss://`; `wss.mjs` checks the replies and the clean close, here the
+/// server's TLS counters. Chromium trusts the certificate through
+/// `--ignore-certificate-errors-spki-list`, in this test only. The other
+/// browser tests run over plain http and ws, unchanged.
+#[test]
+fn echo_over_wss_in_chromium() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some((chromium, dir)) = browser_ready() else {
+        return;
+    };
+    let ca = common::tls::Ca::new();
+    let leaf = ca.leaf("wsedge browser", 1);
+    let spki =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&leaf.spki_der));
+    let files = common::tls::temp_dir("browser");
+    let (cert, key) = common::tls::write_leaf(&files, &leaf);
+    let mut server = ServerProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--admin-tls",
+    ]);
+    server.drain_log();
+    let admin = server.addr("admin");
+    let ws_addr = server.addr("addr");
+
+    let mut node = Command::new("node");
+    node.arg(dir.join("wss.mjs"))
+        .env("WSEDGE_ADMIN", format!("https://{admin}"))
+        .env("WSEDGE_WS", format!("wss://{ws_addr}"))
+        .env("WSEDGE_SPKI", &spki)
+        .env("CHROMIUM", &chromium);
+    let (status, output) = run_bounded(node, E2E_LIMIT);
+    let metrics = common::tls::https_get(admin, ca.client(&[]), "/metrics").1;
+    let server_exit = server.terminate();
+    match status {
+        Some(s) if s.success() => print!("{output}"),
+        Some(s) => panic!("wss browser test failed ({s}):\n{output}"),
+        None => panic!("wss browser test killed after {E2E_LIMIT:?}:\n{output}"),
+    }
+    assert!(
+        metrics.contains("wsedge_tls_handshakes_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wsedge_tls_errors_total 0\n"), "{metrics}");
+    assert_eq!(server_exit, Some(0), "server exit code");
+}
+
 /// Starts `wsedge serve` with `extra` flags, runs e2e.mjs against it
 /// expecting the token `flow` and permessage-deflate `compression` ("on"
 /// or "off"), with screenshots in `target/browser/<shots>`.

@@ -35,6 +35,8 @@ pub struct Scrape<'a> {
     /// Admin answers by status, and connections turned away at the cap.
     pub admin_responses: &'a [(String, u64)],
     pub admin_connections_refused: u64,
+    /// Admin connections whose TLS handshake failed or timed out.
+    pub admin_tls_errors: u64,
     pub uptime_secs: f64,
     pub draining: bool,
     /// Gateway mode: the gateway's counters.
@@ -367,6 +369,18 @@ pub fn render(s: &Scrape<'_>) -> String {
         total.forwarded_malformed as f64,
     );
     w.single(
+        "wsedge_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed on the WebSocket listener.",
+        total.tls_handshakes as f64,
+    );
+    w.single(
+        "wsedge_tls_errors_total",
+        "counter",
+        "TLS connections closed for bad TLS input (not TLS, a refused or truncated handshake, a record that fails to decrypt).",
+        total.tls_errors as f64,
+    );
+    w.single(
         "wsedge_accept_errors_total",
         "counter",
         "accept() failures (e.g. out of file descriptors).",
@@ -472,6 +486,12 @@ pub fn render(s: &Scrape<'_>) -> String {
         "counter",
         "Admin connections answered 503 and closed at admin.max_connections.",
         s.admin_connections_refused as f64,
+    );
+    w.single(
+        "wsedge_admin_tls_errors_total",
+        "counter",
+        "Admin connections closed because their TLS handshake failed or timed out (admin.tls).",
+        s.admin_tls_errors as f64,
     );
     w.single(
         "wsedge_channels",
@@ -635,6 +655,7 @@ mod tests {
             admin_panics: 1,
             admin_responses: &[("403".to_string(), 2), ("200".to_string(), 5)],
             admin_connections_refused: 4,
+            admin_tls_errors: 0,
             uptime_secs: 1.5,
             draining: false,
             gateway: None,

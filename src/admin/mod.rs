@@ -82,6 +82,9 @@ pub struct Parts {
     /// Gateway mode: the gateway, whose `@connections` API this plane
     /// serves and whose counters `/metrics` reports.
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
+    /// The certificate when the plane serves https (`admin.tls`): read per
+    /// accepted connection, so a reload reaches the next handshake.
+    pub tls: Option<Arc<crate::tls::Certs>>,
     /// Clustered: the broker link's state and the cluster's presence.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -129,6 +132,8 @@ pub(crate) struct AdminCtx {
     /// `admin.max_connections`.
     responses: ResponseCounts,
     connections_refused: AtomicU64,
+    /// Connections whose TLS handshake failed or timed out (`admin.tls`).
+    tls_errors: AtomicU64,
     status_cache: Mutex<Option<(Instant, Arc<String>)>>,
 }
 
@@ -161,6 +166,7 @@ impl Admin {
                 status_cache: Mutex::new(None),
                 responses: ResponseCounts::default(),
                 connections_refused: AtomicU64::new(0),
+                tls_errors: AtomicU64::new(0),
             }),
         })
     }
@@ -245,6 +251,7 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "throttled": {"msgs": s.throttled_msgs, "bytes": s.throttled_bytes},
         "panics": s.panics,
         "forwarded_malformed": s.forwarded_malformed,
+        "tls": {"handshakes": s.tls_handshakes, "errors": s.tls_errors},
     })
 }
 

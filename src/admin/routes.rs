@@ -266,6 +266,7 @@ fn metrics_response(ctx: &AdminCtx) -> Reply {
         admin_responses: &ctx.responses.snapshot(),
         cluster,
         admin_connections_refused: ctx.connections_refused.load(Ordering::Relaxed),
+        admin_tls_errors: ctx.tls_errors.load(Ordering::Relaxed),
         uptime_secs: ctx.view.started.elapsed().as_secs_f64(),
         draining: ctx.view.draining.load(Ordering::Acquire),
         gateway: gateway.as_ref(),

@@ -98,6 +98,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<AdminCtx>) {
 
 /// Serves one connection until it ends or its watchdog fires (or the
 /// runtime ends, when the plane stops); `_permit` is its slot under `admin.max_connections`.
+/// With `admin.tls`, the TLS handshake comes first, bounded by
+/// `admin.header_read_timeout` (a client that never finishes it holds its
+/// slot no longer than one that never sends its request head).
 async fn connection(
     stream: TcpStream,
     state: Arc<ConnState>,
@@ -110,7 +113,34 @@ async fn connection(
     // does not read backs up into this plane within SEND_BUFFER bytes,
     // where the write timeout sees it, and costs no more kernel memory.
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-    let io = TokioIo::new(Watched::new(stream, state.clone()));
+    let watched = Watched::new(stream, state.clone());
+    match &ctx.view.tls {
+        None => serve(TokioIo::new(watched), state, ctx.clone()).await,
+        Some(certs) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(certs.current());
+            let handshake = tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(watched));
+            match handshake.await {
+                Ok(Ok(tls)) => serve(TokioIo::new(tls), state, ctx.clone()).await,
+                Ok(Err(e)) => {
+                    ctx.tls_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %state.peer, error = %e, "admin TLS handshake failed");
+                }
+                Err(_) => {
+                    ctx.tls_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %state.peer, "admin TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 over `io` (the socket, or TLS over it) with the plane's
+/// limits, until the connection ends or its watchdog fires.
+async fn serve<I>(io: I, state: Arc<ConnState>, ctx: Arc<AdminCtx>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let cfg = &ctx.view.config.admin;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -108,6 +108,9 @@ section! {
             /// calls) and serve the @connections management API on the admin
             /// listener. Off until backend is set.
             "gateway" => pub gateway: GatewayConfig;
+            /// TLS on the WebSocket listener (wss://): off until cert and key are
+            /// set. Both are re-read on SIGHUP.
+            "tls" => pub tls: TlsConfig;
             /// Nodes joined over a broker (Redis): cluster-wide channels,
             /// users, connections and presence. Off until broker is set: then
             /// the server is one node on its own.
@@ -403,6 +406,17 @@ section! {
         /// only a stuck core takes this long.
         #[serde(with = "humantime_serde")]
         pub query_timeout: Duration = Duration::from_secs(2);
+        /// Serve the admin plane over https: with tls_cert/tls_key when set,
+        /// else with the WebSocket listener's tls.cert/tls.key. Re-read on
+        /// SIGHUP like those.
+        pub tls: bool = false, flag = "admin-tls";
+        /// PEM certificate chain of the admin listener's own; "" = tls.cert.
+        /// Only with tls = true.
+        #[serde(with = "schema::empty_is_none")]
+        pub tls_cert: Option<String> = None;
+        /// PEM private key for tls_cert; "" = tls.key.
+        #[serde(with = "schema::empty_is_none")]
+        pub tls_key: Option<String> = None;
     }
 }
 
@@ -591,6 +605,23 @@ impl CompressionConfig {
             return Err(invalid("compression.level", "must be 0 to 9"));
         }
         Ok(())
+    }
+}
+
+section! {
+    /// TLS on the WebSocket listener (`[tls]`): rustls, TLS 1.2 and 1.3,
+    /// ALPN `http/1.1`.
+    pub struct TlsConfig {
+        /// PEM file with the certificate chain, leaf first; "" = no TLS
+        /// (plain ws://). Re-read on SIGHUP: new handshakes use the new
+        /// certificate, open connections keep theirs.
+        #[serde(with = "schema::empty_is_none")]
+        pub cert: Option<String> = None, flag = "tls-cert";
+        /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or
+        /// SEC1); "" = none. The path is shown, the key itself is never
+        /// logged. Re-read on SIGHUP with the certificate.
+        #[serde(with = "schema::empty_is_none")]
+        pub key: Option<String> = None, flag = "tls-key";
     }
 }
 
@@ -882,6 +913,27 @@ impl Config {
         }
     }
 
+    /// The WebSocket listener's certificate and key files, when it speaks
+    /// TLS.
+    pub fn ws_tls(&self) -> Option<(&str, &str)> {
+        Some((self.tls.cert.as_deref()?, self.tls.key.as_deref()?))
+    }
+
+    /// The admin listener's certificate and key files, when it speaks TLS
+    /// (its own, else the WebSocket listener's).
+    pub fn admin_tls(&self) -> Option<(&str, &str)> {
+        if !self.admin.tls {
+            return None;
+        }
+        match (
+            self.admin.tls_cert.as_deref(),
+            self.admin.tls_key.as_deref(),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => self.ws_tls(),
+        }
+    }
+
     /// Whether the server makes the chat demo's ephemeral key at start
     /// (see `admin.demo`): only without a token key (with one, the demo
     /// uses POST /api/tokens) and with the admin plane that serves it.
@@ -953,6 +1005,27 @@ impl Config {
         }
         if a.max_header_bytes < 1024 {
             return Err(invalid("admin.max_header_bytes", "must be at least 1024"));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid(
+                "tls.key",
+                "set both tls.cert and tls.key, or neither",
+            ));
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            return Err(invalid(
+                "admin.tls_key",
+                "set both admin.tls_cert and admin.tls_key, or neither",
+            ));
+        }
+        if a.tls && a.tls_cert.is_none() && self.tls.cert.is_none() {
+            return Err(invalid(
+                "admin.tls",
+                "needs a certificate: admin.tls_cert/admin.tls_key or tls.cert/tls.key",
+            ));
+        }
+        if !a.tls && a.tls_cert.is_some() {
+            return Err(invalid("admin.tls_cert", "only with admin.tls = true"));
         }
         let r = &self.rate_limit;
         for (key, v) in [
@@ -1041,6 +1114,41 @@ mod tests {
         assert_eq!(key(&c), "admission.ipv6_prefix");
         c.admission.ipv6_prefix = 128;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_admin_tls_needs_a_certificate() {
+        let key = |cfg: &Config| cfg.validate().unwrap_err().key;
+        let mut c = Config::default();
+        assert_eq!((c.ws_tls(), c.admin_tls()), (None, None));
+        c.tls.cert = Some("c.pem".into());
+        assert_eq!(key(&c), "tls.key");
+        c.tls.key = Some("k.pem".into());
+        assert!(c.validate().is_ok());
+        assert_eq!(c.ws_tls(), Some(("c.pem", "k.pem")));
+        assert_eq!(c.admin_tls(), None, "admin.tls is off by default");
+        c.admin.tls = true;
+        assert_eq!(c.admin_tls(), Some(("c.pem", "k.pem")), "reuses [tls]");
+        c.admin.tls_cert = Some("a.pem".into());
+        assert_eq!(key(&c), "admin.tls_key");
+        c.admin.tls_key = Some("ak.pem".into());
+        assert_eq!(c.admin_tls(), Some(("a.pem", "ak.pem")), "its own pair");
+        c.tls = TlsConfig::default();
+        assert!(c.validate().is_ok(), "its own pair without [tls]");
+        c.admin.tls_cert = None;
+        c.admin.tls_key = None;
+        assert_eq!(key(&c), "admin.tls");
+        c.admin.tls = false;
+        c.admin.tls_cert = Some("a.pem".into());
+        c.admin.tls_key = Some("ak.pem".into());
+        assert_eq!(key(&c), "admin.tls_cert");
+        // In a file; "" = none.
+        let parsed: Config = toml::from_str(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\n[admin]\ntls = true\ntls_cert = \"\"\n",
+        )
+        .unwrap();
+        assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.admin_tls(), Some(("c.pem", "k.pem")));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! the route table and admission (answered at once, or later by a
 //! `Command::AdmissionDecision`), a message to its route — writing its
 //! queue, and removing it — from the slab, the poll registry and the wheel
-//! — the moment it is dead.
+//! — the moment it is dead. A `wss://` connection's reads and writes go
+//! through its rustls session (`engine::tls`); the `Conn` never knows.
 //! Must not touch: protocol rules (that is `protocol`/`conn`), admission
 //! policy (`admission`), what a hub message means (the core's [`Hub`]
 //! decides; this driver hands it the connection's events and queues the
@@ -73,15 +74,15 @@ pub(crate) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
 /// Size of the per-core receive block every read goes into.
-const RX_BLOCK: usize = 64 * 1024;
+pub(super) const RX_BLOCK: usize = 64 * 1024;
 /// Pause before retrying `accept` after it failed.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// A new block is started when less than this is left in the current one.
-const RX_MIN_READ: usize = 4 * 1024;
+pub(super) const RX_MIN_READ: usize = 4 * 1024;
 
 /// What the core keeps per connection besides the sans-IO state.
 pub(super) struct Slot {
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     pub(super) conn: Conn,
     /// Generation of this slab entry, so a timer for a removed connection
     /// can never reach a new one that reuses the key.
@@ -89,7 +90,7 @@ pub(super) struct Slot {
     /// The wheel entry (the wheel keeps the tick it fires at).
     timer: Option<TimerKey>,
     /// Reading stopped for back-pressure; resume when the queue drains.
-    read_paused: bool,
+    pub(super) read_paused: bool,
     /// Queued output waits in the core's dirty list for the end of the turn.
     dirty: bool,
     /// The peer's IP (the client's, once admission saw a trusted proxy).
@@ -168,13 +169,18 @@ pub(crate) struct Core {
     /// Which paths are served, and how.
     routes: Routes,
     pub(super) conns: Slab<Slot>,
+    /// A `wss://` listener's certificate and its connections' rustls
+    /// sessions, beside the slab (`engine::tls`); `None` on a plain
+    /// `ws://` listener, whose connections pay nothing for TLS but one
+    /// branch per read and flush.
+    pub(super) tls: Option<super::tls::TlsPlane>,
     /// Connections with output queued this turn, as (key, generation).
     pub(super) dirty: Vec<(usize, u32)>,
     wheel: TimingWheel<(u32, u32)>,
     /// Tick 0 of the wheel and of every connection's deadlines.
     pub(super) start: Instant,
     next_gen: u32,
-    rx: BytesMut,
+    pub(super) rx: BytesMut,
     pub(super) enc: FrameEncoder,
     /// Compressors and inflaters shared by the core's connections
     /// (permessage-deflate without context takeover).
@@ -216,6 +222,7 @@ impl Core {
         hub: Hub,
         admission: Arc<Admission>,
         gateway: Option<crate::gateway::events::Link>,
+        tls: Option<Arc<crate::tls::Certs>>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -232,6 +239,7 @@ impl Core {
             admission,
             routes,
             conns: Slab::new(),
+            tls: tls.map(super::tls::TlsPlane::new),
             dirty: Vec::new(),
             wheel: TimingWheel::new(),
             start: Instant::now(),
@@ -430,6 +438,14 @@ impl Core {
                         self.counters.accept_errors.add(1);
                         continue;
                     }
+                    if let Some(plane) = self.tls.as_mut() {
+                        if let Err(e) = plane.open(key) {
+                            tracing::warn!(error = %e, "TLS session failed");
+                            self.counters.accept_errors.add(1);
+                            let _ = self.poll.registry().deregister(&mut stream);
+                            continue;
+                        }
+                    }
                     self.next_gen = self.next_gen.wrapping_add(1);
                     entry.insert(Slot {
                         stream,
@@ -559,6 +575,9 @@ impl Core {
     }
 
     fn read(&mut self, key: usize, now: Instant) {
+        if self.tls.is_some() {
+            return self.read_tls(key, now);
+        }
         loop {
             let slot = &mut self.conns[key];
             if !slot.conn.wants_read(&self.cfg.conn) {
@@ -785,6 +804,9 @@ impl Core {
 
     /// Writes as much of the queue as the socket takes.
     pub(super) fn flush(&mut self, key: usize) {
+        if self.tls.is_some() {
+            return self.flush_tls(key);
+        }
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
@@ -848,6 +870,10 @@ impl Core {
         }
         if let Some(tk) = slot.timer.take() {
             self.wheel.cancel(tk);
+        }
+        if let Some(plane) = self.tls.as_mut() {
+            let w = plane.close(key, &mut slot.stream);
+            self.counters.bytes_out.add(w as u64);
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
         if !self.panicked.is_empty() {
@@ -1032,9 +1058,10 @@ mod tests {
         ];
         eprintln!("{sizes:?}");
         // Slot: 168 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 16 B more). Conn: 120 B, and
-        // 8 more for the permessage-deflate box (issue 16; `None` unless
-        // the connection agreed compression).
+        // selector id with debug assertions: 16 B more): the Conn inside
+        // it is 120 B and 8 more for the permessage-deflate box (issue 16;
+        // `None` unless the connection agreed compression). TLS sessions
+        // live beside the slab (`engine::tls::TlsPlane`), not in it.
         for (name, size, max) in [
             ("Conn", size_of::<Conn>(), 128),
             ("Slot", size_of::<Slot>(), 184),

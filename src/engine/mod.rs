@@ -14,6 +14,7 @@ mod gateway;
 mod gateway_state;
 pub mod listener;
 pub mod routes;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -101,6 +102,7 @@ impl Cores {
         hubs: Vec<Hub>,
         admission: Arc<Admission>,
         gateway: Option<crate::gateway::events::Link>,
+        tls: Option<Arc<crate::tls::Certs>>,
     ) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
         assert_eq!(hubs.len(), self.seats.len(), "one hub per core");
         let mut threads = Vec::with_capacity(self.seats.len());
@@ -127,6 +129,7 @@ impl Cores {
                 hub,
                 admission.clone(),
                 gateway.clone(),
+                tls.clone(),
             )?;
             let counters = self.handles[i].counters_arc();
             let thread = std::thread::Builder::new()

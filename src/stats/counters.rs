@@ -116,6 +116,11 @@ pub struct CoreCounters {
     /// Upgrades from a trusted proxy whose client-IP header could not be
     /// read to an untrusted address (the proxy was taken as the client).
     pub forwarded_malformed: Counter,
+    /// TLS handshakes completed on the WebSocket listener.
+    pub tls_handshakes: Counter,
+    /// TLS connections closed for bad TLS input (not TLS, a refused or
+    /// truncated handshake, a record that fails to decrypt).
+    pub tls_errors: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -145,6 +150,8 @@ pub struct Stats {
     pub throttled_bytes: u64,
     pub panics: u64,
     pub forwarded_malformed: u64,
+    pub tls_handshakes: u64,
+    pub tls_errors: u64,
 }
 
 impl CoreCounters {
@@ -175,6 +182,8 @@ impl CoreCounters {
             throttled_bytes: self.throttled_bytes.get(),
             panics: self.panics.get(),
             forwarded_malformed: self.forwarded_malformed.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_errors: self.tls_errors.get(),
         }
     }
 }
@@ -221,6 +230,8 @@ impl Stats {
         self.throttled_bytes += o.throttled_bytes;
         self.panics += o.panics;
         self.forwarded_malformed += o.forwarded_malformed;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_errors += o.tls_errors;
     }
 }
 
@@ -247,7 +258,7 @@ impl fmt::Display for Stats {
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
              dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} \
-             throttled.bytes={} panics={} forwarded_malformed={}",
+             throttled.bytes={} panics={} forwarded_malformed={} tls_handshakes={} tls_errors={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
@@ -258,7 +269,9 @@ impl fmt::Display for Stats {
             self.throttled_msgs,
             self.throttled_bytes,
             self.panics,
-            self.forwarded_malformed
+            self.forwarded_malformed,
+            self.tls_handshakes,
+            self.tls_errors
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);

@@ -1,16 +1,22 @@
 """Interop check with a non-Rust client: Python `websockets` (PyPI).
 
 Usage: python_client.py ws://127.0.0.1:PORT/echo
+       python_client.py wss://localhost:PORT/echo CA.pem   (trusts only CA.pem)
 Exits 0 and prints "interop ok" only if every exchange round-trips.
 """
 import asyncio
+import ssl
 import sys
 
 import websockets
 
 
-async def main(url: str) -> None:
-    async with websockets.connect(url, max_size=None) as ws:
+async def main(url: str, ca: str | None = None) -> None:
+    tls = ssl.create_default_context(cafile=ca) if ca else None
+    async with websockets.connect(url, max_size=None, ssl=tls) as ws:
+        if tls:
+            version = ws.transport.get_extra_info("ssl_object").version()
+            assert version in ("TLSv1.3", "TLSv1.2"), version
         await ws.send("hello from python ✓")
         assert await ws.recv() == "hello from python ✓"
 
@@ -38,4 +44,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(asyncio.wait_for(main(sys.argv[1]), 30))
+    asyncio.run(asyncio.wait_for(main(sys.argv[1], *sys.argv[2:3]), 30))

@@ -1,18 +1,24 @@
 //! Connection setup for every mode: nonblocking sockets bound to a
 //! 127.0.0.x source address and registered on a mio poll, the upgrade
 //! request and its 101 response, and [`WsConn`], one upgraded (or
-//! upgrading) client connection.
+//! upgrading) client connection, over TLS when `--tls-ca` is given (a
+//! rustls client session between the socket and the WebSocket bytes).
 //!
 //! Owns: sockets, source addresses and the HTTP upgrade. Must not touch:
 //! frame encoding or decoding beyond handing bytes to `frame`, what a mode
 //! sends or measures, or output.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection};
 use wsedge::protocol::{Frame, FrameDecoder};
 
 use crate::frame;
@@ -97,36 +103,124 @@ pub fn take_upgrade_response(rx: &mut BytesMut) -> io::Result<bool> {
     Ok(true)
 }
 
+/// A TLS client configuration trusting only the PEM certificate(s) in
+/// `ca`, TLS 1.2 and 1.3, ALPN http/1.1.
+pub fn client_tls(ca: &Path) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+        roots
+            .add(cert.map_err(io::Error::other)?)
+            .map_err(io::Error::other)?;
+    }
+    let mut cfg = ClientConfig::builder_with_provider(wsedge::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![wsedge::tls::ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 /// One client connection driven by a mio poll: what has arrived on it,
-/// whether the 101 has, and the frames after it. Writing is the mode's.
+/// whether the 101 has, and the frames after it. What to write is the
+/// mode's; [`WsConn::write_from`] writes it (through TLS if any).
 pub struct WsConn {
+    /// The socket; write to it directly only without TLS.
     pub stream: TcpStream,
+    tls: Option<Box<ClientConnection>>,
     rx: BytesMut,
     pub upgraded: bool,
     decoder: FrameDecoder,
 }
 
 impl WsConn {
-    pub fn new(stream: TcpStream) -> WsConn {
-        WsConn {
+    /// A connection over `stream`, with a TLS session for `localhost` when
+    /// `tls` is given.
+    pub fn new(stream: TcpStream, tls: Option<&Arc<ClientConfig>>) -> io::Result<WsConn> {
+        let tls = match tls {
+            None => None,
+            Some(cfg) => {
+                let name = ServerName::try_from("localhost").expect("a valid name");
+                Some(Box::new(
+                    ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?,
+                ))
+            }
+        };
+        Ok(WsConn {
             stream,
+            tls,
             rx: BytesMut::new(),
             upgraded: false,
             decoder: frame::client_decoder(),
+        })
+    }
+
+    /// Writes what it can of `tx` (plaintext), removing what was taken;
+    /// the rest waits for the next writable event.
+    pub fn write_from(&mut self, tx: &mut Vec<u8>) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            while !tx.is_empty() {
+                match self.stream.write(tx) {
+                    Ok(n) => {
+                        tx.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        };
+        loop {
+            if !tx.is_empty() {
+                let n = tls.writer().write(tx)?;
+                tx.drain(..n);
+            }
+            if !tls.wants_write() {
+                return Ok(());
+            }
+            match tls.write_tls(&mut self.stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
     }
 
     /// Reads everything the socket has (through `scratch`) into the
-    /// receive buffer; `Ok(false)` if the server closed the connection.
+    /// receive buffer (decrypted, with TLS); `Ok(false)` if the server
+    /// closed the connection.
     pub fn read_available(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
         loop {
-            match self.stream.read(scratch) {
+            let k = match self.stream.read(scratch) {
                 Ok(0) => return Ok(false),
-                Ok(k) => self.rx.extend_from_slice(&scratch[..k]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
+            };
+            let Some(tls) = self.tls.as_mut() else {
+                self.rx.extend_from_slice(&scratch[..k]);
+                continue;
+            };
+            let mut input = &scratch[..k];
+            while !input.is_empty() {
+                tls.read_tls(&mut input)?;
+                let state = tls.process_new_packets().map_err(io::Error::other)?;
+                let n = state.plaintext_bytes_to_read();
+                if n > 0 {
+                    let at = self.rx.len();
+                    self.rx.resize(at + n, 0);
+                    tls.reader().read_exact(&mut self.rx[at..])?;
+                }
             }
         }
+        if self.tls.is_some() {
+            // Handshake messages to answer, or data written before the
+            // handshake finished.
+            self.write_from(&mut Vec::new())?;
+        }
+        Ok(true)
     }
 
     /// Before the upgrade: consumes the 101 once it has fully arrived.

@@ -7,7 +7,7 @@
 //! connection, refilled as echoes return) and the echo report. Must not
 //! touch: other modes, or how a socket is opened and upgraded (`conn`).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -62,17 +62,7 @@ struct EchoConn {
 impl EchoConn {
     /// Writes what is buffered; keeps the rest for the next writable event.
     fn flush(&mut self) -> io::Result<()> {
-        while !self.tx.is_empty() {
-            match self.ws.stream.write(&self.tx) {
-                Ok(n) => {
-                    self.tx.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.ws.write_from(&mut self.tx)
     }
 
     /// Queues one masked frame (written by the next [`EchoConn::flush`]).
@@ -105,14 +95,22 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let request = conn::upgrade_request(&a.path, a.server);
+    let tls = a
+        .common
+        .tls_ca
+        .as_deref()
+        .map(conn::client_tls)
+        .transpose()?;
     let mut conns: Vec<EchoConn> =
         conn::open_all(&poll, a.server, n, a.common.first_source, PER_SOURCE)?
             .into_iter()
-            .map(|stream| EchoConn {
-                ws: WsConn::new(stream),
-                tx: request.clone(),
+            .map(|stream| {
+                Ok(EchoConn {
+                    ws: WsConn::new(stream, tls.as_ref())?,
+                    tx: request.clone(),
+                })
             })
-            .collect();
+            .collect::<io::Result<_>>()?;
     let start = Instant::now();
     let mut hist = report::histogram();
     let mut upgraded = 0;

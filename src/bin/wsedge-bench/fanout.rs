@@ -113,11 +113,14 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
     let mut subs: Vec<Sub> =
         conn::open_all(&poll, a.server, n, a.common.first_source, a.per_source)?
             .into_iter()
-            .map(|stream| Sub {
-                ws: WsConn::new(stream),
-                subscribed: false,
+            .map(|stream| {
+                Ok(Sub {
+                    // Fanout speaks plain ws:// (no `--tls-ca` here).
+                    ws: WsConn::new(stream, None)?,
+                    subscribed: false,
+                })
             })
-            .collect();
+            .collect::<io::Result<_>>()?;
     let mut sent_hello = vec![false; n];
     let mut subscribed = 0usize;
     let start = Instant::now();

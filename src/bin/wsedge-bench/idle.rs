@@ -5,15 +5,14 @@
 //! opening and holding the connections and the idle report. Must not
 //! touch: other modes, or the socket setup itself (`conn`).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use mio::net::TcpStream;
 use mio::{Events, Poll};
 
-use crate::conn;
+use crate::conn::{self, WsConn};
 use crate::cpu::{with_cpu, CpuMeter};
 use crate::progress::Progress;
 use crate::Common;
@@ -62,9 +61,14 @@ pub fn run(a: &IdleArgs) -> io::Result<()> {
     let before = rss_kib(a.pid)?;
     let cpu = CpuMeter::start(a.common.server_pid)?;
     let mut progress = Progress::new();
-    // Each connection: its stream, whether the request is out, what has
-    // arrived.
-    let mut conns: Vec<(TcpStream, bool, Vec<u8>)> = conn::open_all(
+    let tls = a
+        .common
+        .tls_ca
+        .as_deref()
+        .map(conn::client_tls)
+        .transpose()?;
+    // Each connection, and what of its request is still to be written.
+    let mut conns: Vec<(WsConn, Vec<u8>)> = conn::open_all(
         &poll,
         a.server,
         a.connections,
@@ -72,10 +76,10 @@ pub fn run(a: &IdleArgs) -> io::Result<()> {
         a.per_source,
     )?
     .into_iter()
-    .map(|s| (s, false, Vec::new()))
-    .collect();
+    .map(|s| Ok((WsConn::new(s, tls.as_ref())?, request.clone())))
+    .collect::<io::Result<_>>()?;
     let mut upgraded = 0;
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 16 * 1024];
     let deadline = Instant::now() + Duration::from_secs(120);
     while upgraded < a.connections {
         if Instant::now() > deadline {
@@ -88,27 +92,18 @@ pub fn run(a: &IdleArgs) -> io::Result<()> {
         }
         poll.poll(&mut events, Some(Duration::from_millis(100)))?;
         for ev in events.iter() {
-            let (s, sent, head) = &mut conns[ev.token().0];
-            if ev.is_writable() && !*sent {
-                if let Ok(n) = s.write(&request) {
-                    *sent = n == request.len();
-                }
+            let (ws, tx) = &mut conns[ev.token().0];
+            if ev.is_writable() {
+                ws.write_from(tx)?;
             }
             if ev.is_readable() {
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return Err(io::Error::other("server closed an idle connection"));
-                    }
-                    let was = conn::head_end(head).is_some();
-                    head.extend_from_slice(&buf[..n]);
-                    if !was && conn::head_end(head).is_some() {
-                        if !head.starts_with(b"HTTP/1.1 101") {
-                            let status =
-                                String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned();
-                            return Err(io::Error::other(format!("upgrade refused: {status}")));
-                        }
-                        upgraded += 1;
-                    }
+                if !ws.read_available(&mut buf)? {
+                    return Err(io::Error::other("server closed an idle connection"));
+                }
+                // With TLS the request goes out once the handshake is done.
+                ws.write_from(tx)?;
+                if !ws.upgraded && ws.finish_upgrade()? {
+                    upgraded += 1;
                 }
             }
         }

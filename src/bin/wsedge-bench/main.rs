@@ -79,6 +79,10 @@ struct Common {
     /// goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Speak TLS (wss://) to the server, trusting only this PEM CA
+    /// certificate (server name `localhost`). For the echo and idle modes.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn main() {
