@@ -175,6 +175,17 @@ fn a_cross_origin_page_can_neither_mint_nor_publish() {
 /// browser tests run over plain http and ws, unchanged.
 #[test]
 fn echo_over_wss_in_chromium() {
+    wss_e2e(false);
+}
+
+/// The same with `--compression on`: Chromium's permessage-deflate offer
+/// is agreed to over TLS, and the echo round-trips compressed.
+#[test]
+fn echo_over_wss_with_compression_in_chromium() {
+    wss_e2e(true);
+}
+
+fn wss_e2e(compression: bool) {
     use base64::Engine as _;
     use sha2::Digest as _;
     let Some((chromium, dir)) = browser_ready() else {
@@ -198,6 +209,8 @@ fn echo_over_wss_in_chromium() {
         "--tls-key",
         &key,
         "--admin-tls",
+        "--compression",
+        if compression { "on" } else { "off" },
     ]);
     server.drain_log();
     let admin = server.addr("admin");
@@ -208,6 +221,10 @@ fn echo_over_wss_in_chromium() {
         .env("WSEDGE_ADMIN", format!("https://{admin}"))
         .env("WSEDGE_WS", format!("wss://{ws_addr}"))
         .env("WSEDGE_SPKI", &spki)
+        .env(
+            "WSEDGE_EXPECT_COMPRESSION",
+            if compression { "on" } else { "off" },
+        )
         .env("CHROMIUM", &chromium);
     let (status, output) = run_bounded(node, E2E_LIMIT);
     let metrics = common::tls::https_get(admin, ca.client(&[]), "/metrics").1;

@@ -5,6 +5,8 @@
 // flag this test alone uses. The page is the admin plane's status page,
 // loaded over https; from it the script opens wss://…/echo, sends a text
 // and a binary message and expects both back, then closes with 1000.
+// With WSEDGE_EXPECT_COMPRESSION=on it also checks that Chromium's
+// permessage-deflate offer was agreed to (`ws.extensions`) over TLS.
 //
 //   WSEDGE_ADMIN=https://127.0.0.1:9090 WSEDGE_WS=wss://127.0.0.1:8080 \
 //   WSEDGE_SPKI=<base64> node wss.mjs
@@ -18,6 +20,7 @@ const WS = process.env.WSEDGE_WS;
 const SPKI = process.env.WSEDGE_SPKI;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = 15_000;
+const EXPECT_COMPRESSION = process.env.WSEDGE_EXPECT_COMPRESSION === 'on';
 
 if (!ADMIN || !WS || !SPKI) {
   console.error('set WSEDGE_ADMIN, WSEDGE_WS and WSEDGE_SPKI');
@@ -72,14 +75,19 @@ try {
         };
         ws.onclose = (ev) => {
           clearTimeout(timer);
-          resolve({ replies, code: ev.code, clean: ev.wasClean });
+          resolve({ replies, code: ev.code, clean: ev.wasClean, extensions: ws.extensions });
         };
       });
       return done;
     }, { url: `${WS}/echo`, timeoutMs: TIMEOUT_MS }));
   await step('replies and close are right', async () => {
+    const { extensions, ...rest } = got;
     const want = JSON.stringify({ replies: ['hello over wss ✓', [1, 2, 3, 250]], code: 1000, clean: true });
-    if (JSON.stringify(got) !== want) throw new Error(`got ${JSON.stringify(got)}`);
+    if (JSON.stringify(rest) !== want) throw new Error(`got ${JSON.stringify(got)}`);
+    const agreed = extensions.startsWith('permessage-deflate');
+    if (agreed !== EXPECT_COMPRESSION) {
+      throw new Error(`extensions ${JSON.stringify(extensions)}, compression expected ${EXPECT_COMPRESSION}`);
+    }
   });
 } catch {
   failed = true;
