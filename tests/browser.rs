@@ -169,13 +169,23 @@ fn a_cross_origin_page_can_neither_mint_nor_publish() {
 
 /// wss:// in Chromium: the status page over https (the admin listener
 /// reusing the [tls] certificate made here), and from it an echo over
-/// `wss://` with permessage-deflate negotiated (compression on); `wss.mjs`
-/// checks the replies, the extension and the clean close, here the
+/// `wss://`; `wss.mjs` checks the replies and the clean close, here the
 /// server's TLS counters. Chromium trusts the certificate through
 /// `--ignore-certificate-errors-spki-list`, in this test only. The other
 /// browser tests run over plain http and ws, unchanged.
 #[test]
 fn echo_over_wss_in_chromium() {
+    wss_e2e(false);
+}
+
+/// The same with `--compression on`: Chromium's permessage-deflate offer
+/// is agreed to over TLS, and the echo round-trips compressed.
+#[test]
+fn echo_over_wss_with_compression_in_chromium() {
+    wss_e2e(true);
+}
+
+fn wss_e2e(compression: bool) {
     use base64::Engine as _;
     use sha2::Digest as _;
     let Some((chromium, dir)) = browser_ready() else {
@@ -200,7 +210,7 @@ fn echo_over_wss_in_chromium() {
         &key,
         "--admin-tls",
         "--compression",
-        "on",
+        if compression { "on" } else { "off" },
     ]);
     server.drain_log();
     let admin = server.addr("admin");
@@ -211,6 +221,10 @@ fn echo_over_wss_in_chromium() {
         .env("WSEDGE_ADMIN", format!("https://{admin}"))
         .env("WSEDGE_WS", format!("wss://{ws_addr}"))
         .env("WSEDGE_SPKI", &spki)
+        .env(
+            "WSEDGE_EXPECT_COMPRESSION",
+            if compression { "on" } else { "off" },
+        )
         .env("CHROMIUM", &chromium);
     let (status, output) = run_bounded(node, E2E_LIMIT);
     let metrics = common::tls::https_get(admin, ca.client(&[]), "/metrics").1;

@@ -1,9 +1,9 @@
 //! Interop with a client that is not Rust: Python `websockets` exchanges
-//! text, binary, fragmented and multi-MiB messages, pings, and closes;
-//! and the same with permessage-deflate negotiated (it offers it by
-//! default), with and without context takeover; and over `wss://` (a
-//! certificate made by the test, its CA the only one Python trusts), with
-//! compression off and on.
+//! text, binary, fragmented and multi-MiB messages, pings, and closes,
+//! over `ws://` and over `wss://` (a certificate made by the test, its CA
+//! the only one Python trusts); and the same with permessage-deflate
+//! negotiated (it offers it by default), with and without context
+//! takeover.
 //!
 //! Needs a Python with `websockets` (the version pinned in
 //! `tests/interop/requirements.txt`): `WSEDGE_PYTHON` names it, else
@@ -121,42 +121,83 @@ fn python_websockets_client_round_trips_over_wss() {
     let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    // Python `websockets` offers permessage-deflate by default: with
-    // compression on, the TLS connection carries compressed frames.
-    for compression in [false, true] {
-        let mut cfg = config(2);
-        cfg.tls.cert = Some(cert.clone());
-        cfg.tls.key = Some(key.clone());
-        if compression {
-            cfg.compression.mode = wsedge::config::Switch::On;
-        }
-        let server = start(cfg);
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/python_client.py"
-        );
-        let out = Command::new(&python)
-            .arg(script)
-            .arg(format!(
-                "wss://localhost:{}/echo",
-                server.local_addr().port()
-            ))
-            .arg(&ca_file)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-        out.status.success() && stdout.contains("interop ok"),
-        "python client over wss failed (compression {compression})\nstdout: {stdout}\nstderr: {stderr}"
+    let mut cfg = config(2);
+    cfg.tls.cert = Some(cert);
+    cfg.tls.key = Some(key);
+    let server = start(cfg);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_client.py"
     );
-        assert!(wait_until(std::time::Duration::from_secs(5), || {
-            let stats = server.stats();
-            stats.tls_handshakes == 1
-                && stats.upgraded == 1
-                && stats.messages_in == 5
-                && stats.messages_out == 5
-                && stats.tls_errors == 0
-        }));
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(format!(
+            "wss://localhost:{}/echo",
+            server.local_addr().port()
+        ))
+        .arg(&ca_file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "python client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        let stats = server.stats();
+        stats.tls_handshakes == 1
+            && stats.upgraded == 1
+            && stats.messages_in == 5
+            && stats.messages_out == 5
+            && stats.tls_errors == 0
+    }));
+}
+
+/// `wss://` and permessage-deflate together: the TLS session sits under
+/// the connection, compression inside it, and Python `websockets` (which
+/// offers permessage-deflate) round-trips everything with both.
+#[test]
+fn python_websockets_negotiates_permessage_deflate_over_wss() {
+    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !has_websockets(&python) {
+        return skip_unless_required(
+            "WSEDGE_REQUIRE_INTEROP",
+            "interop test",
+            &format!("`{python}` cannot import websockets"),
+        );
     }
+    let ca = common::tls::Ca::new();
+    let dir = common::tls::temp_dir("interop-deflate");
+    let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut cfg = config(1);
+    cfg.tls.cert = Some(cert);
+    cfg.tls.key = Some(key);
+    cfg.compression.mode = wsedge::config::Switch::On;
+    let server = start(cfg);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_deflate.py"
+    );
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(format!(
+            "wss://localhost:{}/echo",
+            server.local_addr().port()
+        ))
+        .arg(&ca_file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("deflate ok") && stdout.contains("tls: TLSv1.3"),
+        "python deflate client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        let stats = server.stats();
+        stats.tls_handshakes == 1 && stats.upgraded == 1 && stats.tls_errors == 0
+    }));
 }

@@ -1058,10 +1058,10 @@ mod tests {
         ];
         eprintln!("{sizes:?}");
         // Slot: 168 B in a release build (mio's `TcpStream` carries a
-        // selector id with debug assertions: 16 B more). Conn: 120 B, and
-        // 8 more for the permessage-deflate box (issue 16; `None` unless
-        // the connection agreed compression). TLS sessions live beside the
-        // slab (`engine::tls::TlsPlane`), not in it.
+        // selector id with debug assertions: 16 B more): the Conn inside
+        // it is 120 B and 8 more for the permessage-deflate box (issue 16;
+        // `None` unless the connection agreed compression). TLS sessions
+        // live beside the slab (`engine::tls::TlsPlane`), not in it.
         for (name, size, max) in [
             ("Conn", size_of::<Conn>(), 128),
             ("Slot", size_of::<Slot>(), 184),

@@ -2,19 +2,24 @@
 which offers it by default.
 
 Usage: python_deflate.py ws://127.0.0.1:PORT/echo
+       python_deflate.py wss://localhost:PORT/echo CA.pem   (trusting only that CA)
 Prints the server's Sec-WebSocket-Extensions answer, then "deflate ok N"
 (N: compressed frames received) only if every exchange round-trips and the
 extension was negotiated.
 """
 import asyncio
 import json
+import ssl
 import sys
 
 import websockets
 
 
-async def main(url: str) -> None:
-    async with websockets.connect(url, max_size=None) as ws:
+async def main(url: str, ca: str | None = None) -> None:
+    tls = ssl.create_default_context(cafile=ca) if ca else None
+    async with websockets.connect(url, max_size=None, ssl=tls) as ws:
+        if ca:
+            print("tls:", ws.transport.get_extra_info("ssl_object").version())
         answer = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         print("answer:", answer)
         assert answer.startswith("permessage-deflate"), answer
@@ -66,4 +71,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(asyncio.wait_for(main(sys.argv[1]), 60))
+    asyncio.run(asyncio.wait_for(main(sys.argv[1], *sys.argv[2:3]), 60))
