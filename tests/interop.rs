@@ -26,30 +26,52 @@ fn has_websockets(python: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The Python to run, or `None` after printing why not (a failure under
+/// `WSEDGE_REQUIRE_INTEROP=1`).
+fn python() -> Option<String> {
+    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    if has_websockets(&python) {
+        return Some(python);
+    }
+    skip_unless_required(
+        "WSEDGE_REQUIRE_INTEROP",
+        "interop test",
+        &format!("`{python}` cannot import websockets"),
+    );
+    None
+}
+
+/// Runs `script` with `args`: (success, stdout, stderr).
+fn run(python: &str, script: &str, args: &[std::ffi::OsString]) -> (bool, String, String) {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn python_websockets_client_round_trips() {
-    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if !has_websockets(&python) {
-        return skip_unless_required(
-            "WSEDGE_REQUIRE_INTEROP",
-            "interop test",
-            &format!("`{python}` cannot import websockets"),
-        );
-    }
+    let Some(python) = python() else {
+        return;
+    };
     let server = start(config(2));
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_client.py"
     );
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(ws_url(&server, "/echo"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stdout, stderr) = run(
+        &python,
+        script,
+        &[std::ffi::OsString::from(ws_url(&server, "/echo"))],
+    );
     assert!(
-        out.status.success() && stdout.contains("interop ok"),
+        ok && stdout.contains("interop ok"),
         "python client failed\nstdout: {stdout}\nstderr: {stderr}"
     );
     // Counters are published once per loop turn: wait for the last one.
@@ -61,14 +83,9 @@ fn python_websockets_client_round_trips() {
 
 #[test]
 fn python_websockets_negotiates_permessage_deflate_with_and_without_context_takeover() {
-    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if !has_websockets(&python) {
-        return skip_unless_required(
-            "WSEDGE_REQUIRE_INTEROP",
-            "interop test",
-            &format!("`{python}` cannot import websockets"),
-        );
-    }
+    let Some(python) = python() else {
+        return;
+    };
     for no_context in [true, false] {
         let mut cfg = config(1);
         cfg.compression.mode = wsedge::config::Switch::On;
@@ -79,15 +96,13 @@ fn python_websockets_negotiates_permessage_deflate_with_and_without_context_take
             env!("CARGO_MANIFEST_DIR"),
             "/tests/interop/python_deflate.py"
         );
-        let out = Command::new(&python)
-            .arg(script)
-            .arg(ws_url(&server, "/echo"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (ok, stdout, stderr) = run(
+            &python,
+            script,
+            &[std::ffi::OsString::from(ws_url(&server, "/echo"))],
+        );
         assert!(
-            out.status.success() && stdout.contains("deflate ok"),
+            ok && stdout.contains("deflate ok"),
             "python deflate client failed (no_context {no_context})\nstdout: {stdout}\nstderr: {stderr}"
         );
         // The answer says what was agreed: the server's choice of context
@@ -108,14 +123,9 @@ fn python_websockets_negotiates_permessage_deflate_with_and_without_context_take
 
 #[test]
 fn python_websockets_client_round_trips_over_wss() {
-    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if !has_websockets(&python) {
-        return skip_unless_required(
-            "WSEDGE_REQUIRE_INTEROP",
-            "interop test",
-            &format!("`{python}` cannot import websockets"),
-        );
-    }
+    let Some(python) = python() else {
+        return;
+    };
     let ca = common::tls::Ca::new();
     let dir = common::tls::temp_dir("interop");
     let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
@@ -129,19 +139,19 @@ fn python_websockets_client_round_trips_over_wss() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_client.py"
     );
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(format!(
-            "wss://localhost:{}/echo",
-            server.local_addr().port()
-        ))
-        .arg(&ca_file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stdout, stderr) = run(
+        &python,
+        script,
+        &[
+            std::ffi::OsString::from(format!(
+                "wss://localhost:{}/echo",
+                server.local_addr().port()
+            )),
+            std::ffi::OsString::from(&ca_file),
+        ],
+    );
     assert!(
-        out.status.success() && stdout.contains("interop ok"),
+        ok && stdout.contains("interop ok"),
         "python client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
     );
     assert!(wait_until(std::time::Duration::from_secs(5), || {
@@ -159,14 +169,9 @@ fn python_websockets_client_round_trips_over_wss() {
 /// offers permessage-deflate) round-trips everything with both.
 #[test]
 fn python_websockets_negotiates_permessage_deflate_over_wss() {
-    let python = std::env::var("WSEDGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    if !has_websockets(&python) {
-        return skip_unless_required(
-            "WSEDGE_REQUIRE_INTEROP",
-            "interop test",
-            &format!("`{python}` cannot import websockets"),
-        );
-    }
+    let Some(python) = python() else {
+        return;
+    };
     let ca = common::tls::Ca::new();
     let dir = common::tls::temp_dir("interop-deflate");
     let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
@@ -181,19 +186,19 @@ fn python_websockets_negotiates_permessage_deflate_over_wss() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_deflate.py"
     );
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(format!(
-            "wss://localhost:{}/echo",
-            server.local_addr().port()
-        ))
-        .arg(&ca_file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stdout, stderr) = run(
+        &python,
+        script,
+        &[
+            std::ffi::OsString::from(format!(
+                "wss://localhost:{}/echo",
+                server.local_addr().port()
+            )),
+            std::ffi::OsString::from(&ca_file),
+        ],
+    );
     assert!(
-        out.status.success() && stdout.contains("deflate ok") && stdout.contains("tls: TLSv1.3"),
+        ok && stdout.contains("deflate ok") && stdout.contains("tls: TLSv1.3"),
         "python deflate client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
     );
     assert!(wait_until(std::time::Duration::from_secs(5), || {
