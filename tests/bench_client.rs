@@ -235,3 +235,59 @@ fn echo_and_idle_modes_speak_tls_with_a_test_ca() {
         s.tls_handshakes == 28 && s.upgraded == 28 && s.tls_errors == 0
     }));
 }
+
+/// `wsedge-bench connect-rate --tls-ca`: every connection a TLS handshake
+/// and an upgrade, with and without `--tls-verify-once`, and what was
+/// negotiated reported; a certificate from another CA is refused even
+/// with `--tls-verify-once` (it skips checks only for a certificate it
+/// has verified in full).
+#[test]
+fn connect_rate_over_tls_upgrades_every_connection_and_verifies_the_first() {
+    let ca = tls::Ca::new();
+    let other = tls::Ca::new();
+    let dir = tls::temp_dir("bench-connect");
+    let (cert, key) = tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let ca_pem = dir.join("ca.pem");
+    let other_pem = dir.join("other-ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&other_pem, other.pem()).unwrap();
+    let mut cfg = config(1);
+    cfg.tls.cert = Some(cert);
+    cfg.tls.key = Some(key);
+    let server = start(cfg);
+    let addr = server.local_addr().to_string();
+    let src = (210 + std::process::id() % 40).to_string();
+    let run = |ca: &std::path::Path, extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+            .args(["connect-rate", "--server", &addr, "--first-source", &src])
+            .args(["--count", "40", "--concurrency", "8", "--json", "--tls-ca"])
+            .arg(ca)
+            .args(extra)
+            .output()
+            .unwrap();
+        json_of(&out)
+    };
+    for extra in [&[][..], &["--tls-verify-once"][..]] {
+        let v = run(&ca_pem, extra);
+        assert_eq!(v["ok"], 40, "{v}");
+        let tls = v["tls"].as_str().unwrap();
+        assert!(tls.starts_with("TLSv1_3 TLS13_"), "{tls}");
+    }
+    let v = run(&other_pem, &["--tls-verify-once"]);
+    assert_eq!(v["ok"], 0, "{v}");
+    let failures = v["failures"].as_object().unwrap();
+    assert_eq!(
+        failures.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        40
+    );
+    assert!(
+        failures.keys().all(|k| k.contains("certificate")),
+        "{failures:?}"
+    );
+    // The server agrees: 80 handshakes and upgrades, the refused ones
+    // never finished their handshake.
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        let s = server.stats();
+        s.tls_handshakes == 80 && s.upgraded == 80
+    }));
+}

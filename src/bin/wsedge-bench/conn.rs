@@ -11,14 +11,16 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 use wsedge::protocol::{Frame, FrameDecoder};
 
 use crate::frame;
@@ -97,28 +99,143 @@ pub fn take_upgrade_response(rx: &mut BytesMut) -> io::Result<bool> {
         return Ok(false);
     };
     if !rx.starts_with(b"HTTP/1.1 101") {
-        return Err(io::Error::other("upgrade refused"));
+        let status = String::from_utf8_lossy(&rx[..rx.len().min(12)]).into_owned();
+        return Err(io::Error::other(format!("refused: {}", status.trim())));
     }
     let _ = rx.split_to(end);
     Ok(true)
 }
 
 /// A TLS client configuration trusting only the PEM certificate(s) in
-/// `ca`, TLS 1.2 and 1.3, ALPN http/1.1.
-pub fn client_tls(ca: &Path) -> io::Result<Arc<ClientConfig>> {
+/// `ca`, TLS 1.2 and 1.3, ALPN http/1.1, and no session resumption: every
+/// connection makes a full handshake (the server's tickets are received
+/// and dropped). With `verify_once`, see [`VerifyOnce`].
+pub fn client_tls(ca: &Path, verify_once: bool) -> io::Result<Arc<ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
         roots
             .add(cert.map_err(io::Error::other)?)
             .map_err(io::Error::other)?;
     }
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), wsedge::tls::provider())
+            .build()
+            .map_err(io::Error::other)?;
+    let verifier: Arc<dyn ServerCertVerifier> = if verify_once {
+        Arc::new(VerifyOnce {
+            inner: webpki,
+            trusted: Mutex::new(None),
+        })
+    } else {
+        webpki
+    };
     let mut cfg = ClientConfig::builder_with_provider(wsedge::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![wsedge::tls::ALPN_HTTP1.to_vec()];
+    cfg.resumption = Resumption::disabled();
     Ok(Arc::new(cfg))
+}
+
+/// `--tls-verify-once`, a load client's shortcut and nothing else: the
+/// first handshake with a certificate is verified in full (its chain to
+/// the CA, the name, and the server's handshake signature); later
+/// handshakes presenting the very same certificate bytes skip both the
+/// chain check and the signature check. The server still does all of its
+/// work (key exchange, signing), so its cost per handshake is unchanged,
+/// while the client's shrinks to its key exchange — with two cores, one
+/// per side, a client verifying every signature (an ECDSA verify costs
+/// more than the server's sign) would be the bottleneck of a handshake
+/// rate run. Unsound against an active attacker who replays the
+/// certificate; loopback benchmarks only.
+#[derive(Debug)]
+struct VerifyOnce {
+    inner: Arc<WebPkiServerVerifier>,
+    /// The end-entity certificate verified in full, once its handshake
+    /// signature has also been checked (then `true`).
+    trusted: Mutex<Option<(Vec<u8>, bool)>>,
+}
+
+impl VerifyOnce {
+    /// The lock, whatever a panicking thread left: the state is two plain
+    /// values, each written whole.
+    fn trusted(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, bool)>> {
+        self.trusted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn signature(
+        &self,
+        cert: &CertificateDer<'_>,
+        verify: impl FnOnce() -> Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if let Some((der, true)) = &*self.trusted() {
+            if der[..] == cert[..] {
+                return Ok(HandshakeSignatureValid::assertion());
+            }
+        }
+        let valid = verify()?;
+        if let Some((der, checked)) = &mut *self.trusted() {
+            if der[..] == cert[..] {
+                *checked = true;
+            }
+        }
+        Ok(valid)
+    }
+}
+
+impl ServerCertVerifier for VerifyOnce {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some((der, _)) = &*self.trusted() {
+            if der[..] == end_entity[..] {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *self.trusted() = Some((end_entity.to_vec(), false));
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(cert, || {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(cert, || {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// One client connection driven by a mio poll: what has arrived on it,
@@ -229,6 +346,20 @@ impl WsConn {
     pub fn finish_upgrade(&mut self) -> io::Result<bool> {
         self.upgraded = take_upgrade_response(&mut self.rx)?;
         Ok(self.upgraded)
+    }
+
+    /// What TLS negotiated, once the handshake is done: version, cipher
+    /// suite and key exchange group (`None` without TLS).
+    pub fn tls_summary(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let group = tls
+            .negotiated_key_exchange_group()
+            .map_or("-".to_string(), |g| format!("{:?}", g.name()));
+        Some(format!(
+            "{:?} {:?} {group}",
+            tls.protocol_version()?,
+            tls.negotiated_cipher_suite()?.suite()
+        ))
     }
 
     /// The next complete frame received, if any.

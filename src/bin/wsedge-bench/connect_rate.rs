@@ -6,15 +6,14 @@
 //! touch: other modes, or the socket setup itself (`conn`).
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use mio::net::TcpStream;
 use mio::{Events, Poll};
 
-use crate::conn;
+use crate::conn::{self, WsConn};
 use crate::cpu::{with_cpu, CpuMeter};
 use crate::progress::Progress;
 use crate::report::{self, P50, P99};
@@ -42,28 +41,40 @@ pub struct ConnectArgs {
     common: Common,
 }
 
-/// A handshake in progress.
+/// A handshake in progress: the connection (TLS session and all) and
+/// what of the upgrade request is still to be written.
 struct Pending {
-    stream: TcpStream,
+    conn: WsConn,
     started: Instant,
-    sent: bool,
-    head: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+/// How a failed handshake is counted: the refusal's status line, an I/O
+/// error's kind, or (TLS) rustls's description.
+fn failure(what: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::Other => format!("{what}: {e}"),
+        kind => format!("{what}: {kind}"),
+    }
 }
 
 pub fn run(a: &ConnectArgs) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let request = conn::upgrade_request(&a.path, a.server);
+    let tls = a.common.tls()?;
     let mut slab: slab::Slab<Pending> = slab::Slab::new();
     let mut hist = report::histogram();
     let mut started = 0usize;
     let mut ok = 0usize;
     let mut failures: BTreeMap<String, usize> = Default::default();
+    // What the first completed TLS handshake negotiated.
+    let mut negotiated: Option<String> = None;
     let cpu = CpuMeter::start(a.common.server_pid)?;
     let mut progress = Progress::new();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(300);
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 16 * 1024];
     while ok + failures.values().sum::<usize>() < a.count {
         if progress.due() {
             let failed: usize = failures.values().sum();
@@ -84,10 +95,9 @@ pub fn run(a: &ConnectArgs) -> io::Result<()> {
                     let entry = slab.vacant_entry();
                     conn::register(&poll, &mut stream, entry.key())?;
                     entry.insert(Pending {
-                        stream,
+                        conn: WsConn::new(stream, tls.as_ref())?,
                         started: Instant::now(),
-                        sent: false,
-                        head: Vec::new(),
+                        tx: request.clone(),
                     });
                 }
                 Err(e) => {
@@ -102,48 +112,37 @@ pub fn run(a: &ConnectArgs) -> io::Result<()> {
             let key = ev.token().0;
             let Some(p) = slab.get_mut(key) else { continue };
             let mut done: Option<Result<(), String>> = None;
-            if ev.is_writable() && !p.sent {
-                match p.stream.write(&request) {
-                    Ok(n) if n == request.len() => p.sent = true,
-                    Ok(_) => done = Some(Err("short write".into())),
-                    Err(e)
-                        if e.kind() == io::ErrorKind::WouldBlock
-                            || e.kind() == io::ErrorKind::NotConnected => {}
-                    Err(e) => done = Some(Err(format!("write: {}", e.kind()))),
+            if ev.is_writable() {
+                // The request (through TLS: the handshake first, the
+                // request once it is done); a connect still in progress
+                // is retried at the next writable event.
+                if let Err(e) = p.conn.write_from(&mut p.tx) {
+                    done = Some(Err(failure("write", &e)));
                 }
             }
             if done.is_none() && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
-                loop {
-                    match p.stream.read(&mut buf) {
-                        Ok(0) => {
-                            done = Some(Err("closed before 101".into()));
-                            break;
-                        }
-                        Ok(n) => p.head.extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            done = Some(Err(format!("read: {}", e.kind())));
-                            break;
-                        }
-                    }
-                }
-                if done.is_none() && conn::head_end(&p.head).is_some() {
-                    done = Some(if p.head.starts_with(b"HTTP/1.1 101") {
-                        Ok(())
-                    } else {
-                        let status =
-                            String::from_utf8_lossy(&p.head[..p.head.len().min(12)]).into_owned();
-                        Err(format!("refused: {}", status.trim()))
-                    });
-                }
+                done = match p.conn.read_available(&mut buf) {
+                    Ok(true) => match p.conn.finish_upgrade() {
+                        Ok(true) => Some(Ok(())),
+                        Ok(false) => None,
+                        Err(e) => Some(Err(e.to_string())),
+                    },
+                    Ok(false) => Some(Err("closed before 101".into())),
+                    Err(e) => Some(Err(failure("read", &e))),
+                };
             }
             if let Some(res) = done {
+                // Dropped here: the socket closes (no WebSocket close
+                // frame, no TLS close_notify).
                 let mut p = slab.remove(key);
-                let _ = poll.registry().deregister(&mut p.stream);
+                let _ = poll.registry().deregister(&mut p.conn.stream);
                 match res {
                     Ok(()) => {
                         hist.saturating_record(p.started.elapsed().as_nanos() as u64);
                         ok += 1;
+                        if negotiated.is_none() {
+                            negotiated = p.conn.tls_summary();
+                        }
                     }
                     Err(kind) => *failures.entry(kind).or_default() += 1,
                 }
@@ -156,7 +155,7 @@ pub fn run(a: &ConnectArgs) -> io::Result<()> {
     let quantiles = [P50, P99];
     if a.common.json {
         let j = serde_json::json!({"mode": "connect-rate", "ok": ok, "failures": failures,
-            "handshakes_per_sec": rate,
+            "handshakes_per_sec": rate, "tls": negotiated,
             "latency_us": report::percentiles_json(&hist, &quantiles)});
         println!("{}", with_cpu(j, &cpu, "handshakes", ok as u64));
     } else {
@@ -164,6 +163,9 @@ pub fn run(a: &ConnectArgs) -> io::Result<()> {
             "connect-rate: {ok} handshakes in {secs:.2} s: {rate:.0}/s (concurrency {})",
             a.concurrency
         );
+        if let Some(tls) = &negotiated {
+            println!("  TLS: {tls}, a full handshake per connection (no resumption)");
+        }
         println!(
             "  connect→101 {}",
             report::percentiles_text(&hist, &quantiles)

@@ -95,12 +95,7 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let request = conn::upgrade_request(&a.path, a.server);
-    let tls = a
-        .common
-        .tls_ca
-        .as_deref()
-        .map(conn::client_tls)
-        .transpose()?;
+    let tls = a.common.tls()?;
     let mut conns: Vec<EchoConn> =
         conn::open_all(&poll, a.server, n, a.common.first_source, PER_SOURCE)?
             .into_iter()

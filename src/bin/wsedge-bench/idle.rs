@@ -61,12 +61,7 @@ pub fn run(a: &IdleArgs) -> io::Result<()> {
     let before = rss_kib(a.pid)?;
     let cpu = CpuMeter::start(a.common.server_pid)?;
     let mut progress = Progress::new();
-    let tls = a
-        .common
-        .tls_ca
-        .as_deref()
-        .map(conn::client_tls)
-        .transpose()?;
+    let tls = a.common.tls()?;
     // Each connection, and what of its request is still to be written.
     let mut conns: Vec<(WsConn, Vec<u8>)> = conn::open_all(
         &poll,

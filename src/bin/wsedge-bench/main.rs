@@ -80,9 +80,28 @@ struct Common {
     #[arg(long)]
     json: bool,
     /// Speak TLS (wss://) to the server, trusting only this PEM CA
-    /// certificate (server name `localhost`). For the echo and idle modes.
+    /// certificate (server name `localhost`); every connection makes a
+    /// full handshake (no session resumption). For the echo, idle and
+    /// connect-rate modes.
     #[arg(long)]
     tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: verify the server's certificate chain and handshake
+    /// signature on the first connection only, then trust the same
+    /// certificate bytes unchecked (benchmark shortcut so the client's
+    /// ECDSA verifies do not cap a handshake-rate run; never against a
+    /// network you do not own).
+    #[arg(long, requires = "tls_ca")]
+    tls_verify_once: bool,
+}
+
+impl Common {
+    /// The TLS client configuration, with --tls-ca.
+    fn tls(&self) -> std::io::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        self.tls_ca
+            .as_deref()
+            .map(|ca| conn::client_tls(ca, self.tls_verify_once))
+            .transpose()
+    }
 }
 
 fn main() {
