@@ -41,14 +41,26 @@ pub fn ack_text(id: u64) -> String {
     format!(r#"{{"type":"ack","id":{id}}}"#)
 }
 
-/// The listen address from `--listen ADDR` (or the default).
-pub fn listen_arg(default: &str) -> String {
+/// The value of `--NAME VALUE` on the command line, if given.
+pub fn arg(name: &str) -> Option<String> {
+    let flag = format!("--{name}");
     let mut args = std::env::args().skip(1);
-    let mut listen = default.to_string();
+    let mut value = None;
     while let Some(a) = args.next() {
-        if a == "--listen" {
-            listen = args.next().expect("--listen needs an address");
+        if a == flag {
+            value = Some(
+                args.next()
+                    .unwrap_or_else(|| panic!("{flag} needs a value")),
+            );
         }
     }
-    listen
+    value
+}
+
+/// The listen address: `--listen ADDR`, else `127.0.0.1:$PORT` when the
+/// `PORT` environment variable is set, else the default.
+pub fn listen_arg(default: &str) -> String {
+    arg("listen")
+        .or_else(|| std::env::var("PORT").ok().map(|p| format!("127.0.0.1:{p}")))
+        .unwrap_or_else(|| default.to_string())
 }
