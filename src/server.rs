@@ -198,6 +198,12 @@ impl Server {
         };
         // Clustered: the broker link and presence on the control plane.
         if let (Some(c), Some(control)) = (&mut cluster, &control) {
+            c.uplink
+                .requests()
+                .set_responder(Arc::new(crate::cluster::owner::Owner {
+                    hub: hub.clone(),
+                    gateway: gateway.clone(),
+                }));
             c.spawn(&control.handle, hub.clone(), registry.clone());
         }
         let cluster = cluster.map(Arc::new);

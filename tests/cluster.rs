@@ -580,3 +580,85 @@ fn a_node_unsubscribes_after_the_linger() {
         "unsubscribed before the linger"
     );
 }
+
+/// The admin API on node 2 sends to and disconnects a connection of
+/// node 1 and answers what node 1 says: 200 while it is open, 404 once it
+/// is gone (as for one of node 2's own).
+fn admin_ops_on_another_nodes_connection(broker: &str) {
+    let nodes = [1, 2].map(|id| Node::start_on(broker, id, false));
+    let mut ws = nodes[0].client("dave");
+    let mut ids = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        ids = n_conns(&nodes[0], "dave");
+        ids.len() == 1
+    }));
+    let id = &ids[0];
+    assert!(id.starts_with("1."), "{id}");
+    let admin2 = nodes[1].admin();
+    let send = |body: &str| {
+        http(
+            admin2,
+            "POST",
+            &format!("/api/connections/{id}/send"),
+            Some(body),
+        )
+    };
+    let (status, body) = send(r#"{"x":1}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_json(&mut ws), json!({"type":"message","data":{"x":1}}));
+    let delete = || {
+        http(
+            admin2,
+            "DELETE",
+            &format!("/api/connections/{id}?code=4000"),
+            None,
+        )
+    };
+    assert_eq!(delete().0, 200);
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(4000));
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    // Gone on node 1: node 2 says so, for a send and a disconnect.
+    assert!(wait_until(Duration::from_secs(10), || send("2").0 == 404));
+    let (status, body) = delete();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown_connection"), "{body}");
+    // An id node 1 never gave out: the same.
+    let (status, _) = http(
+        admin2,
+        "POST",
+        "/api/connections/1.0-9999-1/send",
+        Some("1"),
+    );
+    assert_eq!(status, 404);
+    let c = nodes[1].cluster();
+    assert!(c["requests"]["answered"].as_u64() >= Some(5), "{c}");
+    assert_eq!(c["requests"]["timed_out"], 0, "{c}");
+    assert!(nodes[0].cluster()["requests"]["served"].as_u64() >= Some(5));
+}
+
+#[test]
+fn admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully() {
+    if !have_redis("admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully") {
+        return;
+    }
+    let redis = Redis::start();
+    admin_ops_on_another_nodes_connection(&redis.url());
+}
+
+#[test]
+fn admin_send_and_disconnect_of_another_nodes_connection_over_nats() {
+    let Some(bin) = nats_binary("admin_send_and_disconnect_of_another_nodes_connection_over_nats")
+    else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    admin_ops_on_another_nodes_connection(&nats.url());
+}

@@ -25,7 +25,7 @@ use super::link_redis::backoff;
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out};
+use super::{LinkStats, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -39,6 +39,7 @@ const PUBLISH_BATCH: usize = 256;
 /// The NATS link task's state.
 pub struct Link {
     node: u32,
+    uplink: Uplink,
     url: String,
     prefix: String,
     probe_interval: Duration,
@@ -53,14 +54,15 @@ pub struct Link {
 impl Link {
     pub fn new(
         cfg: &ClusterConfig,
-        node: u32,
+        uplink: Uplink,
         stats: Arc<LinkStats>,
         hub: HubHandle,
         registry: Arc<Registry>,
         changes: Arc<Changes>,
     ) -> Self {
         Self {
-            node,
+            node: uplink.node(),
+            uplink,
             url: cfg.broker.clone().unwrap_or_default(),
             prefix: cfg.prefix.clone(),
             probe_interval: cfg.probe_interval,
@@ -134,7 +136,7 @@ impl Link {
                     let Some(msg) = msg else { return };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_nats_subject(&self.prefix, msg.subject.as_str());
-                    deliver::inbound(&self.hub, &self.stats, self.node, subject, &msg.payload, &mut probe);
+                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, &msg.payload, &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {

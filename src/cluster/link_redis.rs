@@ -28,7 +28,7 @@ use super::deliver::{self, Naming};
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out};
+use super::{LinkStats, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -72,6 +72,7 @@ pub fn backoff(attempt: u32, cap: Duration, random: u32) -> Duration {
 /// The link task's state.
 pub struct Link {
     node: u32,
+    uplink: Uplink,
     prefix: String,
     probe_interval: Duration,
     backoff_max: Duration,
@@ -92,7 +93,7 @@ struct Conns {
 impl Link {
     pub fn new(
         cfg: &ClusterConfig,
-        node: u32,
+        uplink: Uplink,
         client: redis::Client,
         stats: Arc<LinkStats>,
         hub: HubHandle,
@@ -100,7 +101,8 @@ impl Link {
         changes: Arc<Changes>,
     ) -> Self {
         Self {
-            node,
+            node: uplink.node(),
+            uplink,
             prefix: cfg.prefix.clone(),
             probe_interval: cfg.probe_interval,
             backoff_max: cfg.reconnect_backoff_max,
@@ -222,7 +224,7 @@ impl Link {
                     let Some(msg) = msg else { return LinkError::Closed };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_subject(&self.prefix, msg.get_channel_name());
-                    deliver::inbound(&self.hub, &self.stats, self.node, subject, msg.get_payload_bytes(), &mut probe);
+                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, msg.get_payload_bytes(), &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
