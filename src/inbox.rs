@@ -94,6 +94,9 @@ pub enum HubCommand {
         channel: Box<str>,
         reply: Sender<Membership>,
     },
+    /// Clustered: the broker link confirmed subscriptions (or went down):
+    /// send the subscribe acks that were waiting for them.
+    Subscribed,
 }
 
 /// The answer to [`HubCommand::Join`] and [`HubCommand::Leave`].

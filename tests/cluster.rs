@@ -662,3 +662,54 @@ fn admin_send_and_disconnect_of_another_nodes_connection_over_nats() {
     let nats = Nats::start(&bin);
     admin_ops_on_another_nodes_connection(&nats.url());
 }
+
+/// A client on node 2 subscribes to a channel new to the cluster and, the
+/// instant its ack arrives, a client on node 1 publishes on it: the
+/// subscriber gets the message (the ack waited for node 2's broker
+/// subscription). 200 fresh channels, so a window between the ack and the
+/// subscription would show.
+fn a_publish_right_after_the_ack_reaches_the_new_subscriber(broker: &str) {
+    let nodes = [1, 2].map(|id| Node::start_on(broker, id, false));
+    let mut publisher = nodes[0].client("pub");
+    let mut sub = nodes[1].client("sub");
+    for i in 0..200 {
+        let channel = format!("fresh-{i}");
+        send_json(
+            &mut sub,
+            json!({"type":"subscribe","channel":channel,"id":i}),
+        );
+        assert_eq!(next_json(&mut sub), json!({"type":"ack","id":i}));
+        send_json(
+            &mut publisher,
+            json!({"type":"publish","channel":channel,"data":{"i":i}}),
+        );
+        // Read with a 10 s timeout: a missed publish fails here.
+        assert_eq!(
+            next_json(&mut sub),
+            json!({"type":"message","channel":channel,"data":{"i":i}}),
+            "channel {channel}"
+        );
+        // Under hub.max_subscriptions.
+        send_json(&mut sub, json!({"type":"unsubscribe","channel":channel}));
+    }
+}
+
+#[test]
+fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber() {
+    if !have_redis("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber") {
+        return;
+    }
+    let redis = Redis::start();
+    a_publish_right_after_the_ack_reaches_the_new_subscriber(&redis.url());
+}
+
+#[test]
+fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats() {
+    let Some(bin) =
+        nats_binary("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats")
+    else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    a_publish_right_after_the_ack_reaches_the_new_subscriber(&nats.url());
+}

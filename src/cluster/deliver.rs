@@ -35,6 +35,27 @@ impl Naming {
     }
 }
 
+/// The channels named by `subjects` (spelled for this bus under
+/// `prefix`); user and node subjects left out.
+pub fn channel_names(naming: Naming, prefix: &str, subjects: &[String]) -> Vec<String> {
+    subjects
+        .iter()
+        .filter_map(|s| {
+            let parsed = match naming {
+                Naming::Redis => wire::parse_subject(prefix, s).map(|s| match s {
+                    Subject::Channel(c) => Subject::Channel(c.into_owned().into()),
+                    other => other,
+                }),
+                Naming::Nats => wire::parse_nats_subject(prefix, s),
+            };
+            match parsed {
+                Some(Subject::Channel(c)) => Some(c.into_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The subject and payload of one outgoing message from node `node`.
 pub fn encode(naming: Naming, prefix: &str, node: u32, out: Out) -> (String, Vec<u8>) {
     let subject = |s: &Subject<'_>| naming.subject(prefix, s);

@@ -134,6 +134,9 @@ impl Link {
                     );
                     let e = self.serve(conns, &mut rx).await;
                     self.stats.up.store(false, Ordering::Release);
+                    // Held subscribe acks go now (local delivery only).
+                    self.uplink.confirmed().clear();
+                    self.hub.subscriptions_confirmed();
                     e
                 }
                 Err(e) => e,
@@ -187,10 +190,15 @@ impl Link {
         for batch in all.chunks(BATCH) {
             tokio::time::timeout(t, sink.subscribe(batch)).await??;
         }
+        let names = deliver::channel_names(Naming::Redis, &self.prefix, &all);
+        self.uplink
+            .confirmed()
+            .insert(names.iter().map(String::as_str));
         self.stats
             .subscriptions
             .store(self.interest.len() as u64, Ordering::Relaxed);
         self.stats.up.store(true, Ordering::Release);
+        self.hub.subscriptions_confirmed();
         // Presence: this node's part is written again.
         self.changes.resync_presence();
         Ok(Conns {
@@ -260,6 +268,8 @@ impl Link {
                         return e;
                     }
                     let gone = self.interest.take_unsubscribes(now);
+                    let names = deliver::channel_names(Naming::Redis, &self.prefix, &gone);
+                    self.uplink.confirmed().remove(names.iter().map(String::as_str));
                     for b in gone.chunks(BATCH) {
                         match tokio::time::timeout(t, c.sink.unsubscribe(b)).await {
                             Ok(Ok(())) => {}
@@ -295,7 +305,16 @@ impl Link {
     async fn subscribe_pending(&mut self, sink: &mut PubSubSink) -> Result<(), LinkError> {
         let subs = self.interest.take_subscribes();
         for b in subs.chunks(BATCH) {
+            // Redis answers a SUBSCRIBE once it holds: from then on a
+            // publish from any node reaches this one.
             tokio::time::timeout(self.probe_interval, sink.subscribe(b)).await??;
+            let names = deliver::channel_names(Naming::Redis, &self.prefix, b);
+            self.uplink
+                .confirmed()
+                .insert(names.iter().map(String::as_str));
+        }
+        if !subs.is_empty() {
+            self.hub.subscriptions_confirmed();
         }
         Ok(())
     }

@@ -194,6 +194,8 @@ pub struct Uplink {
     tx: tokio::sync::mpsc::Sender<Out>,
     stats: Arc<LinkStats>,
     requests: Arc<request::Requests>,
+    confirmed: Arc<routing::Confirmed>,
+    request_timeout: std::time::Duration,
 }
 
 impl Uplink {
@@ -214,9 +216,20 @@ impl Uplink {
         self.requests.ask(self, node, op)
     }
 
-    /// The requests' counters.
+    /// Request/reply with other nodes.
     pub fn requests(&self) -> &Arc<request::Requests> {
         &self.requests
+    }
+
+    /// The channels whose broker subscription is confirmed.
+    pub fn confirmed(&self) -> &Arc<routing::Confirmed> {
+        &self.confirmed
+    }
+
+    /// `cluster.request_timeout`: also the longest a subscribe ack is
+    /// held for the broker subscription.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
     }
 
     /// Queues `out` for the broker; false (and counted) if the link is
@@ -318,6 +331,8 @@ impl Cluster {
                 tx,
                 stats: stats.clone(),
                 requests: Arc::new(request::Requests::new(cfg.request_timeout, stats.clone())),
+                confirmed: Arc::default(),
+                request_timeout: cfg.request_timeout,
             },
             stats,
             presence,

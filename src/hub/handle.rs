@@ -313,6 +313,17 @@ impl HubHandle {
         }
     }
 
+    /// Clustered: tells every core the link confirmed subscriptions (or
+    /// went down), so they send the subscribe acks that waited. A core
+    /// whose inbox is full is not told (it looks again after its next
+    /// turn, and sends each held ack after `cluster.request_timeout` at
+    /// the latest).
+    pub fn subscriptions_confirmed(&self) {
+        for core in self.cores.iter() {
+            let _ = core.try_send(Command::Hub(HubCommand::Subscribed));
+        }
+    }
+
     /// Subscribers of `channel` on every core, with their distinct users.
     pub fn channel(&self, channel: &str) -> Result<ChannelInfo, HubError> {
         let mask = self.registry.channels.mask(channel).map_or(0, |(_, m)| m);
