@@ -713,3 +713,80 @@ fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats() {
     let nats = Nats::start(&bin);
     a_publish_right_after_the_ack_reaches_the_new_subscriber(&nats.url());
 }
+
+/// `wsedge serve --node-id {id}` against `broker`: its exit code and log,
+/// waited for (it must refuse to start).
+fn refused_start(broker: &str, id: u32) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--broker", broker, "--node-id", &id.to_string()])
+        .env("WSEDGE_CLUSTER_PROBE_INTERVAL", PROBE)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    (code, log)
+}
+
+/// A claim of node ids against `broker` where node 1 is live: 1 taken,
+/// 2 free, a random draw that hits 1 draws again.
+fn node_ids_are_claimed_once(broker: &str) {
+    let one = Node::start_on(broker, 1, false);
+    let (code, log) = refused_start(broker, 1);
+    assert_ne!(code, Some(0), "{log}");
+    assert!(code.is_some(), "exited, not killed: {log}");
+    assert!(log.contains("in use by a live node"), "{log}");
+    // Node 1 is untouched, and another id starts.
+    assert!(one.ready().1.contains("ready"));
+    let two = Node::start_on(broker, 2, false);
+    let mut cfg = wsedge::config::ClusterConfig {
+        broker: Some(broker.into()),
+        probe_interval: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut draws = [1, 2, 3].into_iter();
+    let drawn = rt.block_on(wsedge::cluster::claim::claim(&cfg, || {
+        draws.next().unwrap()
+    }));
+    assert_eq!(drawn.unwrap(), 3, "1 and 2 are live: drawn again");
+    cfg.node_id = 2;
+    assert!(rt
+        .block_on(wsedge::cluster::claim::claim(&cfg, || 9))
+        .is_err());
+    drop(two);
+    // Gone with its process: the id is free again at once (no lease to
+    // wait out).
+    assert!(wait_until(Duration::from_secs(10), || rt
+        .block_on(wsedge::cluster::claim::claim(&cfg, || 9))
+        .is_ok_and(|n| n == 2)));
+}
+
+#[test]
+fn a_live_node_id_is_refused_and_a_random_one_drawn_again() {
+    if !have_redis("a_live_node_id_is_refused_and_a_random_one_drawn_again") {
+        return;
+    }
+    let redis = Redis::start();
+    node_ids_are_claimed_once(&redis.url());
+}
+
+#[test]
+fn a_live_node_id_is_refused_over_nats() {
+    let Some(bin) = nats_binary("a_live_node_id_is_refused_over_nats") else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    node_ids_are_claimed_once(&nats.url());
+}

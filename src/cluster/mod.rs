@@ -12,6 +12,7 @@
 //! - [`link_redis`]: the broker link on the control plane's runtime:
 //!   connect, subscribe, publish, receive and hand to the cores, probe,
 //!   reconnect with backoff; [`link_nats`]: the same over NATS.
+//! - [`claim`]: choosing the node id at start (a live one is refused).
 //! - [`deliver`]: what both links do with a message (subjects, payloads,
 //!   handing to the cores).
 //! - [`presence`]: the node's part of cluster-wide presence in Redis (a
@@ -26,6 +27,7 @@
 //! [`Watch`](crate::hub::registry::Watch)), sockets of clients, HTTP. The
 //! broker URL is a secret (it may hold a password): never logged.
 
+pub mod claim;
 pub mod deliver;
 pub mod link_nats;
 pub mod link_redis;
@@ -52,6 +54,9 @@ pub enum ClusterError {
     /// hold a password).
     #[error("cluster.broker: not a usable broker URL ({0})")]
     BadUrl(String),
+    /// `cluster.node_id` names a node that is live on the broker.
+    #[error("cluster.node_id {0} is in use by a live node on this broker (and cluster.prefix): give each node its own id, or 0 for a random one")]
+    NodeIdTaken(u32),
 }
 
 /// A connection anywhere in the cluster. Text form: `core-key-gen` on a
@@ -290,19 +295,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster part of a node (not yet running: [`Cluster::spawn`]):
-    /// its node id (`cluster.node_id`, or `random` when 0), its uplink,
+    /// The cluster part of node `node` (not yet running:
+    /// [`Cluster::spawn`]; the id chosen by [`claim::claim`]): its uplink,
     /// and the registry told to report membership changes to it.
-    pub fn new(
-        cfg: &ClusterConfig,
-        random: u32,
-        registry: &Registry,
-    ) -> Result<Self, ClusterError> {
-        let node = if cfg.node_id == 0 {
-            random
-        } else {
-            cfg.node_id
-        };
+    pub fn new(cfg: &ClusterConfig, node: u32, registry: &Registry) -> Result<Self, ClusterError> {
         let url = cfg.broker.as_deref().unwrap_or_default();
         // NATS routes only; Redis also holds presence.
         let client = match url.starts_with("nats://") {
