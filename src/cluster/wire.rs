@@ -8,8 +8,10 @@
 //! Payloads are text: the origin node's id first (so a node drops its
 //! own publishes coming back), then the operation. A channel or user
 //! message is `"{origin} {data}"` with `data` the publish's JSON as the
-//! publisher gave it; a node message is `"{origin} send {conn} {data}"`,
-//! `"{origin} close {conn} {code}"`, `"{origin} probe {seq}"` or
+//! publisher gave it; a node message is a request or reply (below), a
+//! probe (`"{origin} probe {seq}"`), or — still read, from nodes of
+//! earlier versions during a rolling upgrade — `"{origin} send {conn}
+//! {data}"`, `"{origin} close {conn} {code}"` or
 //! `"{origin} frame {conn} t|b "` followed by a gateway message's raw
 //! bytes (text or binary), where `conn` is the `core-key-gen` part of a
 //! connection id.
