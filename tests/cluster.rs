@@ -54,6 +54,7 @@ impl Node {
                 ("WSEDGE_CLUSTER_PROBE_INTERVAL", PROBE),
                 ("WSEDGE_CLUSTER_RECONNECT_BACKOFF_MAX", "500ms"),
                 ("WSEDGE_CLUSTER_UNSUBSCRIBE_LINGER", "1s"),
+                ("WSEDGE_CLUSTER_REQUEST_TIMEOUT", "1s"),
                 (
                     "WSEDGE_CLUSTER_REQUIRED",
                     if required { "true" } else { "false" },
@@ -108,6 +109,13 @@ impl Node {
     fn cluster(&self) -> Value {
         std::thread::sleep(Duration::from_millis(600));
         self.get("/api/status")["cluster"].clone()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.p().child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
     }
 
     fn kill9(&mut self) {
@@ -584,7 +592,7 @@ fn a_node_unsubscribes_after_the_linger() {
 /// The admin API on node 2 sends to and disconnects a connection of
 /// node 1 and answers what node 1 says: 200 while it is open, 404 once it
 /// is gone (as for one of node 2's own).
-fn admin_ops_on_another_nodes_connection(broker: &str) {
+fn admin_ops_on_another_nodes_connection(broker: &str, kill_broker: impl FnOnce()) {
     let nodes = [1, 2].map(|id| Node::start_on(broker, id, false));
     let mut ws = nodes[0].client("dave");
     let mut ids = Vec::new();
@@ -642,6 +650,27 @@ fn admin_ops_on_another_nodes_connection(broker: &str) {
     assert!(c["requests"]["answered"].as_u64() >= Some(5), "{c}");
     assert_eq!(c["requests"]["timed_out"], 0, "{c}");
     assert!(nodes[0].cluster()["requests"]["served"].as_u64() >= Some(5));
+    // Node 1 stopped: no answer within cluster.request_timeout is 504
+    // (the outcome unknown), counted.
+    nodes[0].signal("-STOP");
+    let (status, body) = http(
+        admin2,
+        "POST",
+        "/api/connections/1.0-9999-1/send",
+        Some("1"),
+    );
+    nodes[0].signal("-CONT");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(nodes[1].cluster()["requests"]["timed_out"], 1);
+    // The broker gone: node 1 cannot be reached, 503 at once.
+    kill_broker();
+    assert!(wait_until(Duration::from_secs(10), || nodes[1]
+        .ready()
+        .1
+        .contains("degraded")));
+    let (status, body) = delete();
+    assert_eq!(status, 503, "{body}");
+    assert!(nodes[1].cluster()["requests"]["unavailable"].as_u64() >= Some(1));
 }
 
 #[test]
@@ -649,8 +678,9 @@ fn admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully() {
     if !have_redis("admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully") {
         return;
     }
-    let redis = Redis::start();
-    admin_ops_on_another_nodes_connection(&redis.url());
+    let mut redis = Redis::start();
+    let url = redis.url();
+    admin_ops_on_another_nodes_connection(&url, || redis.kill());
 }
 
 #[test]
@@ -659,8 +689,9 @@ fn admin_send_and_disconnect_of_another_nodes_connection_over_nats() {
     else {
         return;
     };
-    let nats = Nats::start(&bin);
-    admin_ops_on_another_nodes_connection(&nats.url());
+    let mut nats = Nats::start(&bin);
+    let url = nats.url();
+    admin_ops_on_another_nodes_connection(&url, || nats.kill());
 }
 
 /// A client on node 2 subscribes to a channel new to the cluster and, the
