@@ -1109,6 +1109,42 @@ fn cross_node_connections_api(broker: &str) {
         SECRET,
     );
     assert_eq!(status, 400, "{head}");
+    // A join to a channel new to node 1 is answered (204) once node 1's
+    // broker subscription holds, and a publish on node 2 then reaches
+    // the connection. (The HTTP round trips here are slower than the
+    // broker's subscribe, so this checks the held answer comes, not the
+    // race itself: tests/cluster.rs does that for a client's subscribe,
+    // which holds its ack the same way.)
+    for i in 0..20 {
+        let (status, _, _) = signed(
+            admin1,
+            "PUT",
+            &format!("{path}/channels/fresh-{i}"),
+            b"",
+            AKID,
+            SECRET,
+        );
+        assert_eq!(status, 204);
+        let (status, _) = common::http(
+            admin2,
+            "POST",
+            &format!("/api/channels/fresh-{i}/publish"),
+            Some(&i.to_string()),
+        );
+        assert_eq!(status, 200);
+        let got = ws.read().unwrap().into_text().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(v["data"].as_i64(), Some(i), "{got}");
+        let (status, _, _) = signed(
+            admin1,
+            "DELETE",
+            &format!("{path}/channels/fresh-{i}"),
+            b"",
+            AKID,
+            SECRET,
+        );
+        assert_eq!(status, 204);
+    }
     // DELETE: 204, the close reaches the client.
     let (status, _, _) = signed(admin2, "DELETE", &path, b"", AKID, SECRET);
     assert_eq!(status, 204);

@@ -102,7 +102,7 @@ impl Core {
                 let conns = &self.conns;
                 let fanout = self
                     .hub
-                    .command(cmd, |key| conns.get(key as usize).map(|s| s.gen));
+                    .command(cmd, now, |key| conns.get(key as usize).map(|s| s.gen));
                 if let Some(fanout) = fanout {
                     self.push_fanout(fanout, now);
                 }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::held::HeldAcks;
+use super::held::{HeldAcks, Waiting};
 use super::local::LocalHub;
 use super::protocol::{self, ClientRequest, RequestError};
 use super::registry::{Registry, Stale};
@@ -280,9 +280,16 @@ impl Hub {
                 // anywhere once the client has it reaches it.
                 Ok(()) if id.is_some() && self.ack_must_wait(&channel) => {
                     let frame = protocol::ack_frame(id.unwrap_or_default());
+                    let reply = match self
+                        .held
+                        .hold(key as u32, &channel, Waiting::Ack(frame), now)
+                    {
+                        Some(Waiting::Ack(frame)) => Some(frame),
+                        _ => None,
+                    };
                     Output {
                         fanout: None,
-                        reply: self.held.hold(key as u32, &channel, frame, now),
+                        reply,
                     }
                 }
                 Ok(()) => Output::ack(id),
@@ -394,6 +401,7 @@ impl Hub {
     pub fn command(
         &mut self,
         cmd: HubCommand,
+        now: Instant,
         gen_of: impl Fn(u32) -> Option<u32>,
     ) -> Option<Fanout> {
         match cmd {
@@ -446,6 +454,18 @@ impl Hub {
                     Membership::Gone
                 } else {
                     match self.subscribe(key as usize, &channel) {
+                        // Clustered: answered once the node's broker
+                        // subscription holds, as a client's ack.
+                        Ok(()) if self.ack_must_wait(&channel) => {
+                            let what = Waiting::Join(reply);
+                            if let Some(Waiting::Join(reply)) =
+                                self.held.hold(key, &channel, what, now)
+                            {
+                                // Full: answered at once.
+                                let _ = reply.send(Membership::Done);
+                            }
+                            return None;
+                        }
                         Ok(()) => Membership::Done,
                         Err(RequestError::TooManySubscriptions) => Membership::TooManyChannels,
                         Err(_) => Membership::InvalidChannel,
@@ -618,6 +638,7 @@ mod tests {
                     frame: got[0].1.clone(),
                     at: now,
                 },
+                now,
                 Some,
             )
             .unwrap()
@@ -705,6 +726,7 @@ mod tests {
                 channel: "c".into(),
                 reply: tx,
             },
+            now,
             Some,
         );
         let info = rx.recv().unwrap();
@@ -715,6 +737,7 @@ mod tests {
                 user: "bob".into(),
                 reply: tx,
             },
+            now,
             |k| Some(k + 100),
         );
         let mut conns = rx.recv().unwrap();
@@ -726,14 +749,14 @@ mod tests {
             frame: frame.clone(),
             at: now,
         };
-        let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(3));
+        let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), now, |_| Some(3));
         assert_eq!(fan.unwrap().keys, vec![7]);
         assert!(hub
-            .command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(4))
+            .command(deliver(Target::Conn { key: 7, gen: 3 }), now, |_| Some(4))
             .is_none());
         assert_eq!(handles[0].counters().dropped_not_open.get(), 1);
         let mut keys = hub
-            .command(deliver(Target::User("bob".into())), Some)
+            .command(deliver(Target::User("bob".into())), now, Some)
             .unwrap()
             .keys;
         keys.sort();
