@@ -111,11 +111,32 @@ impl Node {
         self.get("/api/status")["cluster"].clone()
     }
 
+    /// Sends `sig`; for `-STOP`, returns once every thread has stopped
+    /// (a group stop is not instant).
     fn signal(&self, sig: &str) {
-        let pid = self.p().child.id().to_string();
+        let pid = self.p().child.id();
         let _ = std::process::Command::new("kill")
-            .args([sig, &pid])
+            .args([sig, &pid.to_string()])
             .status();
+        if sig == "-STOP" {
+            let all_stopped = || {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return false;
+                };
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+                        // The state follows the ")" closing the name.
+                        st.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+            };
+            assert!(
+                wait_until(Duration::from_secs(5), all_stopped),
+                "node {} did not stop",
+                self.id
+            );
+        }
     }
 
     fn kill9(&mut self) {
