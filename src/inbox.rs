@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::admission::Verdict;
+use crate::conn::SharedDeflate;
 use crate::stats::counters::CoreCounters;
 use crate::stats::latency::LatencyHistograms;
 
@@ -62,6 +63,9 @@ pub enum HubCommand {
     Deliver {
         target: Target,
         frame: Bytes,
+        /// The publish's once-for-every-core compressed frame, when it
+        /// went to several cores with compression on.
+        deflated: Option<SharedDeflate>,
         at: Instant,
     },
     /// Report local subscribers of a channel.
@@ -222,7 +226,23 @@ impl CoreHandle {
     /// Hands a frame to the core for its local `target`; a full inbox
     /// drops it and counts the drop on this core. True if queued.
     pub fn deliver(&self, target: Target, frame: Bytes, at: Instant) -> bool {
-        let cmd = Command::Hub(HubCommand::Deliver { target, frame, at });
+        self.deliver_shared(target, frame, None, at)
+    }
+
+    /// [`CoreHandle::deliver`] with the publish's shared compression cell.
+    pub fn deliver_shared(
+        &self,
+        target: Target,
+        frame: Bytes,
+        deflated: Option<SharedDeflate>,
+        at: Instant,
+    ) -> bool {
+        let cmd = Command::Hub(HubCommand::Deliver {
+            target,
+            frame,
+            deflated,
+            at,
+        });
         let queued = self.try_send(cmd).is_ok();
         if !queued {
             self.counters.dropped_inbox_full.add(1);

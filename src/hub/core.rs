@@ -31,6 +31,7 @@ use super::registry::{Registry, Stale};
 use super::route;
 use crate::admission::TokenGrants;
 use crate::config::HubConfig;
+use crate::conn::SharedDeflate;
 use crate::inbox::{ChannelInfo, CoreHandle, HubCommand, Membership, Target};
 use crate::stats::counters::CoreCounters;
 
@@ -59,6 +60,9 @@ impl Member {
 pub struct Fanout {
     pub keys: Vec<u32>,
     pub frame: Bytes,
+    /// The publish's compression cell shared with its other cores, if it
+    /// went to several with compression on ([`SharedDeflate`]).
+    pub deflated: Option<SharedDeflate>,
     /// When it was published (for the publish-to-write histogram).
     pub at: Instant,
 }
@@ -101,6 +105,9 @@ pub struct Hub {
     scratch: Vec<u32>,
     /// Clustered: the way to the other nodes.
     uplink: Option<crate::cluster::Uplink>,
+    /// With compression on, the server's window: a publish to several
+    /// cores carries one compression cell for them all.
+    shared_bits: Option<u8>,
 }
 
 impl Hub {
@@ -120,6 +127,7 @@ impl Hub {
             counters,
             scratch: Vec::new(),
             uplink: None,
+            shared_bits: None,
         }
     }
 
@@ -128,6 +136,15 @@ impl Hub {
     /// link drops the cross-node copy, counted there).
     pub fn with_uplink(mut self, uplink: Option<crate::cluster::Uplink>) -> Self {
         self.uplink = uplink;
+        self
+    }
+
+    /// This hub, with compression on (`compression.enabled()`): a publish
+    /// from this core to subscribers on more than one core carries one
+    /// cell for compressing it once for all of them (server window
+    /// `bits`, see [`SharedDeflate`]).
+    pub fn with_compression(mut self, cfg: &crate::config::CompressionConfig) -> Self {
+        self.shared_bits = cfg.enabled().then_some(cfg.server_max_window_bits);
         self
     }
 
@@ -326,9 +343,18 @@ impl Hub {
                 self.index.other_cores(channel).unwrap_or((0, None))
             }
         };
+        // Only with compression on (the plain path pays nothing): one
+        // compression cell when the publish reaches more than one core.
+        let deflated = match (self.shared_bits, &others) {
+            (Some(bits), (mask, Some(_))) => {
+                let local = u32::from(self.index.subscribers(channel).is_some());
+                route::shared_deflate(Some(bits), mask.count_ones() + local)
+            }
+            _ => None,
+        };
         if let (mask, Some(name)) = others {
             let target = Target::Channel(name.clone());
-            route::to_cores(&self.cores, mask, target, &frame, at);
+            route::to_cores(&self.cores, mask, target, &frame, deflated.as_ref(), at);
         }
         if let Some(up) = &self.uplink {
             up.publish(&channel.into(), data);
@@ -337,7 +363,7 @@ impl Hub {
         if let Some(set) = self.index.subscribers(channel) {
             keys.extend(set.iter().copied());
         }
-        self.fanout(keys, frame, at)
+        self.fanout(keys, frame, deflated, at)
     }
 
     /// A command from another thread. `gen_of` tells the generation of a
@@ -348,7 +374,12 @@ impl Hub {
         gen_of: impl Fn(u32) -> Option<u32>,
     ) -> Option<Fanout> {
         match cmd {
-            HubCommand::Deliver { target, frame, at } => {
+            HubCommand::Deliver {
+                target,
+                frame,
+                deflated,
+                at,
+            } => {
                 let mut keys = self.take_scratch();
                 match &target {
                     Target::Channel(ch) => {
@@ -369,7 +400,7 @@ impl Hub {
                         }
                     }
                 }
-                return self.fanout(keys, frame, at);
+                return self.fanout(keys, frame, deflated, at);
             }
             HubCommand::QueryChannel { channel, reply } => {
                 let _ = reply.send(self.channel_info(&channel));
@@ -442,12 +473,23 @@ impl Hub {
         keys
     }
 
-    fn fanout(&mut self, keys: Vec<u32>, frame: Bytes, at: Instant) -> Option<Fanout> {
+    fn fanout(
+        &mut self,
+        keys: Vec<u32>,
+        frame: Bytes,
+        deflated: Option<SharedDeflate>,
+        at: Instant,
+    ) -> Option<Fanout> {
         if keys.is_empty() {
             self.recycle(keys);
             return None;
         }
-        Some(Fanout { keys, frame, at })
+        Some(Fanout {
+            keys,
+            frame,
+            deflated,
+            at,
+        })
     }
 
     /// Takes back a fan-out's key list for reuse.
@@ -565,6 +607,7 @@ mod tests {
                 HubCommand::Deliver {
                     target: Target::Channel("news".into()),
                     frame: got[0].1.clone(),
+                    deflated: None,
                     at: now,
                 },
                 Some,
@@ -673,6 +716,7 @@ mod tests {
         let deliver = |target| HubCommand::Deliver {
             target,
             frame: frame.clone(),
+            deflated: None,
             at: now,
         };
         let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(3));

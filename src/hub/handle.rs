@@ -50,6 +50,9 @@ pub struct HubHandle {
     query_timeout: Duration,
     /// Clustered: the way to the other nodes.
     uplink: Option<Uplink>,
+    /// With compression on, the server's window: a publish to several
+    /// cores carries one compression cell for them all.
+    shared_bits: Option<u8>,
 }
 
 impl HubHandle {
@@ -61,6 +64,10 @@ impl HubHandle {
             max_channel_len: cfg.hub.max_channel_len,
             query_timeout: cfg.admin.query_timeout,
             uplink: None,
+            shared_bits: cfg
+                .compression
+                .enabled()
+                .then_some(cfg.compression.server_max_window_bits),
         }
     }
 
@@ -118,11 +125,13 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.channels.mask(channel) else {
             return Ok(0);
         };
+        let deflated = route::shared_deflate(self.shared_bits, mask.count_ones());
         Ok(route::to_cores(
             &self.cores,
             mask,
             Target::Channel(name),
             &frame,
+            deflated.as_ref(),
             at,
         ))
     }
@@ -143,7 +152,7 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.users.mask(user) else {
             return false;
         };
-        route::to_cores(&self.cores, mask, Target::User(name), &frame, at);
+        route::to_cores(&self.cores, mask, Target::User(name), &frame, None, at);
         true
     }
 

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::protocol;
 use super::registry::CoreMask;
+use crate::conn::SharedDeflate;
 use crate::inbox::{CoreHandle, Target};
 
 /// `{"type":"message","channel":…,"data":…}` as one frame, for every
@@ -30,6 +31,17 @@ pub fn publish_frame(channel: &str, data: &RawValue) -> Bytes {
 /// user or one connection.
 pub fn direct_frame(data: &RawValue) -> Bytes {
     protocol::message_frame(None, data)
+}
+
+/// The cell a publish to `cores` cores carries for compressing it once
+/// for all of them, when compression is on (`shared_bits`: the server's
+/// window) and it goes to more than one core (on one, that core's own
+/// per-fan-out cache already compresses it once).
+pub fn shared_deflate(shared_bits: Option<u8>, cores: u32) -> Option<SharedDeflate> {
+    match shared_bits {
+        Some(bits) if cores > 1 => Some(SharedDeflate::new(bits)),
+        _ => None,
+    }
 }
 
 /// The core indexes set in `mask`, lowest first.
@@ -45,7 +57,8 @@ pub fn mask_cores(mut mask: CoreMask) -> impl Iterator<Item = usize> {
 }
 
 /// Hands `frame` for `target` to every core in `mask` (the caller leaves
-/// its own core out), in core order; each inbox gets the same `Bytes`.
+/// its own core out), in core order; each inbox gets the same `Bytes`
+/// (and the same compression cell, if the publish has one).
 /// A core whose inbox is full misses it (dropped and counted there).
 /// Returns how many cores it was queued for.
 ///
@@ -57,6 +70,7 @@ pub fn to_cores(
     mut mask: CoreMask,
     target: Target,
     frame: &Bytes,
+    deflated: Option<&SharedDeflate>,
     at: Instant,
 ) -> u32 {
     mask &= CoreMask::MAX >> (64 - cores.len().clamp(1, 64));
@@ -66,9 +80,14 @@ pub fn to_cores(
         // The last one takes the target itself: one name clone fewer.
         let target = match cores_left.peek() {
             Some(_) => target.clone(),
-            None => return queued + u32::from(cores[core].deliver(target, frame.clone(), at)),
+            None => {
+                let d = deflated.cloned();
+                return queued
+                    + u32::from(cores[core].deliver_shared(target, frame.clone(), d, at));
+            }
         };
-        queued += u32::from(cores[core].deliver(target, frame.clone(), at));
+        let d = deflated.cloned();
+        queued += u32::from(cores[core].deliver_shared(target, frame.clone(), d, at));
     }
     queued
 }
