@@ -212,17 +212,26 @@ pub struct SharedDeflate(Arc<SharedInner>);
 #[derive(Debug)]
 struct SharedInner {
     bits: u8,
+    /// The channel published to (the cell travels as the delivery's
+    /// target, see `inbox::Target::ChannelDeflate`).
+    channel: Arc<str>,
     frame: OnceLock<Bytes>,
 }
 
 impl SharedDeflate {
-    /// An empty cell for connections that agreed a `bits` server window
-    /// without context takeover.
-    pub fn new(bits: u8) -> Self {
+    /// An empty cell for a publish on `channel`, for connections that
+    /// agreed a `bits` server window without context takeover.
+    pub fn new(bits: u8, channel: Arc<str>) -> Self {
         Self(Arc::new(SharedInner {
             bits: bits.clamp(9, 15),
+            channel,
             frame: OnceLock::new(),
         }))
+    }
+
+    /// The channel of the publish.
+    pub fn channel(&self) -> &Arc<str> {
+        &self.0.channel
     }
 
     /// The compressed frame, if a core made it already.

@@ -289,7 +289,7 @@ fn one_shared_cell_compresses_a_publish_once_for_every_core_and_only_its_window(
     let mut plain = BytesMut::new();
     crate::protocol::frame::encode_frame(&mut plain, true, OpCode::Text, &payload);
     let plain = plain.freeze();
-    let cell = SharedDeflate::new(15);
+    let cell = SharedDeflate::new(15, "prices".into());
     // Two cores: each its own SharedFrame, Codecs and encoder.
     let mut cores: Vec<(SharedFrame, Codecs, FrameEncoder)> = (0..2)
         .map(|_| {

@@ -346,15 +346,15 @@ impl Hub {
         // Only with compression on (the plain path pays nothing): one
         // compression cell when the publish reaches more than one core.
         let deflated = match (self.shared_bits, &others) {
-            (Some(bits), (mask, Some(_))) => {
+            (Some(bits), (mask, Some(name))) => {
                 let local = u32::from(self.index.subscribers(channel).is_some());
-                route::shared_deflate(Some(bits), mask.count_ones() + local)
+                route::shared_deflate(Some(bits), name, mask.count_ones() + local)
             }
             _ => None,
         };
         if let (mask, Some(name)) = others {
-            let target = Target::Channel(name.clone());
-            route::to_cores(&self.cores, mask, target, &frame, deflated.as_ref(), at);
+            let target = route::channel_target(name.clone(), deflated.as_ref());
+            route::to_cores(&self.cores, mask, target, &frame, at);
         }
         if let Some(up) = &self.uplink {
             up.publish(&channel.into(), data);
@@ -374,27 +374,29 @@ impl Hub {
         gen_of: impl Fn(u32) -> Option<u32>,
     ) -> Option<Fanout> {
         match cmd {
-            HubCommand::Deliver {
-                target,
-                frame,
-                deflated,
-                at,
-            } => {
+            HubCommand::Deliver { target, frame, at } => {
                 let mut keys = self.take_scratch();
-                match &target {
+                let mut deflated = None;
+                match target {
                     Target::Channel(ch) => {
-                        if let Some(set) = self.index.subscribers(ch) {
+                        if let Some(set) = self.index.subscribers(&ch) {
                             keys.extend(set.iter().copied());
                         }
                     }
+                    Target::ChannelDeflate(d) => {
+                        if let Some(set) = self.index.subscribers(d.channel()) {
+                            keys.extend(set.iter().copied());
+                        }
+                        deflated = Some(d);
+                    }
                     Target::User(user) => {
-                        if let Some(set) = self.index.user_conns(user) {
+                        if let Some(set) = self.index.user_conns(&user) {
                             keys.extend(set.iter().copied());
                         }
                     }
                     Target::Conn { key, gen } => {
-                        if gen_of(*key) == Some(*gen) {
-                            keys.push(*key);
+                        if gen_of(key) == Some(gen) {
+                            keys.push(key);
                         } else {
                             self.counters.dropped_not_open.add(1);
                         }
@@ -607,7 +609,6 @@ mod tests {
                 HubCommand::Deliver {
                     target: Target::Channel("news".into()),
                     frame: got[0].1.clone(),
-                    deflated: None,
                     at: now,
                 },
                 Some,
@@ -716,7 +717,6 @@ mod tests {
         let deliver = |target| HubCommand::Deliver {
             target,
             frame: frame.clone(),
-            deflated: None,
             at: now,
         };
         let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(3));

@@ -125,13 +125,12 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.channels.mask(channel) else {
             return Ok(0);
         };
-        let deflated = route::shared_deflate(self.shared_bits, mask.count_ones());
+        let deflated = route::shared_deflate(self.shared_bits, &name, mask.count_ones());
         Ok(route::to_cores(
             &self.cores,
             mask,
-            Target::Channel(name),
+            route::channel_target(name, deflated.as_ref()),
             &frame,
-            deflated.as_ref(),
             at,
         ))
     }
@@ -152,7 +151,7 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.users.mask(user) else {
             return false;
         };
-        route::to_cores(&self.cores, mask, Target::User(name), &frame, None, at);
+        route::to_cores(&self.cores, mask, Target::User(name), &frame, at);
         true
     }
 

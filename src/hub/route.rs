@@ -11,6 +11,7 @@
 //!
 //! [`Hub`]: super::Hub
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,14 +34,27 @@ pub fn direct_frame(data: &RawValue) -> Bytes {
     protocol::message_frame(None, data)
 }
 
-/// The cell a publish to `cores` cores carries for compressing it once
-/// for all of them, when compression is on (`shared_bits`: the server's
-/// window) and it goes to more than one core (on one, that core's own
-/// per-fan-out cache already compresses it once).
-pub fn shared_deflate(shared_bits: Option<u8>, cores: u32) -> Option<SharedDeflate> {
+/// The cell a publish on `channel` to `cores` cores carries for
+/// compressing it once for all of them, when compression is on
+/// (`shared_bits`: the server's window) and it goes to more than one core
+/// (on one, that core's own per-fan-out cache already compresses it once).
+pub fn shared_deflate(
+    shared_bits: Option<u8>,
+    channel: &Arc<str>,
+    cores: u32,
+) -> Option<SharedDeflate> {
     match shared_bits {
-        Some(bits) if cores > 1 => Some(SharedDeflate::new(bits)),
+        Some(bits) if cores > 1 => Some(SharedDeflate::new(bits, channel.clone())),
         _ => None,
+    }
+}
+
+/// The delivery target of a channel publish: with its compression cell
+/// if it has one.
+pub fn channel_target(name: Arc<str>, deflated: Option<&SharedDeflate>) -> Target {
+    match deflated {
+        Some(d) => Target::ChannelDeflate(d.clone()),
+        None => Target::Channel(name),
     }
 }
 
@@ -58,7 +72,7 @@ pub fn mask_cores(mut mask: CoreMask) -> impl Iterator<Item = usize> {
 
 /// Hands `frame` for `target` to every core in `mask` (the caller leaves
 /// its own core out), in core order; each inbox gets the same `Bytes`
-/// (and the same compression cell, if the publish has one).
+/// (and, with [`Target::ChannelDeflate`], the same compression cell).
 /// A core whose inbox is full misses it (dropped and counted there).
 /// Returns how many cores it was queued for.
 ///
@@ -70,7 +84,6 @@ pub fn to_cores(
     mut mask: CoreMask,
     target: Target,
     frame: &Bytes,
-    deflated: Option<&SharedDeflate>,
     at: Instant,
 ) -> u32 {
     mask &= CoreMask::MAX >> (64 - cores.len().clamp(1, 64));
@@ -80,14 +93,9 @@ pub fn to_cores(
         // The last one takes the target itself: one name clone fewer.
         let target = match cores_left.peek() {
             Some(_) => target.clone(),
-            None => {
-                let d = deflated.cloned();
-                return queued
-                    + u32::from(cores[core].deliver_shared(target, frame.clone(), d, at));
-            }
+            None => return queued + u32::from(cores[core].deliver(target, frame.clone(), at)),
         };
-        let d = deflated.cloned();
-        queued += u32::from(cores[core].deliver_shared(target, frame.clone(), d, at));
+        queued += u32::from(cores[core].deliver(target, frame.clone(), at));
     }
     queued
 }
