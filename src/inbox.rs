@@ -100,6 +100,9 @@ pub enum HubCommand {
         channel: Box<str>,
         reply: Sender<Membership>,
     },
+    /// Clustered: the broker link confirmed subscriptions (or went down):
+    /// send the subscribe acks that were waiting for them.
+    Subscribed,
 }
 
 /// The answer to [`HubCommand::Join`] and [`HubCommand::Leave`].
@@ -131,8 +134,14 @@ pub enum Posted {
 pub enum Command {
     /// For the core's hub.
     Hub(HubCommand),
-    /// Close one connection with `code`.
-    Disconnect { key: u32, gen: u32, code: u16 },
+    /// Close one connection with `code`; `reply`, if any, is told
+    /// whether it was open (false: gone, or already closing).
+    Disconnect {
+        key: u32,
+        gen: u32,
+        code: u16,
+        reply: Option<Sender<bool>>,
+    },
     /// The decision on an upgrade admission left pending (its
     /// [`Ticket`](crate::admission::Ticket)): write the `101` or the
     /// refusal. Dropped if that connection is gone or no longer waiting

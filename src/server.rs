@@ -139,12 +139,31 @@ impl Server {
         // This process's instance: gateway ids carry it, and clustered it
         // is the node id (unless cluster.node_id names one).
         let instance = crate::gateway::conn_id::random_instance().max(1);
-        let mut cluster = match cfg.cluster.enabled() {
-            true => Some(
-                Cluster::new(&cfg.cluster, instance, &registry)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-            ),
-            false => None,
+        let control =
+            if cfg.admin.listen.is_some() || cfg.gateway.enabled() || cfg.cluster.enabled() {
+                Some(Control::start(&cfg)?)
+            } else {
+                None
+            };
+        let mut cluster = match (cfg.cluster.enabled(), &control) {
+            (true, Some(control)) => {
+                // A node id a live node has is refused; a random one that
+                // collides is drawn again.
+                let mut first = Some(instance);
+                let node = control
+                    .handle
+                    .block_on(crate::cluster::claim::claim(&cfg.cluster, || {
+                        first
+                            .take()
+                            .unwrap_or_else(|| crate::gateway::conn_id::random_instance().max(1))
+                    }))
+                    .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, e))?;
+                Some(
+                    Cluster::new(&cfg.cluster, node, &registry)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                )
+            }
+            _ => None,
         };
         let instance = cluster.as_ref().map_or(instance, |c| c.node);
         let uplink = cluster.as_ref().map(|c| c.uplink.clone());
@@ -164,11 +183,6 @@ impl Server {
         let admission = Arc::new(admission(Admission::new(&cfg, demo_key.clone())));
         let stats = StatsView::new(handles.clone());
         let draining = Arc::new(AtomicBool::new(false));
-        let control = if cfg.admin.listen.is_some() || cfg.gateway.enabled() || cluster.is_some() {
-            Some(Control::start(&cfg)?)
-        } else {
-            None
-        };
         // Gateway mode: the cores' link and the gateway on the control
         // plane's runtime.
         let (link, gateway) = match (&control, cfg.gateway.enabled()) {
@@ -199,6 +213,12 @@ impl Server {
         };
         // Clustered: the broker link and presence on the control plane.
         if let (Some(c), Some(control)) = (&mut cluster, &control) {
+            c.uplink
+                .requests()
+                .set_responder(Arc::new(crate::cluster::owner::Owner {
+                    hub: hub.clone(),
+                    gateway: gateway.clone(),
+                }));
             c.spawn(&control.handle, hub.clone(), registry.clone());
         }
         let cluster = cluster.map(Arc::new);

@@ -334,6 +334,16 @@ fn regression_a_huge_header_is_refused_431_without_growing_memory() {
         "RSS grew from {before} KiB to {after} KiB for one header line"
     );
     assert!(answers(admin, "/healthz"));
+    // hyper's own answer is counted like the plane's.
+    let (_, metrics) = raw(
+        admin,
+        &request(admin, "GET", "/metrics", &[], ""),
+        Duration::from_secs(5),
+    );
+    assert!(
+        metrics.contains("wsedge_admin_responses_total{status=\"431\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

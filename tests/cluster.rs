@@ -54,6 +54,7 @@ impl Node {
                 ("WSEDGE_CLUSTER_PROBE_INTERVAL", PROBE),
                 ("WSEDGE_CLUSTER_RECONNECT_BACKOFF_MAX", "500ms"),
                 ("WSEDGE_CLUSTER_UNSUBSCRIBE_LINGER", "1s"),
+                ("WSEDGE_CLUSTER_REQUEST_TIMEOUT", "1s"),
                 (
                     "WSEDGE_CLUSTER_REQUIRED",
                     if required { "true" } else { "false" },
@@ -108,6 +109,34 @@ impl Node {
     fn cluster(&self) -> Value {
         std::thread::sleep(Duration::from_millis(600));
         self.get("/api/status")["cluster"].clone()
+    }
+
+    /// Sends `sig`; for `-STOP`, returns once every thread has stopped
+    /// (a group stop is not instant).
+    fn signal(&self, sig: &str) {
+        let pid = self.p().child.id();
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status();
+        if sig == "-STOP" {
+            let all_stopped = || {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return false;
+                };
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+                        // The state follows the ")" closing the name.
+                        st.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+            };
+            assert!(
+                wait_until(Duration::from_secs(5), all_stopped),
+                "node {} did not stop",
+                self.id
+            );
+        }
     }
 
     fn kill9(&mut self) {
@@ -579,4 +608,237 @@ fn a_node_unsubscribes_after_the_linger() {
         left.elapsed() >= Duration::from_secs(1),
         "unsubscribed before the linger"
     );
+}
+
+/// The admin API on node 2 sends to and disconnects a connection of
+/// node 1 and answers what node 1 says: 200 while it is open, 404 once it
+/// is gone (as for one of node 2's own).
+fn admin_ops_on_another_nodes_connection(broker: &str, kill_broker: impl FnOnce()) {
+    let nodes = [1, 2].map(|id| Node::start_on(broker, id, false));
+    let mut ws = nodes[0].client("dave");
+    let mut ids = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        ids = n_conns(&nodes[0], "dave");
+        ids.len() == 1
+    }));
+    let id = &ids[0];
+    assert!(id.starts_with("1."), "{id}");
+    let admin2 = nodes[1].admin();
+    let send = |body: &str| {
+        http(
+            admin2,
+            "POST",
+            &format!("/api/connections/{id}/send"),
+            Some(body),
+        )
+    };
+    let (status, body) = send(r#"{"x":1}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_json(&mut ws), json!({"type":"message","data":{"x":1}}));
+    let delete = || {
+        http(
+            admin2,
+            "DELETE",
+            &format!("/api/connections/{id}?code=4000"),
+            None,
+        )
+    };
+    assert_eq!(delete().0, 200);
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(4000));
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    // Gone on node 1: node 2 says so, for a send and a disconnect.
+    assert!(wait_until(Duration::from_secs(10), || send("2").0 == 404));
+    let (status, body) = delete();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown_connection"), "{body}");
+    // An id node 1 never gave out: the same.
+    let (status, _) = http(
+        admin2,
+        "POST",
+        "/api/connections/1.0-9999-1/send",
+        Some("1"),
+    );
+    assert_eq!(status, 404);
+    let c = nodes[1].cluster();
+    assert!(c["requests"]["answered"].as_u64() >= Some(5), "{c}");
+    assert_eq!(c["requests"]["timed_out"], 0, "{c}");
+    assert!(nodes[0].cluster()["requests"]["served"].as_u64() >= Some(5));
+    // Node 1 stopped: no answer within cluster.request_timeout is 504
+    // (the outcome unknown), counted.
+    nodes[0].signal("-STOP");
+    let (status, body) = http(
+        admin2,
+        "POST",
+        "/api/connections/1.0-9999-1/send",
+        Some("1"),
+    );
+    nodes[0].signal("-CONT");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(nodes[1].cluster()["requests"]["timed_out"], 1);
+    // The broker gone: node 1 cannot be reached, 503 at once.
+    kill_broker();
+    assert!(wait_until(Duration::from_secs(10), || nodes[1]
+        .ready()
+        .1
+        .contains("degraded")));
+    let (status, body) = delete();
+    assert_eq!(status, 503, "{body}");
+    assert!(nodes[1].cluster()["requests"]["unavailable"].as_u64() >= Some(1));
+}
+
+#[test]
+fn admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully() {
+    if !have_redis("admin_send_and_disconnect_of_another_nodes_connection_answer_truthfully") {
+        return;
+    }
+    let mut redis = Redis::start();
+    let url = redis.url();
+    admin_ops_on_another_nodes_connection(&url, || redis.kill());
+}
+
+#[test]
+fn admin_send_and_disconnect_of_another_nodes_connection_over_nats() {
+    let Some(bin) = nats_binary("admin_send_and_disconnect_of_another_nodes_connection_over_nats")
+    else {
+        return;
+    };
+    let mut nats = Nats::start(&bin);
+    let url = nats.url();
+    admin_ops_on_another_nodes_connection(&url, || nats.kill());
+}
+
+/// A client on node 2 subscribes to a channel new to the cluster and, the
+/// instant its ack arrives, a client on node 1 publishes on it: the
+/// subscriber gets the message (the ack waited for node 2's broker
+/// subscription). 200 fresh channels, so a window between the ack and the
+/// subscription would show.
+fn a_publish_right_after_the_ack_reaches_the_new_subscriber(broker: &str) {
+    let nodes = [1, 2].map(|id| Node::start_on(broker, id, false));
+    let mut publisher = nodes[0].client("pub");
+    let mut sub = nodes[1].client("sub");
+    for i in 0..200 {
+        let channel = format!("fresh-{i}");
+        send_json(
+            &mut sub,
+            json!({"type":"subscribe","channel":channel,"id":i}),
+        );
+        assert_eq!(next_json(&mut sub), json!({"type":"ack","id":i}));
+        send_json(
+            &mut publisher,
+            json!({"type":"publish","channel":channel,"data":{"i":i}}),
+        );
+        // Read with a 10 s timeout: a missed publish fails here.
+        assert_eq!(
+            next_json(&mut sub),
+            json!({"type":"message","channel":channel,"data":{"i":i}}),
+            "channel {channel}"
+        );
+        // Under hub.max_subscriptions.
+        send_json(&mut sub, json!({"type":"unsubscribe","channel":channel}));
+    }
+}
+
+#[test]
+fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber() {
+    if !have_redis("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber") {
+        return;
+    }
+    let redis = Redis::start();
+    a_publish_right_after_the_ack_reaches_the_new_subscriber(&redis.url());
+}
+
+#[test]
+fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats() {
+    let Some(bin) =
+        nats_binary("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats")
+    else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    a_publish_right_after_the_ack_reaches_the_new_subscriber(&nats.url());
+}
+
+/// `wsedge serve --node-id {id}` against `broker`: its exit code and log,
+/// waited for (it must refuse to start).
+fn refused_start(broker: &str, id: u32) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsedge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--broker", broker, "--node-id", &id.to_string()])
+        .env("WSEDGE_CLUSTER_PROBE_INTERVAL", PROBE)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    (code, log)
+}
+
+/// A claim of node ids against `broker` where node 1 is live: 1 taken,
+/// 2 free, a random draw that hits 1 draws again.
+fn node_ids_are_claimed_once(broker: &str) {
+    let one = Node::start_on(broker, 1, false);
+    let (code, log) = refused_start(broker, 1);
+    assert_ne!(code, Some(0), "{log}");
+    assert!(code.is_some(), "exited, not killed: {log}");
+    assert!(log.contains("in use by a live node"), "{log}");
+    // Node 1 is untouched, and another id starts.
+    assert!(one.ready().1.contains("ready"));
+    let two = Node::start_on(broker, 2, false);
+    let mut cfg = wsedge::config::ClusterConfig {
+        broker: Some(broker.into()),
+        probe_interval: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut draws = [1, 2, 3].into_iter();
+    let drawn = rt.block_on(wsedge::cluster::claim::claim(&cfg, || {
+        draws.next().unwrap()
+    }));
+    assert_eq!(drawn.unwrap(), 3, "1 and 2 are live: drawn again");
+    cfg.node_id = 2;
+    assert!(rt
+        .block_on(wsedge::cluster::claim::claim(&cfg, || 9))
+        .is_err());
+    drop(two);
+    // Gone with its process: the id is free again at once (no lease to
+    // wait out).
+    assert!(wait_until(Duration::from_secs(10), || rt
+        .block_on(wsedge::cluster::claim::claim(&cfg, || 9))
+        .is_ok_and(|n| n == 2)));
+}
+
+#[test]
+fn a_live_node_id_is_refused_and_a_random_one_drawn_again() {
+    if !have_redis("a_live_node_id_is_refused_and_a_random_one_drawn_again") {
+        return;
+    }
+    let redis = Redis::start();
+    node_ids_are_claimed_once(&redis.url());
+}
+
+#[test]
+fn a_live_node_id_is_refused_over_nats() {
+    let Some(bin) = nats_binary("a_live_node_id_is_refused_over_nats") else {
+        return;
+    };
+    let nats = Nats::start(&bin);
+    node_ids_are_claimed_once(&nats.url());
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 type Harness = fn(&[u8]);
 
 /// Every fuzz target and its harness.
-const TARGETS: [(&str, Harness); 8] = [
+const TARGETS: [(&str, Harness); 9] = [
     ("frame_parser", wsedge::fuzzing::frame_parser),
     ("frame_differential", wsedge::fuzzing::frame_differential),
     ("handshake", |data| {
@@ -21,6 +21,7 @@ const TARGETS: [(&str, Harness); 8] = [
     ("utf8_incremental", wsedge::fuzzing::utf8_incremental),
     ("connection", wsedge::fuzzing::connection),
     ("client_request", wsedge::fuzzing::client_request),
+    ("cluster_wire", wsedge::fuzzing::cluster_wire),
     ("deflate_offer", wsedge::fuzzing::deflate_offer),
     ("deflate_inflate", wsedge::fuzzing::deflate_inflate),
 ];
@@ -104,6 +105,11 @@ fn connection_corpus_replays_cleanly() {
 #[test]
 fn client_request_corpus_replays_cleanly() {
     replay_target("client_request");
+}
+
+#[test]
+fn cluster_wire_corpus_replays_cleanly() {
+    replay_target("cluster_wire");
 }
 
 #[test]

@@ -219,6 +219,26 @@ fn cluster(w: &mut PromWriter, c: &crate::cluster::LinkStats) {
         "Broker subjects this node subscribes to (channels and users with local members, lingering ones).",
         c.subscriptions.load(Relaxed) as f64,
     );
+    w.labelled(
+        "wsedge_cluster_requests_total",
+        "Operations on another node's connection (@connections, admin send and disconnect), by what became of them: sent; of those answered or timed_out (cluster.request_timeout); unavailable: not sent (link down, queue or pending table full).",
+        "outcome",
+        [
+            ("sent", c.requests_sent.load(Relaxed)),
+            ("answered", c.requests_answered.load(Relaxed)),
+            ("timed_out", c.requests_timed_out.load(Relaxed)),
+            ("unavailable", c.requests_unavailable.load(Relaxed)),
+        ],
+    );
+    w.labelled(
+        "wsedge_cluster_requests_served_total",
+        "Other nodes' requests on this node's connections: served (performed here) or refused (answered busy, too many at once).",
+        "outcome",
+        [
+            ("served", c.requests_served.load(Relaxed)),
+            ("refused", c.requests_refused.load(Relaxed)),
+        ],
+    );
 }
 
 /// The gateway's families (gateway mode only).

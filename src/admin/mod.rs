@@ -259,14 +259,15 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
 /// Admin answers counted by HTTP status (`wsedge_admin_responses_total`):
 /// every refusal the plane makes (401, 403, 408, 413, 415, 429, 503…) is
 /// one of them. Statuses outside [`ResponseCounts::STATUSES`] count as
-/// `other`. (hyper answers a head over the limits, 431, before the
-/// plane sees the request: those are not counted here.)
+/// `other`. A head hyper refuses before the plane sees the request (431
+/// over the header limits, 400 when it does not parse) is counted where
+/// the connection ends (`server::serve_one`).
 #[derive(Default)]
 pub(crate) struct ResponseCounts([AtomicU64; ResponseCounts::STATUSES.len() + 1]);
 
 impl ResponseCounts {
-    pub const STATUSES: [u16; 15] = [
-        200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 500, 503,
+    pub const STATUSES: [u16; 16] = [
+        200, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 431, 500, 503,
     ];
 
     pub fn add(&self, status: u16) {

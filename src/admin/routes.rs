@@ -15,8 +15,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{metrics, stats_json, status, AdminCtx};
+use crate::cluster::request::Asked;
+use crate::cluster::wire::{Op, Outcome};
 use crate::cluster::NodeConn;
 use crate::hub::{HubError, HubHandle};
+use crate::inbox::Posted;
 use crate::stats::Stats;
 use std::sync::atomic::Ordering;
 
@@ -148,10 +151,29 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
                 Err(resp) => return resp,
             };
             ctx.api_sends.fetch_add(1, Ordering::Relaxed);
-            match hub.send_to_any_connection(id, &data) {
-                Ok(()) => json_response(200, json!({"ok": true})),
-                Err(e) => hub_error(e),
-            }
+            // This node's connection, or another node's (asked over the
+            // broker): either way the answer says what became of it.
+            let outcome = match hub.locate(id) {
+                Ok(Some(conn)) => match hub.send_checked(conn, &data) {
+                    Ok(Posted::Queued) => Outcome::Done,
+                    Ok(Posted::Full) => Outcome::Full,
+                    Ok(Posted::Gone) => Outcome::Gone,
+                    Err(e) => return hub_error(e),
+                },
+                Ok(None) => match ask(
+                    hub,
+                    id,
+                    Op::Send {
+                        conn: id.conn,
+                        data: data.get().into(),
+                    },
+                ) {
+                    Ok(o) => o,
+                    Err(resp) => return resp,
+                },
+                Err(e) => return hub_error(e),
+            };
+            connection_outcome(outcome)
         }
         (Method::DELETE, ["api", "connections", id]) => {
             let Some(id) = parse_conn(id, hub) else {
@@ -160,10 +182,29 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
             let code = query_param(query, "code")
                 .and_then(|c| c.parse::<u16>().ok())
                 .unwrap_or(1000);
-            match hub.disconnect_any(id, code) {
-                Ok(()) => json_response(200, json!({"ok": true})),
-                Err(e) => hub_error(e),
+            if !crate::protocol::close::is_valid_close_code(code) {
+                return hub_error(HubError::InvalidCloseCode);
             }
+            let outcome = match hub.locate(id) {
+                Ok(Some(conn)) => match hub.disconnect_checked(conn, code) {
+                    Ok(true) => Outcome::Done,
+                    Ok(false) => Outcome::Gone,
+                    Err(e) => return hub_error(e),
+                },
+                Ok(None) => match ask(
+                    hub,
+                    id,
+                    Op::Close {
+                        conn: id.conn,
+                        code,
+                    },
+                ) {
+                    Ok(o) => o,
+                    Err(resp) => return resp,
+                },
+                Err(e) => return hub_error(e),
+            };
+            connection_outcome(outcome)
         }
         (Method::GET, ["api", "channels", name]) => match hub.channel(name) {
             Ok(mut info) => {
@@ -231,6 +272,39 @@ pub fn route(req: &Req, ctx: &AdminCtx) -> Reply {
 fn parse_conn(id: &str, hub: &HubHandle) -> Option<NodeConn> {
     let id: NodeConn = id.parse().ok()?;
     hub.locate(id).ok().map(|_| id)
+}
+
+/// Asks the node of `id` (another node's) to perform `op`; an answer
+/// that is not the owner's is the HTTP reply to give.
+fn ask(hub: &HubHandle, id: NodeConn, op: Op) -> Result<Outcome, Reply> {
+    match hub.ask_node(id.node.unwrap_or_default(), op) {
+        Asked::Answer(o) => Ok(o),
+        Asked::Unavailable => Err(error(
+            503,
+            "busy",
+            "the connection's node cannot be reached now (cluster link down or busy); try again shortly",
+        )),
+        Asked::TimedOut => Err(error(
+            504,
+            "timeout",
+            "the connection's node did not answer within cluster.request_timeout; whether it was done is unknown",
+        )),
+    }
+}
+
+/// The answer to a send to or disconnect of one connection: 200, or
+/// 404 when it is not open (gone), 503 when it or its core is full.
+fn connection_outcome(o: Outcome) -> Reply {
+    match o {
+        Outcome::Done | Outcome::Info(_) => json_response(200, json!({"ok": true})),
+        Outcome::Gone | Outcome::InvalidChannel => hub_error(HubError::UnknownConnection),
+        Outcome::Full => error(
+            503,
+            "full",
+            "the connection's queue is full (connection.max_pending_bytes); nothing was queued",
+        ),
+        Outcome::Busy | Outcome::TooManyChannels => hub_error(HubError::Busy),
+    }
 }
 
 /// The one mapping of a hub refusal to an HTTP answer.

@@ -157,6 +157,12 @@ where
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
+                // hyper answered these itself, before the plane saw a request.
+                if e.is_parse_too_large() {
+                    ctx.responses.add(431);
+                } else if e.is_parse() {
+                    ctx.responses.add(400);
+                }
                 tracing::debug!(peer = %state.peer, error = %e, "admin connection ended");
             }
         }

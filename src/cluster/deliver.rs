@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::probe::Probe;
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out};
+use super::{LinkStats, Out, Uplink};
 use crate::hub::HubHandle;
 
 /// How subjects are spelled on a bus.
@@ -35,6 +35,27 @@ impl Naming {
     }
 }
 
+/// The channels named by `subjects` (spelled for this bus under
+/// `prefix`); user and node subjects left out.
+pub fn channel_names(naming: Naming, prefix: &str, subjects: &[String]) -> Vec<String> {
+    subjects
+        .iter()
+        .filter_map(|s| {
+            let parsed = match naming {
+                Naming::Redis => wire::parse_subject(prefix, s).map(|s| match s {
+                    Subject::Channel(c) => Subject::Channel(c.into_owned().into()),
+                    other => other,
+                }),
+                Naming::Nats => wire::parse_nats_subject(prefix, s),
+            };
+            match parsed {
+                Some(Subject::Channel(c)) => Some(c.into_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The subject and payload of one outgoing message from node `node`.
 pub fn encode(naming: Naming, prefix: &str, node: u32, out: Out) -> (String, Vec<u8>) {
     let subject = |s: &Subject<'_>| naming.subject(prefix, s);
@@ -47,52 +68,35 @@ pub fn encode(naming: Naming, prefix: &str, node: u32, out: Out) -> (String, Vec
             subject(&Subject::user(&user)),
             wire::encode(node, &Envelope::Data(&data)),
         ),
-        Out::Send {
-            node: to,
-            conn,
-            data,
-        } => (
+        Out::Request { node: to, id, op } => (
             subject(&Subject::Node(to)),
-            wire::encode(node, &Envelope::Send { conn, data: &data }),
+            wire::encode(node, &Envelope::Request { id, op }),
         ),
-        Out::Close {
+        Out::Reply {
             node: to,
-            conn,
-            code,
+            id,
+            outcome,
         } => (
             subject(&Subject::Node(to)),
-            wire::encode(node, &Envelope::Close { conn, code }),
-        ),
-        Out::Frame {
-            node: to,
-            conn,
-            text,
-            body,
-        } => (
-            subject(&Subject::Node(to)),
-            wire::encode(
-                node,
-                &Envelope::Frame {
-                    conn,
-                    text,
-                    body: &body,
-                },
-            ),
+            wire::encode(node, &Envelope::Reply { id, outcome }),
         ),
     }
 }
 
 /// One message received on `subject` (parsed; `None` when not ours):
-/// to the cores, unless it is node `node`'s own (already delivered here)
-/// or not ours to read; a probe of our own goes to `probe`.
+/// to the cores, unless it is this node's own (already delivered here)
+/// or not ours to read; a probe of our own goes to `probe`; another
+/// node's request is performed here (on a blocking thread) and a reply
+/// goes to the request waiting on it.
 pub fn inbound(
     hub: &HubHandle,
+    uplink: &Uplink,
     stats: &LinkStats,
-    node: u32,
     subject: Option<Subject<'_>>,
     payload: &[u8],
     probe: &mut Probe,
 ) {
+    let node = uplink.node();
     let node_subject = matches!(subject, Some(Subject::Node(_)));
     let Some((origin, env)) = wire::decode(payload, node_subject) else {
         stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +123,8 @@ pub fn inbound(
         (Some(Subject::User(u)), Envelope::Data(d)) => data(d)
             .map(|raw| hub.send_to_user_local(&u, &raw))
             .is_some(),
+        // Send, Frame and Close: what nodes of an earlier version send
+        // (fire and forget) during a rolling upgrade.
         (Some(Subject::Node(n)), Envelope::Send { conn, data: d }) if n == node => data(d)
             .map(|raw| hub.send_to_connection(conn, &raw))
             .is_some(),
@@ -129,6 +135,15 @@ pub fn inbound(
         }
         (Some(Subject::Node(n)), Envelope::Close { conn, code }) if n == node => {
             let _ = hub.disconnect(conn, code);
+            true
+        }
+        (Some(Subject::Node(n)), Envelope::Request { id, op }) if n == node => {
+            uplink.requests().serve(uplink, origin, id, op);
+            true
+        }
+        (Some(Subject::Node(n)), Envelope::Reply { id, outcome }) if n == node => {
+            // A late reply (its asker gave up) is dropped.
+            uplink.requests().answered(origin, id, outcome);
             true
         }
         _ => false,

@@ -25,7 +25,7 @@ use super::link_redis::backoff;
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out};
+use super::{LinkStats, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -39,6 +39,7 @@ const PUBLISH_BATCH: usize = 256;
 /// The NATS link task's state.
 pub struct Link {
     node: u32,
+    uplink: Uplink,
     url: String,
     prefix: String,
     probe_interval: Duration,
@@ -53,14 +54,15 @@ pub struct Link {
 impl Link {
     pub fn new(
         cfg: &ClusterConfig,
-        node: u32,
+        uplink: Uplink,
         stats: Arc<LinkStats>,
         hub: HubHandle,
         registry: Arc<Registry>,
         changes: Arc<Changes>,
     ) -> Self {
         Self {
-            node,
+            node: uplink.node(),
+            uplink,
             url: cfg.broker.clone().unwrap_or_default(),
             prefix: cfg.prefix.clone(),
             probe_interval: cfg.probe_interval,
@@ -134,7 +136,7 @@ impl Link {
                     let Some(msg) = msg else { return };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_nats_subject(&self.prefix, msg.subject.as_str());
-                    deliver::inbound(&self.hub, &self.stats, self.node, subject, &msg.payload, &mut probe);
+                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, &msg.payload, &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
@@ -157,13 +159,22 @@ impl Link {
                 }
                 _ = self.changes.notify.notified() => {
                     let wanted = self.take_subscribes(Instant::now());
-                    self.subscribe(&client, &in_tx, &mut subs, wanted).await;
+                    self.subscribe(&client, &in_tx, &mut subs, wanted.clone()).await;
+                    if was_up {
+                        self.confirm(&client, &wanted).await;
+                    }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     let wanted = self.take_subscribes(now);
-                    self.subscribe(&client, &in_tx, &mut subs, wanted).await;
-                    for gone in self.interest.take_unsubscribes(now) {
+                    self.subscribe(&client, &in_tx, &mut subs, wanted.clone()).await;
+                    if was_up {
+                        self.confirm(&client, &wanted).await;
+                    }
+                    let gone = self.interest.take_unsubscribes(now);
+                    let names = deliver::channel_names(Naming::Nats, &self.prefix, &gone);
+                    self.uplink.confirmed().remove(names.iter().map(String::as_str));
+                    for gone in gone {
                         if let Some(task) = subs.remove(&gone) {
                             // Dropping the subscriber unsubscribes.
                             task.abort();
@@ -173,6 +184,13 @@ impl Link {
                     let up = self.stats.is_up();
                     if up && !was_up {
                         probe = Probe::new(self.probe_interval, now);
+                        // The client subscribed everything again.
+                        let all: Vec<String> = subs.keys().cloned().collect();
+                        self.confirm(&client, &all).await;
+                    } else if !up && was_up {
+                        // Held subscribe acks go now (local delivery only).
+                        self.uplink.confirmed().clear();
+                        self.hub.subscriptions_confirmed();
                     }
                     was_up = up;
                     if !up {
@@ -196,6 +214,29 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Marks the channels among `subjects` (subscribed just before)
+    /// confirmed once the server has processed the subscriptions: a
+    /// request to a subject nobody subscribes to comes back (no
+    /// responders) only after everything this client sent before it, and
+    /// tells the cores.
+    async fn confirm(&self, client: &async_nats::Client, subjects: &[String]) {
+        let names = deliver::channel_names(Naming::Nats, &self.prefix, subjects);
+        if names.is_empty() {
+            return;
+        }
+        let sync = format!("{}sync.{}", self.prefix, self.node);
+        // Any answer, an error or the timeout: held acks go anyway.
+        let _ = tokio::time::timeout(
+            self.probe_interval,
+            client.request(sync, bytes::Bytes::new()),
+        )
+        .await;
+        self.uplink
+            .confirmed()
+            .insert(names.iter().map(String::as_str));
+        self.hub.subscriptions_confirmed();
     }
 
     /// The membership changes read into the interest; the subjects to

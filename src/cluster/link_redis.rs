@@ -28,7 +28,7 @@ use super::deliver::{self, Naming};
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out};
+use super::{LinkStats, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -72,6 +72,7 @@ pub fn backoff(attempt: u32, cap: Duration, random: u32) -> Duration {
 /// The link task's state.
 pub struct Link {
     node: u32,
+    uplink: Uplink,
     prefix: String,
     probe_interval: Duration,
     backoff_max: Duration,
@@ -92,7 +93,7 @@ struct Conns {
 impl Link {
     pub fn new(
         cfg: &ClusterConfig,
-        node: u32,
+        uplink: Uplink,
         client: redis::Client,
         stats: Arc<LinkStats>,
         hub: HubHandle,
@@ -100,7 +101,8 @@ impl Link {
         changes: Arc<Changes>,
     ) -> Self {
         Self {
-            node,
+            node: uplink.node(),
+            uplink,
             prefix: cfg.prefix.clone(),
             probe_interval: cfg.probe_interval,
             backoff_max: cfg.reconnect_backoff_max,
@@ -132,6 +134,9 @@ impl Link {
                     );
                     let e = self.serve(conns, &mut rx).await;
                     self.stats.up.store(false, Ordering::Release);
+                    // Held subscribe acks go now (local delivery only).
+                    self.uplink.confirmed().clear();
+                    self.hub.subscriptions_confirmed();
                     e
                 }
                 Err(e) => e,
@@ -185,10 +190,15 @@ impl Link {
         for batch in all.chunks(BATCH) {
             tokio::time::timeout(t, sink.subscribe(batch)).await??;
         }
+        let names = deliver::channel_names(Naming::Redis, &self.prefix, &all);
+        self.uplink
+            .confirmed()
+            .insert(names.iter().map(String::as_str));
         self.stats
             .subscriptions
             .store(self.interest.len() as u64, Ordering::Relaxed);
         self.stats.up.store(true, Ordering::Release);
+        self.hub.subscriptions_confirmed();
         // Presence: this node's part is written again.
         self.changes.resync_presence();
         Ok(Conns {
@@ -222,7 +232,7 @@ impl Link {
                     let Some(msg) = msg else { return LinkError::Closed };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_subject(&self.prefix, msg.get_channel_name());
-                    deliver::inbound(&self.hub, &self.stats, self.node, subject, msg.get_payload_bytes(), &mut probe);
+                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, msg.get_payload_bytes(), &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
@@ -258,6 +268,8 @@ impl Link {
                         return e;
                     }
                     let gone = self.interest.take_unsubscribes(now);
+                    let names = deliver::channel_names(Naming::Redis, &self.prefix, &gone);
+                    self.uplink.confirmed().remove(names.iter().map(String::as_str));
                     for b in gone.chunks(BATCH) {
                         match tokio::time::timeout(t, c.sink.unsubscribe(b)).await {
                             Ok(Ok(())) => {}
@@ -293,7 +305,16 @@ impl Link {
     async fn subscribe_pending(&mut self, sink: &mut PubSubSink) -> Result<(), LinkError> {
         let subs = self.interest.take_subscribes();
         for b in subs.chunks(BATCH) {
+            // Redis answers a SUBSCRIBE once it holds: from then on a
+            // publish from any node reaches this one.
             tokio::time::timeout(self.probe_interval, sink.subscribe(b)).await??;
+            let names = deliver::channel_names(Naming::Redis, &self.prefix, b);
+            self.uplink
+                .confirmed()
+                .insert(names.iter().map(String::as_str));
+        }
+        if !subs.is_empty() {
+            self.hub.subscriptions_confirmed();
         }
         Ok(())
     }

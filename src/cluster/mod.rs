@@ -12,22 +12,29 @@
 //! - [`link_redis`]: the broker link on the control plane's runtime:
 //!   connect, subscribe, publish, receive and hand to the cores, probe,
 //!   reconnect with backoff; [`link_nats`]: the same over NATS.
+//! - [`claim`]: choosing the node id at start (a live one is refused).
 //! - [`deliver`]: what both links do with a message (subjects, payloads,
 //!   handing to the cores).
 //! - [`presence`]: the node's part of cluster-wide presence in Redis (a
 //!   lease per node, a hash per channel and user, purged lazily on read).
 //! - [`probe`]: the liveness probe's bookkeeping.
+//! - [`owner`]: performing another node's request here.
+//! - [`request`]: request/reply to another node (an operation on its
+//!   connection whose outcome the asker waits for).
 //! - [`wire`]: subject names and payloads.
 //!
 //! Must not touch: any core's state (only [`HubHandle`] and the registry's
 //! [`Watch`](crate::hub::registry::Watch)), sockets of clients, HTTP. The
 //! broker URL is a secret (it may hold a password): never logged.
 
+pub mod claim;
 pub mod deliver;
 pub mod link_nats;
 pub mod link_redis;
+pub mod owner;
 pub mod presence;
 pub mod probe;
+pub mod request;
 pub mod routing;
 pub mod wire;
 
@@ -47,6 +54,9 @@ pub enum ClusterError {
     /// hold a password).
     #[error("cluster.broker: not a usable broker URL ({0})")]
     BadUrl(String),
+    /// `cluster.node_id` names a node that is live on the broker.
+    #[error("cluster.node_id {0} is in use by a live node on this broker (and cluster.prefix): give each node its own id, or 0 for a random one")]
+    NodeIdTaken(u32),
 }
 
 /// A connection anywhere in the cluster. Text form: `core-key-gen` on a
@@ -115,6 +125,19 @@ pub struct LinkStats {
     pub subscriptions: AtomicU64,
     /// Presence writes that failed (retried at the next change or lease).
     pub presence_errors: AtomicU64,
+    /// Requests sent to other nodes (operations on their connections).
+    pub requests_sent: AtomicU64,
+    /// Of those, answered within `cluster.request_timeout`.
+    pub requests_answered: AtomicU64,
+    /// Of those, not answered in time.
+    pub requests_timed_out: AtomicU64,
+    /// Requests not sent: link down, its queue or the pending table full.
+    pub requests_unavailable: AtomicU64,
+    /// Other nodes' requests performed here.
+    pub requests_served: AtomicU64,
+    /// Other nodes' requests answered busy without running (too many at
+    /// once).
+    pub requests_refused: AtomicU64,
 }
 
 impl LinkStats {
@@ -139,6 +162,14 @@ impl LinkStats {
             "probe_failures": g(&self.probe_failures),
             "subscriptions": g(&self.subscriptions),
             "presence_errors": g(&self.presence_errors),
+            "requests": {
+                "sent": g(&self.requests_sent),
+                "answered": g(&self.requests_answered),
+                "timed_out": g(&self.requests_timed_out),
+                "unavailable": g(&self.requests_unavailable),
+                "served": g(&self.requests_served),
+                "refused": g(&self.requests_refused),
+            },
         })
     }
 }
@@ -150,21 +181,13 @@ pub enum Out {
     Channel { channel: Arc<str>, data: Box<str> },
     /// A message to every connection of a user.
     User { user: Arc<str>, data: Box<str> },
-    /// A message to one connection of node `node`.
-    Send {
+    /// A request to node `node`, whose reply this node waits for.
+    Request { node: u32, id: u64, op: wire::Op },
+    /// The outcome of node `node`'s request `id`.
+    Reply {
         node: u32,
-        conn: ConnId,
-        data: Box<str>,
-    },
-    /// Close one connection of node `node`.
-    Close { node: u32, conn: ConnId, code: u16 },
-    /// A raw message (the gateway's `@connections` POST) to one
-    /// connection of node `node`.
-    Frame {
-        node: u32,
-        conn: ConnId,
-        text: bool,
-        body: bytes::Bytes,
+        id: u64,
+        outcome: wire::Outcome,
     },
 }
 
@@ -175,12 +198,43 @@ pub struct Uplink {
     node: u32,
     tx: tokio::sync::mpsc::Sender<Out>,
     stats: Arc<LinkStats>,
+    requests: Arc<request::Requests>,
+    confirmed: Arc<routing::Confirmed>,
+    request_timeout: std::time::Duration,
 }
 
 impl Uplink {
     /// This node's id.
     pub fn node(&self) -> u32 {
         self.node
+    }
+
+    /// True while the link is up.
+    pub fn is_up(&self) -> bool {
+        self.stats.is_up()
+    }
+
+    /// Asks node `node` to perform `op` on one of its connections and
+    /// waits for the outcome (up to `cluster.request_timeout`). Blocks:
+    /// call it on a blocking thread, never on a core or an async worker.
+    pub fn ask(&self, node: u32, op: wire::Op) -> request::Asked {
+        self.requests.ask(self, node, op)
+    }
+
+    /// Request/reply with other nodes.
+    pub fn requests(&self) -> &Arc<request::Requests> {
+        &self.requests
+    }
+
+    /// The channels whose broker subscription is confirmed.
+    pub fn confirmed(&self) -> &Arc<routing::Confirmed> {
+        &self.confirmed
+    }
+
+    /// `cluster.request_timeout`: also the longest a subscribe ack is
+    /// held for the broker subscription.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
     }
 
     /// Queues `out` for the broker; false (and counted) if the link is
@@ -241,19 +295,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster part of a node (not yet running: [`Cluster::spawn`]):
-    /// its node id (`cluster.node_id`, or `random` when 0), its uplink,
+    /// The cluster part of node `node` (not yet running:
+    /// [`Cluster::spawn`]; the id chosen by [`claim::claim`]): its uplink,
     /// and the registry told to report membership changes to it.
-    pub fn new(
-        cfg: &ClusterConfig,
-        random: u32,
-        registry: &Registry,
-    ) -> Result<Self, ClusterError> {
-        let node = if cfg.node_id == 0 {
-            random
-        } else {
-            cfg.node_id
-        };
+    pub fn new(cfg: &ClusterConfig, node: u32, registry: &Registry) -> Result<Self, ClusterError> {
         let url = cfg.broker.as_deref().unwrap_or_default();
         // NATS routes only; Redis also holds presence.
         let client = match url.starts_with("nats://") {
@@ -281,6 +326,9 @@ impl Cluster {
                 node,
                 tx,
                 stats: stats.clone(),
+                requests: Arc::new(request::Requests::new(cfg.request_timeout, stats.clone())),
+                confirmed: Arc::default(),
+                request_timeout: cfg.request_timeout,
             },
             stats,
             presence,
@@ -299,7 +347,7 @@ impl Cluster {
         let Some(presence) = &self.presence else {
             let link = link_nats::Link::new(
                 &self.cfg,
-                self.node,
+                self.uplink.clone(),
                 self.stats.clone(),
                 hub,
                 registry,
@@ -311,7 +359,7 @@ impl Cluster {
         presence.set_runtime(rt.clone());
         let link = link_redis::Link::new(
             &self.cfg,
-            self.node,
+            self.uplink.clone(),
             presence.client().clone(),
             self.stats.clone(),
             hub.clone(),

@@ -90,6 +90,53 @@ impl Watch for Changes {
     }
 }
 
+/// The channels whose broker subscription the link has confirmed (the
+/// broker answered the subscribe, so a publish made after that reaches
+/// this node). The link writes it; a core reads it when a client
+/// subscribes, to send the ack only once it holds (README "Running a
+/// cluster").
+#[derive(Debug, Default)]
+pub struct Confirmed {
+    names: std::sync::RwLock<FxHashSet<Box<str>>>,
+}
+
+impl Confirmed {
+    /// True if this node's subscription to `channel` is confirmed.
+    pub fn contains(&self, channel: &str) -> bool {
+        self.names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(channel)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, FxHashSet<Box<str>>> {
+        self.names.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// These channels are subscribed now.
+    pub fn insert<'a>(&self, channels: impl IntoIterator<Item = &'a str>) {
+        let mut g = self.write();
+        for c in channels {
+            if !g.contains(c) {
+                g.insert(c.into());
+            }
+        }
+    }
+
+    /// These channels are about to be unsubscribed.
+    pub fn remove<'a>(&self, channels: impl IntoIterator<Item = &'a str>) {
+        let mut g = self.write();
+        for c in channels {
+            g.remove(c);
+        }
+    }
+
+    /// The link is down: nothing is subscribed.
+    pub fn clear(&self) {
+        self.write().clear();
+    }
+}
+
 /// The subjects this node is subscribed to on the broker (or will be
 /// again after a reconnect), with the ones lingering before their
 /// unsubscribe.

@@ -8,11 +8,24 @@
 //! Payloads are text: the origin node's id first (so a node drops its
 //! own publishes coming back), then the operation. A channel or user
 //! message is `"{origin} {data}"` with `data` the publish's JSON as the
-//! publisher gave it; a node message is `"{origin} send {conn} {data}"`,
-//! `"{origin} close {conn} {code}"`, `"{origin} probe {seq}"` or
+//! publisher gave it; a node message is a request or reply (below), a
+//! probe (`"{origin} probe {seq}"`), or — still read, from nodes of
+//! earlier versions during a rolling upgrade — `"{origin} send {conn}
+//! {data}"`, `"{origin} close {conn} {code}"` or
 //! `"{origin} frame {conn} t|b "` followed by a gateway message's raw
 //! bytes (text or binary), where `conn` is the `core-key-gen` part of a
 //! connection id.
+//!
+//! Request/reply between nodes (an operation on another node's
+//! connection whose outcome the asker waits for): a request is
+//! `"{origin} req {id} {op}"` on the owner's node subject, its reply
+//! `"{origin} rep {id} {outcome}"` on the asker's. `op` is one of
+//! `gpost {conn} t|b {body}` (raw bytes), `gget {conn}`, `gdel {conn}`,
+//! `gjoin {conn} {channel}`, `gleave {conn} {channel}` (the gateway's
+//! `@connections`), `send {conn} {data}` and `close {conn} {code}` (the
+//! admin API); `outcome` is `done`, `gone`, `full`, `busy`, `badchannel`,
+//! `toomany` or `info {json}`. Each is at most [`MAX_REQUEST_BYTES`]; an
+//! unknown op or outcome is not ours (counted by the caller, dropped).
 
 use std::borrow::Cow;
 
@@ -120,10 +133,95 @@ pub enum Envelope<'a> {
         text: bool,
         body: &'a [u8],
     },
+    /// An operation the sender waits on (request id `id`, unique per
+    /// sender).
+    Request { id: u64, op: Op },
+    /// The outcome of the receiver's request `id`.
+    Reply { id: u64, outcome: Outcome },
+}
+
+/// Largest request or reply payload: a gateway message (128 KiB) or an
+/// admin send (`admin.max_body_bytes`, 1 MiB by default) with room to
+/// spare. A larger one is not sent (the asker is told) nor read.
+pub const MAX_REQUEST_BYTES: usize = 2 << 20;
+
+/// Largest `info` outcome (a gateway connection's `GET` answer).
+pub const MAX_INFO_BYTES: usize = 16 << 10;
+
+/// An operation on one connection of the receiving node, asked by
+/// another node that waits for its [`Outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// The gateway's `@connections` POST: a raw message, queued only if
+    /// it fits.
+    GatewayPost {
+        conn: ConnId,
+        text: bool,
+        body: bytes::Bytes,
+    },
+    /// The gateway's `@connections` GET.
+    GatewayGet { conn: ConnId },
+    /// The gateway's `@connections` DELETE.
+    GatewayDelete { conn: ConnId },
+    /// `PUT` (`join`) or `DELETE` of `@connections/{id}/channels/{name}`.
+    GatewayMembership {
+        conn: ConnId,
+        channel: String,
+        join: bool,
+    },
+    /// The admin API's send (JSON text).
+    Send { conn: ConnId, data: String },
+    /// The admin API's disconnect.
+    Close { conn: ConnId, code: u16 },
+}
+
+/// What the owner of a connection says of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (queued, closed, joined or left).
+    Done,
+    /// No such connection there (any more).
+    Gone,
+    /// Over the connection's `connection.max_pending_bytes`: not queued.
+    Full,
+    /// A core's inbox was full, or the owner was too busy to answer.
+    Busy,
+    /// Not a channel name clients may use.
+    InvalidChannel,
+    /// Over `hub.max_subscriptions`.
+    TooManyChannels,
+    /// The gateway connection's `GET` answer (JSON).
+    Info(String),
+}
+
+impl Outcome {
+    fn word(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Gone => "gone",
+            Outcome::Full => "full",
+            Outcome::Busy => "busy",
+            Outcome::InvalidChannel => "badchannel",
+            Outcome::TooManyChannels => "toomany",
+            Outcome::Info(_) => "info",
+        }
+    }
 }
 
 /// `origin` and `env` as one payload.
 pub fn encode(origin: u32, env: &Envelope<'_>) -> Vec<u8> {
+    match env {
+        Envelope::Request { id, op } => return encode_request(origin, *id, op),
+        Envelope::Reply { id, outcome } => {
+            let mut out = format!("{origin} rep {id} {}", outcome.word());
+            if let Outcome::Info(json) = outcome {
+                out.push(' ');
+                out.push_str(json);
+            }
+            return out.into_bytes();
+        }
+        _ => {}
+    }
     if let Envelope::Frame { conn, text, body } = env {
         let kind = if *text { 't' } else { 'b' };
         let mut out = format!("{origin} frame {conn} {kind} ").into_bytes();
@@ -135,9 +233,104 @@ pub fn encode(origin: u32, env: &Envelope<'_>) -> Vec<u8> {
         Envelope::Send { conn, data } => format!("{origin} send {conn} {data}"),
         Envelope::Close { conn, code } => format!("{origin} close {conn} {code}"),
         Envelope::Probe(seq) => format!("{origin} probe {seq}"),
-        Envelope::Frame { .. } => unreachable!("encoded above"),
+        Envelope::Frame { .. } | Envelope::Request { .. } | Envelope::Reply { .. } => {
+            unreachable!("encoded above")
+        }
     }
     .into_bytes()
+}
+
+fn encode_request(origin: u32, id: u64, op: &Op) -> Vec<u8> {
+    let head = format!("{origin} req {id} ");
+    let mut out = head.into_bytes();
+    let rest = match op {
+        Op::GatewayPost { conn, text, body } => {
+            let kind = if *text { 't' } else { 'b' };
+            out.extend_from_slice(format!("gpost {conn} {kind} ").as_bytes());
+            out.extend_from_slice(body);
+            return out;
+        }
+        Op::GatewayGet { conn } => format!("gget {conn}"),
+        Op::GatewayDelete { conn } => format!("gdel {conn}"),
+        Op::GatewayMembership {
+            conn,
+            channel,
+            join,
+        } => {
+            let verb = if *join { "gjoin" } else { "gleave" };
+            format!("{verb} {conn} {channel}")
+        }
+        Op::Send { conn, data } => format!("send {conn} {data}"),
+        Op::Close { conn, code } => format!("close {conn} {code}"),
+    };
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+/// `"{origin} req …"` or `"{origin} rep …"`; `None` for anything else
+/// (including a malformed one: the caller counts it).
+fn decode_request(payload: &[u8]) -> Option<(u32, Envelope<'static>)> {
+    if payload.len() > MAX_REQUEST_BYTES {
+        return None;
+    }
+    let mut parts = payload.splitn(4, |&b| b == b' ');
+    let origin = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let kind = parts.next()?;
+    if kind != b"req" && kind != b"rep" {
+        return None;
+    }
+    let id: u64 = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let rest = parts.next()?;
+    if kind == b"rep" {
+        let text = std::str::from_utf8(rest).ok()?;
+        let (word, arg) = match text.split_once(' ') {
+            Some((w, a)) => (w, Some(a)),
+            None => (text, None),
+        };
+        let outcome = match (word, arg) {
+            ("done", None) => Outcome::Done,
+            ("gone", None) => Outcome::Gone,
+            ("full", None) => Outcome::Full,
+            ("busy", None) => Outcome::Busy,
+            ("badchannel", None) => Outcome::InvalidChannel,
+            ("toomany", None) => Outcome::TooManyChannels,
+            ("info", Some(json)) if json.len() <= MAX_INFO_BYTES => Outcome::Info(json.into()),
+            _ => return None,
+        };
+        return Some((origin, Envelope::Reply { id, outcome }));
+    }
+    let mut args = rest.splitn(4, |&b| b == b' ');
+    let op = args.next()?;
+    let conn: ConnId = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+    let op = if op == b"gpost" {
+        let text = match args.next()? {
+            b"t" => true,
+            b"b" => false,
+            _ => return None,
+        };
+        let body = bytes::Bytes::copy_from_slice(args.next()?);
+        Op::GatewayPost { conn, text, body }
+    } else {
+        // The rest is text, spaces and all.
+        let tail: Vec<&[u8]> = args.collect();
+        let tail = std::str::from_utf8(&tail.join(&b' ')).ok()?.to_owned();
+        match (op, tail.is_empty()) {
+            (b"gget", true) => Op::GatewayGet { conn },
+            (b"gdel", true) => Op::GatewayDelete { conn },
+            (b"gjoin" | b"gleave", false) => Op::GatewayMembership {
+                conn,
+                channel: tail,
+                join: op == b"gjoin",
+            },
+            (b"send", false) => Op::Send { conn, data: tail },
+            (b"close", false) => Op::Close {
+                conn,
+                code: tail.parse().ok()?,
+            },
+            _ => return None,
+        }
+    };
+    Some((origin, Envelope::Request { id, op }))
 }
 
 /// The origin and the message of a payload received on a subject of
@@ -148,6 +341,9 @@ pub fn decode(payload: &[u8], node: bool) -> Option<(u32, Envelope<'_>)> {
     if node {
         if let Some(frame) = decode_frame(payload) {
             return Some(frame);
+        }
+        if let Some(req) = decode_request(payload) {
+            return Some(req);
         }
     }
     let text = std::str::from_utf8(payload).ok()?;
@@ -265,6 +461,123 @@ mod tests {
             b"\xff 1",
         ] {
             assert_eq!(decode(bad, true), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let conn = ConnId {
+            core: 1,
+            key: 2,
+            gen: 3,
+        };
+        let ops = [
+            Op::GatewayPost {
+                conn,
+                text: false,
+                body: bytes::Bytes::from_static(b"\xff req 9 rep \x00"),
+            },
+            Op::GatewayPost {
+                conn,
+                text: true,
+                body: bytes::Bytes::new(),
+            },
+            Op::GatewayGet { conn },
+            Op::GatewayDelete { conn },
+            Op::GatewayMembership {
+                conn,
+                channel: "room 1: é".into(),
+                join: true,
+            },
+            Op::GatewayMembership {
+                conn,
+                channel: "x".into(),
+                join: false,
+            },
+            Op::Send {
+                conn,
+                data: r#"{"a": "b c"}"#.into(),
+            },
+            Op::Close { conn, code: 4000 },
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            let env = Envelope::Request { id: i as u64, op };
+            let bytes = encode(77, &env);
+            assert_eq!(decode(&bytes, true), Some((77, env.clone())), "{env:?}");
+            // Only on a node subject.
+            assert_ne!(decode(&bytes, false), Some((77, env)));
+        }
+        for outcome in [
+            Outcome::Done,
+            Outcome::Gone,
+            Outcome::Full,
+            Outcome::Busy,
+            Outcome::InvalidChannel,
+            Outcome::TooManyChannels,
+            Outcome::Info(r#"{"connectedAt": "x y"}"#.into()),
+        ] {
+            let env = Envelope::Reply {
+                id: u64::MAX,
+                outcome,
+            };
+            assert_eq!(decode(&encode(5, &env), true), Some((5, env)));
+        }
+    }
+
+    #[test]
+    fn malformed_requests_and_replies_are_refused_without_panicking() {
+        let big = format!("1 rep 1 info {}", "x".repeat(MAX_INFO_BYTES + 1));
+        let mut huge = b"1 req 1 gpost 1-2-3 b ".to_vec();
+        huge.resize(MAX_REQUEST_BYTES + 1, b'a');
+        for bad in [
+            &b"1 req"[..],
+            b"1 req 1",
+            b"1 req x gget 1-2-3",
+            b"1 req 1 gget",
+            b"1 req 1 gget 1-2",
+            b"1 req 1 gget 1-2-3 extra",
+            b"1 req 1 gpost 1-2-3 q body",
+            b"1 req 1 gpost 1-2-3",
+            b"1 req 1 gjoin 1-2-3",
+            b"1 req 1 send 1-2-3",
+            b"1 req 1 close 1-2-3 x",
+            b"1 req 1 close 1-2-3 70000",
+            b"1 req 1 nope 1-2-3",
+            b"1 req 1 gjoin 1-2-3 \xff",
+            b"1 rep 1",
+            b"1 rep 1 done extra",
+            b"1 rep 1 info",
+            b"1 rep 1 maybe",
+            b"1 rep -1 done",
+            b"x rep 1 done",
+            big.as_bytes(),
+            &huge,
+        ] {
+            assert_eq!(
+                decode(bad, true),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Every prefix of a good one: refused or read, never a panic.
+        let good = encode(
+            9,
+            &Envelope::Request {
+                id: 3,
+                op: Op::GatewayMembership {
+                    conn: ConnId {
+                        core: 0,
+                        key: 1,
+                        gen: 1,
+                    },
+                    channel: "a b".into(),
+                    join: true,
+                },
+            },
+        );
+        for n in 0..good.len() {
+            let _ = decode(&good[..n], true);
         }
     }
 }

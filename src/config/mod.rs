@@ -664,6 +664,14 @@ section! {
         /// again costs no unsubscribe/subscribe pair).
         #[serde(with = "humantime_serde")]
         pub unsubscribe_linger: Duration = Duration::from_secs(2);
+        /// How long an operation on another node's connection (the
+        /// gateway's @connections, the admin API's send and disconnect of
+        /// another node's id) waits for that node's answer; past it the
+        /// caller is told the outcome is unknown (504). Also how long a
+        /// client's subscribe ack waits for this node's broker
+        /// subscription to a new channel.
+        #[serde(with = "humantime_serde")]
+        pub request_timeout: Duration = Duration::from_secs(2);
         /// Messages for other nodes queued on their way to the broker. A
         /// message that finds it full is dropped and counted
         /// (wsedge_cluster_not_forwarded_total{reason="queue_full"}); 65 536
@@ -781,6 +789,7 @@ impl ClusterConfig {
             ("cluster.presence_ttl", self.presence_ttl),
             ("cluster.probe_interval", self.probe_interval),
             ("cluster.reconnect_backoff_max", self.reconnect_backoff_max),
+            ("cluster.request_timeout", self.request_timeout),
         ] {
             if d < Duration::from_millis(100) {
                 return Err(invalid(key, "must be at least 100ms"));

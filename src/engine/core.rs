@@ -330,6 +330,9 @@ impl Core {
             let woke = now;
             let now = Instant::now();
             self.fire_timers(now);
+            if self.hub.has_held_acks() {
+                self.release_acks(now);
+            }
             self.flush_dirty(now);
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
@@ -346,6 +349,18 @@ impl Core {
                     .publish_to_write(done.saturating_duration_since(at));
             }
             self.latency.maybe_merge(done, false);
+        }
+    }
+
+    /// Clustered: queues the subscribe acks the hub no longer holds (the
+    /// link confirmed their channel's broker subscription, went down, or
+    /// they waited long enough).
+    fn release_acks(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        self.hub.release_acks(now, &mut out);
+        for (key, frame) in out {
+            let key = key as usize;
+            self.guarded(key, |core| core.push_to(key, frame, now));
         }
     }
 
@@ -396,7 +411,9 @@ impl Core {
             .gw
             .has_backlog()
             .then(|| now + Duration::from_millis(2));
-        for d in [drain, self.accept_retry_at, merge, backlog]
+        // Subscribe acks held for the broker are sent by then anyway.
+        let held = self.hub.held_deadline();
+        for d in [drain, self.accept_retry_at, merge, backlog, held]
             .into_iter()
             .flatten()
         {

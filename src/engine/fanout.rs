@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::core::{ctx, Core};
-use crate::conn::{Ctx, EndReason, Push, SharedFrame};
+use crate::conn::{Ctx, EndReason, Phase, Push, SharedFrame};
 use crate::hub::{Fanout, Output};
 use crate::inbox::{Command, Posted};
 
@@ -107,7 +107,7 @@ impl Core {
                 let conns = &self.conns;
                 let fanout = self
                     .hub
-                    .command(cmd, |key| conns.get(key as usize).map(|s| s.gen));
+                    .command(cmd, now, |key| conns.get(key as usize).map(|s| s.gen));
                 if let Some(fanout) = fanout {
                     self.push_fanout(fanout, now);
                 }
@@ -120,8 +120,20 @@ impl Core {
                     .sum();
                 let _ = reply.send(bytes);
             }
-            Command::Disconnect { key, gen, code } => {
+            Command::Disconnect {
+                key,
+                gen,
+                code,
+                reply,
+            } => {
                 let key = key as usize;
+                let open = self
+                    .conns
+                    .get(key)
+                    .is_some_and(|s| s.gen == gen && s.conn.phase() == Phase::Open);
+                if let Some(reply) = reply {
+                    let _ = reply.send(open);
+                }
                 if self.conns.get(key).is_some_and(|s| s.gen == gen) {
                     self.guarded(key, |core| {
                         let slot = &mut core.conns[key];

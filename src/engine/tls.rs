@@ -390,31 +390,20 @@ impl TlsSession {
     /// freed) or the socket is full; `Err` on a socket error. Returns the
     /// bytes written and whether all went.
     fn write_unsent(&mut self, stream: &mut impl Write) -> io::Result<(usize, bool)> {
-        let mut total = 0;
-        let res = loop {
-            if total == self.unsent.len() {
-                break Ok(true);
-            }
-            match stream.write(&self.unsent[total..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(w) => total += w,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if total == self.unsent.len() {
+        let w = write_some(stream, &self.unsent)?;
+        if w == self.unsent.len() {
             self.unsent = Vec::new();
+            Ok((w, true))
         } else {
-            self.unsent.drain(..total);
+            self.unsent.drain(..w);
+            Ok((w, false))
         }
-        res.map(|all| (total, all))
     }
 }
 
 /// Writes `bytes` to `stream` until done or the socket is full; returns
 /// how many went, `Err` on a socket error.
-fn write_some(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let mut w = 0;
     while w < bytes.len() {
         match stream.write(&bytes[w..]) {

@@ -14,6 +14,7 @@
 //! | [`deflate_offer`](fn@deflate_offer) | permessage-deflate negotiation over arbitrary extension lines | an answer only for an offer naming it; windows within bounds; policy's no-context-takeover kept; the answer agreed to again unchanged |
 //! | [`deflate_inflate`](fn@deflate_inflate) | permessage-deflate inflating, arbitrary bytes or round-tripped messages, under a size limit | output and reserved memory within the limit (plus one step); `Ok` within it; messages round-trip or are `TooBig` exactly when over it |
 //! | [`client_request`](fn@client_request) | the hub's JSON request parser and the frames answering it | an accepted request is a JSON object whose fields say the same; `data` is carried byte for byte; every answer frame is one well-formed text frame of valid JSON |
+//! | [`cluster_wire`](fn@cluster_wire) | the cluster's broker payload codec (`cluster::wire::decode`) | a payload read as a message re-encodes to one read the same; requests, replies and `info` within their bounds |
 //!
 //! Owns: invariant checks over arbitrary input and the tiny byte decoder the
 //! structure-aware targets use. Must not touch: I/O, the clock (time is
@@ -30,6 +31,7 @@
 #![doc(hidden)]
 
 mod client_request;
+mod cluster_wire;
 mod connection;
 mod deflate_inflate;
 mod deflate_offer;
@@ -39,6 +41,7 @@ mod handshake;
 mod utf8_incremental;
 
 pub use client_request::client_request;
+pub use cluster_wire::cluster_wire;
 pub use connection::connection;
 pub use deflate_inflate::deflate_inflate;
 pub use deflate_offer::deflate_offer;

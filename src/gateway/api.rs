@@ -26,6 +26,8 @@ use percent_encoding::percent_decode_str;
 use super::conn_id::GatewayId;
 use super::service::Gateway;
 use super::sigv4::SignedRequest;
+use crate::cluster::request::Asked;
+use crate::cluster::wire::{Op, Outcome};
 use crate::hub::HubError;
 use crate::inbox::{Membership, Posted};
 
@@ -214,7 +216,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The operation, on a thread that may wait for a core.
+/// The operation, on a thread that may wait for a core: on this node's
+/// connection here, on another node's by asking that node over the
+/// broker (clustered) and waiting for its answer.
 fn operate(gw: &Gateway, method: &Method, target: Target, body: Bytes) -> Reply {
     let (id_text, channel) = match target {
         Target::Conn(id) => (id, None),
@@ -223,87 +227,131 @@ fn operate(gw: &Gateway, method: &Method, target: Target, body: Bytes) -> Reply 
     let Ok(gid) = id_text.parse::<GatewayId>() else {
         return aws_error(400, "BadRequestException", "invalid connection id");
     };
-    // Clustered, another node's id: a POST or DELETE goes to that node
-    // through the broker (whether the connection is still there is known
-    // only there: answered as done once handed over). GET and channel
-    // membership are answered by the connection's own node only.
-    if gid.instance() != gw.instance && gw.hub.node().is_some() {
-        let forwarded = match (method, &channel) {
-            (&Method::POST, None) => gw.hub.forward_frame(
-                gid.instance(),
-                gid.conn(),
-                std::str::from_utf8(&body).is_ok(),
-                body,
-            ),
-            (&Method::DELETE, None) => gw.hub.disconnect_any(
-                crate::cluster::NodeConn {
-                    node: Some(gid.instance()),
-                    conn: gid.conn(),
-                },
-                crate::protocol::close::code::NORMAL,
-            ),
-            _ => return gone(),
-        };
-        return match forwarded {
-            Ok(()) if method == Method::POST => empty(200),
-            Ok(()) => empty(204),
-            Err(_) => limit_exceeded(),
-        };
-    }
-    // Another instance's id (an earlier run): gone here.
-    if gid.instance() != gw.instance || gw.registry.get(gid).is_none() {
-        return gone();
-    }
     let conn = gid.conn();
-    let busy = |e: HubError| match e {
-        HubError::Busy => limit_exceeded(),
-        _ => gone(),
+    let op = match (method, channel) {
+        (&Method::POST, None) => Op::GatewayPost {
+            conn,
+            text: std::str::from_utf8(&body).is_ok(),
+            body,
+        },
+        (&Method::GET, None) => Op::GatewayGet { conn },
+        (&Method::DELETE, None) => Op::GatewayDelete { conn },
+        (&Method::PUT | &Method::DELETE, Some(channel)) => Op::GatewayMembership {
+            conn,
+            channel,
+            join: method == Method::PUT,
+        },
+        _ => return aws_error(405, "MethodNotAllowedException", "method not allowed here"),
     };
-    match (method, channel) {
-        (&Method::POST, None) => {
-            let text = std::str::from_utf8(&body).is_ok();
+    let done = match &op {
+        Op::GatewayPost { .. } => 200,
+        _ => 204,
+    };
+    let outcome = if gid.instance() == gw.instance {
+        perform(gw, op)
+    } else if gw.hub.node().is_some() {
+        // Another node's connection: only that node knows whether it is
+        // still there.
+        match gw.hub.ask_node(gid.instance(), op) {
+            Asked::Answer(o) => o,
+            Asked::Unavailable => {
+                return aws_error(
+                    429,
+                    "LimitExceededException",
+                    "the connection's node cannot be reached now (cluster link down or busy); retry later",
+                )
+            }
+            Asked::TimedOut => {
+                return aws_error(
+                    504,
+                    "InternalServerErrorException",
+                    "the connection's node did not answer in time; whether it was done is unknown",
+                )
+            }
+        }
+    } else {
+        // Another instance's id (an earlier run): gone here.
+        Outcome::Gone
+    };
+    match outcome {
+        Outcome::Done => empty(done),
+        Outcome::Info(json) => Response::builder()
+            .status(200)
+            .header("Content-Type", "application/json")
+            .body(Bytes::from(json))
+            .expect("valid status"),
+        Outcome::Gone => gone(),
+        Outcome::Full | Outcome::Busy => limit_exceeded(),
+        Outcome::InvalidChannel => aws_error(400, "BadRequestException", "invalid channel name"),
+        Outcome::TooManyChannels => aws_error(
+            429,
+            "LimitExceededException",
+            "the connection is in hub.max_subscriptions channels",
+        ),
+    }
+}
+
+/// One `@connections` operation on this node's connection: what the
+/// local path does, and what another node's request is answered with.
+/// Waits on a core (up to `admin.query_timeout`): call it off the async
+/// workers.
+pub fn perform(gw: &Gateway, op: Op) -> Outcome {
+    let conn = match &op {
+        Op::GatewayPost { conn, .. }
+        | Op::GatewayGet { conn }
+        | Op::GatewayDelete { conn }
+        | Op::GatewayMembership { conn, .. }
+        | Op::Send { conn, .. }
+        | Op::Close { conn, .. } => *conn,
+    };
+    let Some(gid) = GatewayId::new(gw.instance, conn) else {
+        return Outcome::Gone;
+    };
+    if gw.registry.get(gid).is_none() {
+        return Outcome::Gone;
+    }
+    let busy = |e: HubError| match e {
+        HubError::Busy => Outcome::Busy,
+        _ => Outcome::Gone,
+    };
+    match op {
+        Op::GatewayPost { text, body, .. } => {
             let frame = crate::hub::protocol::data_frame(text, &body);
             match gw.hub.post(conn, frame) {
                 Ok(Posted::Queued) => {
                     gw.registry.touch(gid, super::registry::now_ms());
-                    empty(200)
+                    Outcome::Done
                 }
-                Ok(Posted::Full) => limit_exceeded(),
-                Ok(Posted::Gone) => gone(),
+                Ok(Posted::Full) => Outcome::Full,
+                Ok(Posted::Gone) => Outcome::Gone,
                 Err(e) => busy(e),
             }
         }
-        (&Method::GET, None) => match gw.registry.get(gid) {
-            Some(info) => Response::builder()
-                .status(200)
-                .header("Content-Type", "application/json")
-                .body(Bytes::from(info.to_json().to_string()))
-                .expect("valid status"),
-            None => gone(),
+        Op::GatewayGet { .. } => match gw.registry.get(gid) {
+            Some(info) => Outcome::Info(info.to_json().to_string()),
+            None => Outcome::Gone,
         },
-        (&Method::DELETE, None) => match gw
-            .hub
-            .disconnect(conn, crate::protocol::close::code::NORMAL)
-        {
-            Ok(()) => empty(204),
-            Err(e) => busy(e),
-        },
-        (&Method::PUT | &Method::DELETE, Some(ch)) => {
-            match gw.hub.membership(conn, &ch, method == Method::PUT) {
-                Ok(Membership::Done) => empty(204),
-                Ok(Membership::Gone) => gone(),
-                Ok(Membership::InvalidChannel) => {
-                    aws_error(400, "BadRequestException", "invalid channel name")
-                }
-                Ok(Membership::TooManyChannels) => aws_error(
-                    429,
-                    "LimitExceededException",
-                    "the connection is in hub.max_subscriptions channels",
-                ),
+        Op::GatewayDelete { .. } => {
+            match gw
+                .hub
+                .disconnect(conn, crate::protocol::close::code::NORMAL)
+            {
+                Ok(()) => Outcome::Done,
                 Err(e) => busy(e),
             }
         }
-        _ => aws_error(405, "MethodNotAllowedException", "method not allowed here"),
+        Op::GatewayMembership { channel, join, .. } => {
+            match gw.hub.membership(conn, &channel, join) {
+                Ok(Membership::Done) => Outcome::Done,
+                Ok(Membership::Gone) => Outcome::Gone,
+                Ok(Membership::InvalidChannel) => Outcome::InvalidChannel,
+                Ok(Membership::TooManyChannels) => Outcome::TooManyChannels,
+                Err(e) => busy(e),
+            }
+        }
+        // Not gateway operations (the node's responder sends these to
+        // the hub).
+        Op::Send { .. } | Op::Close { .. } => Outcome::Gone,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Call<'a> {
     pub domain: &'a str,
     /// The port clients connect to (`X-Forwarded-Port`).
     pub ws_port: u16,
+    /// `https` when the WebSocket listener speaks TLS (`wss://`), else
+    /// `http` (`X-Forwarded-Proto`).
+    pub proto: &'static str,
     /// This call's request id.
     pub request_id: &'a str,
     /// `Root=1-…-…`.
@@ -137,7 +140,7 @@ fn common_headers(url: &Uri, call: &Call<'_>, user_agent: &str) -> Vec<(&'static
         ("X-Amzn-Trace-Id", call.trace_id.to_string()),
         ("X-Forwarded-For", call.source_ip.to_string()),
         ("X-Forwarded-Port", call.ws_port.to_string()),
-        ("X-Forwarded-Proto", "http".to_string()),
+        ("X-Forwarded-Proto", call.proto.to_string()),
         ("X-Real-Ip", call.source_ip.to_string()),
         ("User-Agent", user_agent.to_string()),
     ]
@@ -258,7 +261,7 @@ pub fn lambda_event(call: &Call<'_>, kind: Kind<'_>) -> Value {
             headers.insert("X-Amzn-Trace-Id".into(), call.trace_id.into());
             headers.insert("X-Forwarded-For".into(), call.source_ip.into());
             headers.insert("X-Forwarded-Port".into(), call.ws_port.to_string().into());
-            headers.insert("X-Forwarded-Proto".into(), "http".into());
+            headers.insert("X-Forwarded-Proto".into(), call.proto.into());
             event["headers"] = Value::Object(headers);
             event["queryStringParameters"] = query_params(info.query.as_deref());
             event["isBase64Encoded"] = false.into();
@@ -402,6 +405,7 @@ mod tests {
             stage: "production",
             domain: "127.0.0.1:8080",
             ws_port: 8080,
+            proto: "http",
             request_id: "req-1",
             trace_id: "Root=1-6b0dd3d9-3bbc0176afac4f7f8ad3d9e5",
             source_ip: "192.0.2.7",
@@ -473,6 +477,16 @@ mod tests {
         let r = http_proxy(&url, &call(), Kind::Connect(&info));
         assert_eq!(header(&r, "user-agent"), Some("AmazonAPIGateway_abc123"));
         assert_eq!(r.uri().to_string(), "http://127.0.0.1:8000/ws/connect");
+        // Behind a `wss://` listener the clients came over https.
+        let tls = Call {
+            proto: "https",
+            ..call()
+        };
+        let r = http_proxy(&url, &tls, Kind::Connect(&info));
+        assert_eq!(header(&r, "x-forwarded-proto"), Some("https"));
+        let event: Value =
+            serde_json::from_slice(lambda_proxy(&url, &tls, Kind::Connect(&info)).body()).unwrap();
+        assert_eq!(event["headers"]["X-Forwarded-Proto"], "https");
         // The URL's own query stays first.
         let own: Uri = "http://b:1/c?x=1".parse().unwrap();
         let info = connect_info();

@@ -81,6 +81,8 @@ pub struct Gateway {
     pub instance: u32,
     domain: String,
     ws_port: u16,
+    /// `https` on a `wss://` listener.
+    proto: &'static str,
     /// The `@connections` signature check, when keys are configured.
     pub verifier: Option<Verifier>,
     /// Workers alive (connections between `Connect` and the end of their
@@ -154,6 +156,11 @@ impl Gateway {
             instance,
             domain: ws_addr.to_string(),
             ws_port: ws_addr.port(),
+            proto: if cfg.ws_tls().is_some() {
+                "https"
+            } else {
+                "http"
+            },
             verifier,
             live: AtomicUsize::new(0),
             cfg: g.clone(),
@@ -207,6 +214,7 @@ impl Gateway {
             stage: &self.cfg.stage,
             domain: &self.domain,
             ws_port: self.ws_port,
+            proto: self.proto,
             request_id: &ids.request,
             trace_id: &ids.trace,
             source_ip: &conn.source_ip,

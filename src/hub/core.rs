@@ -25,6 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::held::{HeldAcks, Waiting};
 use super::local::LocalHub;
 use super::protocol::{self, ClientRequest, RequestError};
 use super::registry::{Registry, Stale};
@@ -108,6 +109,9 @@ pub struct Hub {
     /// With compression on, the server's window: a publish to several
     /// cores carries one compression cell for them all.
     shared_bits: Option<u8>,
+    /// Clustered: subscribe acks waiting for the node's broker
+    /// subscription to their channel.
+    held: HeldAcks,
 }
 
 impl Hub {
@@ -128,6 +132,7 @@ impl Hub {
             scratch: Vec::new(),
             uplink: None,
             shared_bits: None,
+            held: HeldAcks::new(std::time::Duration::ZERO),
         }
     }
 
@@ -135,6 +140,9 @@ impl Hub {
     /// cluster through `uplink` (never waited on: a full queue or a down
     /// link drops the cross-node copy, counted there).
     pub fn with_uplink(mut self, uplink: Option<crate::cluster::Uplink>) -> Self {
+        if let Some(up) = &uplink {
+            self.held = HeldAcks::new(up.request_timeout());
+        }
         self.uplink = uplink;
         self
     }
@@ -146,6 +154,36 @@ impl Hub {
     pub fn with_compression(mut self, cfg: &crate::config::CompressionConfig) -> Self {
         self.shared_bits = cfg.enabled().then_some(cfg.server_max_window_bits);
         self
+    }
+
+    /// Clustered, link up, and this node's broker subscription to
+    /// `channel` not confirmed yet: its subscribe ack must wait.
+    fn ack_must_wait(&self, channel: &str) -> bool {
+        self.uplink
+            .as_ref()
+            .is_some_and(|up| up.is_up() && !up.confirmed().contains(channel))
+    }
+
+    /// True while subscribe acks are held.
+    pub fn has_held_acks(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// When the oldest held ack is sent anyway.
+    pub fn held_deadline(&self) -> Option<Instant> {
+        self.held.deadline()
+    }
+
+    /// The held subscribe acks to send now (their channel's broker
+    /// subscription is confirmed, the link is down, or they waited
+    /// `cluster.request_timeout`), as (connection key, frame).
+    pub fn release_acks(&mut self, now: Instant, out: &mut Vec<(u32, Bytes)>) {
+        let Some(up) = &self.uplink else {
+            return;
+        };
+        let confirmed = up.confirmed();
+        self.held
+            .release(now, up.is_up(), |c| confirmed.contains(c), out);
     }
 
     fn member(&self, key: usize) -> Option<&Member> {
@@ -209,6 +247,7 @@ impl Hub {
     /// Takes connection `key` out of every channel and its user's set
     /// (idempotent). Its user and grants stay until [`Hub::remove`].
     pub fn leave_all(&mut self, key: usize) {
+        self.held.forget(key as u32);
         let Some(m) = self.members.get_mut(key).and_then(|m| m.as_deref_mut()) else {
             return;
         };
@@ -253,6 +292,23 @@ impl Hub {
         match req {
             ClientRequest::Ping { id } => Output::reply(protocol::pong_frame(id)),
             ClientRequest::Subscribe { channel, id } => match self.subscribe(key, &channel) {
+                // Clustered: the ack waits for the broker subscription
+                // (the registry told the link above), so a publish made
+                // anywhere once the client has it reaches it.
+                Ok(()) if id.is_some() && self.ack_must_wait(&channel) => {
+                    let frame = protocol::ack_frame(id.unwrap_or_default());
+                    let reply = match self
+                        .held
+                        .hold(key as u32, &channel, Waiting::Ack(frame), now)
+                    {
+                        Some(Waiting::Ack(frame)) => Some(frame),
+                        _ => None,
+                    };
+                    Output {
+                        fanout: None,
+                        reply,
+                    }
+                }
                 Ok(()) => Output::ack(id),
                 Err(e) => self.refuse(id, e),
             },
@@ -371,6 +427,7 @@ impl Hub {
     pub fn command(
         &mut self,
         cmd: HubCommand,
+        now: Instant,
         gen_of: impl Fn(u32) -> Option<u32>,
     ) -> Option<Fanout> {
         match cmd {
@@ -418,6 +475,8 @@ impl Hub {
             HubCommand::TopChannels { n, reply } => {
                 let _ = reply.send(self.index.top_channels(n));
             }
+            // The engine releases held acks after every turn.
+            HubCommand::Subscribed => {}
             HubCommand::Join {
                 key,
                 gen,
@@ -428,6 +487,18 @@ impl Hub {
                     Membership::Gone
                 } else {
                     match self.subscribe(key as usize, &channel) {
+                        // Clustered: answered once the node's broker
+                        // subscription holds, as a client's ack.
+                        Ok(()) if self.ack_must_wait(&channel) => {
+                            let what = Waiting::Join(reply);
+                            if let Some(Waiting::Join(reply)) =
+                                self.held.hold(key, &channel, what, now)
+                            {
+                                // Full: answered at once.
+                                let _ = reply.send(Membership::Done);
+                            }
+                            return None;
+                        }
                         Ok(()) => Membership::Done,
                         Err(RequestError::TooManySubscriptions) => Membership::TooManyChannels,
                         Err(_) => Membership::InvalidChannel,
@@ -611,6 +682,7 @@ mod tests {
                     frame: got[0].1.clone(),
                     at: now,
                 },
+                now,
                 Some,
             )
             .unwrap()
@@ -698,6 +770,7 @@ mod tests {
                 channel: "c".into(),
                 reply: tx,
             },
+            now,
             Some,
         );
         let info = rx.recv().unwrap();
@@ -708,6 +781,7 @@ mod tests {
                 user: "bob".into(),
                 reply: tx,
             },
+            now,
             |k| Some(k + 100),
         );
         let mut conns = rx.recv().unwrap();
@@ -719,14 +793,14 @@ mod tests {
             frame: frame.clone(),
             at: now,
         };
-        let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(3));
+        let fan = hub.command(deliver(Target::Conn { key: 7, gen: 3 }), now, |_| Some(3));
         assert_eq!(fan.unwrap().keys, vec![7]);
         assert!(hub
-            .command(deliver(Target::Conn { key: 7, gen: 3 }), |_| Some(4))
+            .command(deliver(Target::Conn { key: 7, gen: 3 }), now, |_| Some(4))
             .is_none());
         assert_eq!(handles[0].counters().dropped_not_open.get(), 1);
         let mut keys = hub
-            .command(deliver(Target::User("bob".into())), Some)
+            .command(deliver(Target::User("bob".into())), now, Some)
             .unwrap()
             .keys;
         keys.sort();

@@ -21,7 +21,9 @@ use super::id::ConnId;
 use super::protocol;
 use super::registry::{CoreMask, Registry};
 use super::route;
-use crate::cluster::{NodeConn, Out, Uplink};
+use crate::cluster::request::Asked;
+use crate::cluster::wire::Op;
+use crate::cluster::{NodeConn, Uplink};
 use crate::config::Config;
 use crate::inbox::{ChannelInfo, Command, CoreHandle, HubCommand, Membership, Posted, Target};
 
@@ -194,62 +196,6 @@ impl HubHandle {
         }
     }
 
-    /// Sends `data` to a connection on this node or, clustered, on the
-    /// node its id names (`Busy` if the link to it is down or full).
-    pub fn send_to_any_connection(&self, id: NodeConn, data: &RawValue) -> Result<(), HubError> {
-        match self.locate(id)? {
-            Some(conn) => self.send_to_connection(conn, data),
-            None => self.forward(Out::Send {
-                node: id.node.unwrap_or_default(),
-                conn: id.conn,
-                data: data.get().into(),
-            }),
-        }
-    }
-
-    /// Closes a connection on this node or, clustered, on the node its id
-    /// names.
-    pub fn disconnect_any(&self, id: NodeConn, code: u16) -> Result<(), HubError> {
-        if !crate::protocol::close::is_valid_close_code(code) {
-            return Err(HubError::InvalidCloseCode);
-        }
-        match self.locate(id)? {
-            Some(conn) => self.disconnect(conn, code),
-            None => self.forward(Out::Close {
-                node: id.node.unwrap_or_default(),
-                conn: id.conn,
-                code,
-            }),
-        }
-    }
-
-    /// Clustered: hands a raw message for connection `conn` of node
-    /// `node` to the broker (the gateway's `@connections` POST to another
-    /// node's connection). `Busy` if the link is down or full,
-    /// `UnknownConnection` on a node on its own.
-    pub fn forward_frame(
-        &self,
-        node: u32,
-        conn: ConnId,
-        text: bool,
-        body: bytes::Bytes,
-    ) -> Result<(), HubError> {
-        self.forward(Out::Frame {
-            node,
-            conn,
-            text,
-            body,
-        })
-    }
-
-    fn forward(&self, out: Out) -> Result<(), HubError> {
-        match &self.uplink {
-            Some(up) if up.send(out) => Ok(()),
-            Some(_) => Err(HubError::Busy),
-            None => Err(HubError::UnknownConnection),
-        }
-    }
-
     /// Queues a ready `frame` on one connection only if it fits under its
     /// `connection.max_pending_bytes`, and says what happened (waits for
     /// its core's answer up to the query timeout: call it off the async
@@ -330,8 +276,60 @@ impl HubHandle {
             key: id.key,
             gen: id.gen,
             code,
+            reply: None,
         };
         self.core_of(id)?.try_send(cmd).map_err(|_| HubError::Busy)
+    }
+
+    /// Closes one connection with `code` and says whether it was open
+    /// (false: gone or already closing); waits for its core's answer up
+    /// to the query timeout (call it off the async workers).
+    pub fn disconnect_checked(&self, id: ConnId, code: u16) -> Result<bool, HubError> {
+        if !crate::protocol::close::is_valid_close_code(code) {
+            return Err(HubError::InvalidCloseCode);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let cmd = Command::Disconnect {
+            key: id.key,
+            gen: id.gen,
+            code,
+            reply: Some(tx),
+        };
+        self.core_of(id)?
+            .try_send(cmd)
+            .map_err(|_| HubError::Busy)?;
+        rx.recv_timeout(self.query_timeout)
+            .map_err(|_| HubError::Busy)
+    }
+
+    /// Sends `data` to one connection if it is open and it fits under its
+    /// `connection.max_pending_bytes`, and says which (waits for its
+    /// core's answer up to the query timeout: call it off the async
+    /// workers). The admin API's send to one connection.
+    pub fn send_checked(&self, id: ConnId, data: &RawValue) -> Result<Posted, HubError> {
+        self.post(id, route::direct_frame(data))
+    }
+
+    /// Clustered: asks node `node` to perform `op` on one of its
+    /// connections and waits for the outcome (up to
+    /// `cluster.request_timeout`; call it on a blocking thread).
+    /// [`Asked::Unavailable`] on a node on its own.
+    pub fn ask_node(&self, node: u32, op: Op) -> Asked {
+        match &self.uplink {
+            Some(up) => up.ask(node, op),
+            None => Asked::Unavailable,
+        }
+    }
+
+    /// Clustered: tells every core the link confirmed subscriptions (or
+    /// went down), so they send the subscribe acks that waited. A core
+    /// whose inbox is full is not told (it looks again after its next
+    /// turn, and sends each held ack after `cluster.request_timeout` at
+    /// the latest).
+    pub fn subscriptions_confirmed(&self) {
+        for core in self.cores.iter() {
+            let _ = core.try_send(Command::Hub(HubCommand::Subscribed));
+        }
     }
 
     /// Subscribers of `channel` on every core, with their distinct users.

@@ -13,6 +13,8 @@
 //!   and each core's lock-free cache of them (the design, and why a
 //!   publish after a subscribe's ack always reaches that subscriber).
 //! - [`local`]: one core's channel and user indexes.
+//! - [`held`]: subscribe acks held (clustered) until the node's broker
+//!   subscription to the channel is confirmed.
 //! - [`protocol`]: the JSON client protocol and server message frames.
 //! - [`id`]: process-unique connection ids.
 //!
@@ -20,6 +22,7 @@
 
 pub mod core;
 pub mod handle;
+pub mod held;
 pub mod id;
 pub mod local;
 pub mod protocol;
