@@ -15,6 +15,7 @@ mod gateway_state;
 pub mod listener;
 pub mod routes;
 mod tls;
+mod tls_io;
 
 use std::io;
 use std::net::SocketAddr;

@@ -6,17 +6,14 @@
 //! sessions by slab key beside the slab, so a plain connection's slot has
 //! no room for one, and the core's three TLS blocks), [`TlsSession`] (a
 //! rustls `UnbufferedServerConnection` and the bytes only it is waiting
-//! on), reading a TLS connection (ciphertext from the socket into the
-//! core's read block, records opened by rustls, plaintext out into the
-//! core's receive block and handed to `Conn::handle_read` as one chunk per
-//! read, as the plain path does), writing it (what `Conn::poll_transmit`
-//! offers, gathered, sealed into records in the core's write block, then
-//! written), counting completed handshakes and bad TLS input
-//! (`CoreCounters::tls_handshakes`, `tls_errors`), and the last write
-//! before a TLS connection's socket is dropped. Must not touch: what the
-//! plaintext means (`Conn`), certificates (`crate::tls`), anything of a
-//! connection without TLS: those never reach this file (on a plain
-//! listener the core's `tls` is `None`: one branch on read and flush).
+//! on): opening records into plaintext (`feed`), sealing plaintext into
+//! records (`seal`), writing what is unsent, and the last write before a
+//! TLS connection's socket is dropped. Must not touch: the socket reads
+//! and the order of a read or a flush (`engine::tls_io`, which drives
+//! this file from `Core`), what the plaintext means (`Conn`),
+//! certificates (`crate::tls`), anything of a connection without TLS:
+//! those never reach this file (on a plain listener the core's `tls` is
+//! `None`: one branch on read and flush).
 //!
 //! Why rustls's *unbuffered* API: the buffered `ServerConnection` keeps a
 //! read buffer of at least 4 KiB in every session for its whole life
@@ -36,9 +33,8 @@
 //! (`connection.handshake_timeout`) runs from accept, so it covers the TLS
 //! handshake as well as the HTTP upgrade that follows.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
@@ -47,28 +43,26 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use rustls::ServerConfig;
 use thiserror::Error;
 
-use super::core::Core;
-use crate::conn::outbound::MAX_IOVECS;
 use crate::tls::Certs;
 
 /// Most ciphertext one read takes from the socket.
-const READ_MAX: usize = 64 * 1024;
+pub(super) const READ_MAX: usize = 64 * 1024;
 /// Most ciphertext a connection may leave waiting for the rest of it: a
 /// handshake message rustls joins from several records (it refuses ones
 /// over 64 KiB) plus the record after it. A peer past this is refused.
-const CARRY_MAX: usize = 64 * 1024 + 18 * 1024;
+pub(super) const CARRY_MAX: usize = 64 * 1024 + 18 * 1024;
 /// The per-core read block: a connection's carried bytes, then one read.
 pub(super) const SCRATCH: usize = CARRY_MAX + READ_MAX;
 /// Plaintext sealed per write: gathered from the `Conn`'s queue (several
 /// small frames become one record, as the buffered API did).
-const GATHER: usize = 64 * 1024;
+pub(super) const GATHER: usize = 64 * 1024;
 /// The per-core write block: `GATHER` sealed (TLS 1.2 AES-GCM adds 29
 /// bytes per 16 KiB record, TLS 1.3 22) and room for a key update.
 const SEAL: usize = GATHER + 1024;
 /// Room kept free in the receive block beyond the ciphertext read: the
 /// plaintext of a read is at most its ciphertext plus one record whose
 /// start arrived in an earlier read.
-const PLAIN_SLACK: usize = 16 * 1024 + 512;
+pub(super) const PLAIN_SLACK: usize = 16 * 1024 + 512;
 
 /// Why a TLS connection's input was refused.
 #[derive(Debug, Error)]
@@ -92,15 +86,15 @@ pub(crate) struct TlsPlane {
     certs: Arc<Certs>,
     /// Each connection's session, by slab key (the slab's keys are dense;
     /// 8 bytes per key ever used).
-    sessions: Vec<Option<Box<TlsSession>>>,
+    pub(super) sessions: Vec<Option<Box<TlsSession>>>,
     /// Where ciphertext is read and opened (empty until the first read).
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
     /// Where small frames are gathered into one record's plaintext
     /// (empty until the first write of more than one slice).
-    gather: Vec<u8>,
+    pub(super) gather: Vec<u8>,
     /// Where records are sealed before the socket takes them (empty until
     /// the first handshake).
-    seal: Vec<u8>,
+    pub(super) seal: Vec<u8>,
 }
 
 impl TlsPlane {
@@ -140,7 +134,7 @@ impl TlsPlane {
 
 /// Grows `block` to `len` bytes (zeroed once, so no read or seal needs
 /// `unsafe`); a no-op once it has.
-fn grow(block: &mut Vec<u8>, len: usize) {
+pub(super) fn grow(block: &mut Vec<u8>, len: usize) {
     if block.len() < len {
         block.resize(len, 0);
     }
@@ -148,26 +142,26 @@ fn grow(block: &mut Vec<u8>, len: usize) {
 
 /// One connection's TLS state.
 pub(super) struct TlsSession {
-    conn: UnbufferedServerConnection,
+    pub(super) conn: UnbufferedServerConnection,
     /// Ciphertext rustls has seen but could not use yet (the start of a
     /// record, or of a handshake message spread over records): put in
     /// front of the next read. Empty, with no allocation, whenever the
     /// input ended on a record boundary — as it does on an idle
     /// connection.
-    carry: Vec<u8>,
+    pub(super) carry: Vec<u8>,
     /// Records made whose bytes the socket has not taken yet (it was
     /// full, or they were made while reading: handshake messages, a key
     /// update, an alert). Freed once written.
-    unsent: Vec<u8>,
+    pub(super) unsent: Vec<u8>,
     /// Plaintext bytes taken from the `Conn`'s queue whose records are
     /// still in `unsent`: the `Conn` is told they were written
     /// (`handle_written`) only once they are, so that it neither ends
     /// (dropping the socket) with its last bytes unsent nor counts them
     /// out of its write budget early.
-    owed: usize,
+    pub(super) owed: usize,
     /// Some ciphertext arrived (an EOF after it, mid-handshake, is a
     /// truncated handshake: bad input).
-    got_input: bool,
+    pub(super) got_input: bool,
     /// rustls refused the input: no close_notify after its alert.
     failed: bool,
 }
@@ -363,7 +357,7 @@ impl TlsSession {
 
     /// Seals `plain` into records at the front of `seal`; returns their
     /// length, or `None` if nothing may be sent now.
-    fn seal(&mut self, plain: &[u8], seal: &mut Vec<u8>) -> Option<usize> {
+    pub(super) fn seal(&mut self, plain: &[u8], seal: &mut Vec<u8>) -> Option<usize> {
         grow(seal, SEAL);
         self.when_writable(seal, |write, seal| loop {
             match write.encrypt(plain, seal) {
@@ -389,7 +383,7 @@ impl TlsSession {
     /// Writes `unsent` to `stream` until it is empty (its allocation
     /// freed) or the socket is full; `Err` on a socket error. Returns the
     /// bytes written and whether all went.
-    fn write_unsent(&mut self, stream: &mut impl Write) -> io::Result<(usize, bool)> {
+    pub(super) fn write_unsent(&mut self, stream: &mut impl Write) -> io::Result<(usize, bool)> {
         let w = write_some(stream, &self.unsent)?;
         if w == self.unsent.len() {
             self.unsent = Vec::new();
@@ -403,7 +397,7 @@ impl TlsSession {
 
 /// Writes `bytes` to `stream` until done or the socket is full; returns
 /// how many went, `Err` on a socket error.
-fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+pub(super) fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let mut w = 0;
     while w < bytes.len() {
         match stream.write(&bytes[w..]) {
@@ -417,179 +411,6 @@ fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     Ok(w)
 }
 
-/// Copies the front of `slices` into `gather`, up to `GATHER` bytes;
-/// returns how many.
-fn gather_into(slices: &[IoSlice<'_>], gather: &mut Vec<u8>) -> usize {
-    grow(gather, GATHER);
-    let mut g = 0;
-    for s in slices {
-        let take = s.len().min(GATHER - g);
-        gather[g..g + take].copy_from_slice(&s[..take]);
-        g += take;
-        if g == GATHER {
-            break;
-        }
-    }
-    g
-}
-
-impl Core {
-    /// [`Core::read`] for a TLS connection: ciphertext into the core's
-    /// read block (after the connection's carried bytes), plaintext into
-    /// its receive block, then the same `handle_read` and event routing as
-    /// a plain read.
-    // Never inlined into the plain path's `read`/`flush`, which stay as
-    // compact as they were without TLS.
-    #[inline(never)]
-    pub(super) fn read_tls(&mut self, key: usize, now: Instant) {
-        loop {
-            let Some(plane) = self.tls.as_mut() else {
-                return;
-            };
-            grow(&mut plane.scratch, SCRATCH);
-            let slot = &mut self.conns[key];
-            if !slot.conn.wants_read(&self.cfg.conn) {
-                slot.read_paused = !slot.conn.is_dead();
-                return;
-            }
-            let Some(tls) = plane.sessions.get_mut(key).and_then(Option::as_mut) else {
-                return;
-            };
-            if self.rx.len() < super::core::RX_MIN_READ + PLAIN_SLACK {
-                self.rx = BytesMut::zeroed(super::core::RX_BLOCK);
-            }
-            let carried = tls.carry.len();
-            plane.scratch[..carried].copy_from_slice(&tls.carry);
-            let want = (self.rx.len() - PLAIN_SLACK).min(READ_MAX);
-            let n = match slot
-                .stream
-                .read(&mut plane.scratch[carried..carried + want])
-            {
-                Ok(0) => {
-                    if tls.got_input && tls.conn.is_handshaking() {
-                        // A handshake cut short (e.g. half a ClientHello).
-                        self.counters.tls_errors.add(1);
-                    }
-                    slot.conn.handle_eof();
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    slot.conn.handle_io_error();
-                    return;
-                }
-            };
-            self.counters.bytes_in.add(n as u64);
-            let buf = &mut plane.scratch[..carried + n];
-            match tls.feed(buf, &mut self.rx, &mut plane.seal) {
-                Ok(fed) => {
-                    if fed.handshaken {
-                        self.counters.tls_handshakes.add(1);
-                    }
-                    if fed.plain > 0 {
-                        let mut chunk = self.rx.split_to(fed.plain);
-                        slot.conn.handle_read(&mut chunk);
-                    }
-                    self.route_events(key, now);
-                    if fed.closed {
-                        if let Some(slot) = self.conns.get_mut(key) {
-                            slot.conn.handle_eof();
-                        }
-                        return;
-                    }
-                }
-                Err(e) => {
-                    self.counters.tls_errors.add(1);
-                    tracing::debug!(conn = %self.conn_id(key), error = %e, "bad TLS input; closed");
-                    // rustls's alert, if it made one, goes out with the
-                    // flush that follows.
-                    self.conns[key].conn.handle_io_error();
-                    return;
-                }
-            }
-            // Unlike the plain path, a short read does not end the loop:
-            // read on to WouldBlock, so that a FIN that came with the last
-            // bytes (one edge for both) is seen now, not at a deadline. One
-            // more syscall per batch, small beside the decryption.
-        }
-    }
-
-    /// [`Core::flush`] for a TLS connection: records already made first,
-    /// then the queue's bytes sealed in the core's write block and written
-    /// from there, until both are empty or the socket is full (what it
-    /// leaves of a record is kept in the session's `unsent`).
-    // Never inlined into the plain path's `read`/`flush`, which stay as
-    // compact as they were without TLS.
-    #[inline(never)]
-    pub(super) fn flush_tls(&mut self, key: usize) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        let Some(plane) = self.tls.as_mut() else {
-            return;
-        };
-        let Some(tls) = plane.sessions.get_mut(key).and_then(Option::as_mut) else {
-            return;
-        };
-        loop {
-            // Records first; once all are on the socket, the plaintext
-            // they carry is released from the `Conn`'s queue.
-            match tls.write_unsent(&mut slot.stream) {
-                Ok((w, all)) => {
-                    self.counters.bytes_out.add(w as u64);
-                    if !all {
-                        break;
-                    }
-                    if tls.owed > 0 {
-                        slot.conn.handle_written(std::mem::take(&mut tls.owed));
-                    }
-                }
-                Err(_) => {
-                    slot.conn.handle_io_error();
-                    break;
-                }
-            }
-            // Nothing owed now: the queue's front is new plaintext.
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = slot.conn.poll_transmit(&mut slices);
-            if n == 0 {
-                break;
-            }
-            // One slice that fits is sealed where it lies; several are
-            // gathered first, so that small frames share a record.
-            let (took, sealed) = if n == 1 && slices[0].len() <= GATHER {
-                let plain: &[u8] = &slices[0];
-                (plain.len(), tls.seal(plain, &mut plane.seal))
-            } else {
-                let took = gather_into(&slices[..n], &mut plane.gather);
-                (took, tls.seal(&plane.gather[..took], &mut plane.seal))
-            };
-            let Some(sealed) = sealed else {
-                // Not writable yet (handshaking) or failed.
-                break;
-            };
-            match write_some(&mut slot.stream, &plane.seal[..sealed]) {
-                Ok(w) => {
-                    self.counters.bytes_out.add(w as u64);
-                    if w == sealed {
-                        slot.conn.handle_written(took);
-                    } else {
-                        tls.unsent.extend_from_slice(&plane.seal[w..sealed]);
-                        tls.owed = took;
-                        break;
-                    }
-                }
-                Err(_) => {
-                    slot.conn.handle_io_error();
-                    break;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The session without a socket: a rustls client in memory on the
@@ -597,6 +418,7 @@ mod tests {
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::Read;
 
     struct Pair {
         server: TlsSession,
