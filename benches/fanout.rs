@@ -9,6 +9,10 @@
 //! atomic load), `rwlock_registry_before` the read-locked shared map it
 //! replaced.
 //!
+//! `shared_frame_queue_and_drain` is the engine's own path since
+//! permessage-deflate: one `SharedFrame` per publish, `push_shared` on each
+//! connection (none of them compressing: the plain path).
+//!
 //! The `…_guarded` variant runs each push under `catch_unwind`, as the
 //! core does per delivery (fault isolation, PERF.md): the difference is
 //! what the guard costs per delivery.
@@ -27,7 +31,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use wsedge::conn::outbound::MAX_IOVECS;
-use wsedge::conn::{Codecs, Conn, Ctx, Event, Tally};
+use wsedge::conn::{Codecs, Conn, Ctx, Event, SharedFrame, Tally};
 use wsedge::hub::protocol::message_frame;
 use wsedge::hub::{LocalHub, Registry};
 use wsedge::protocol::encoder::FrameEncoder;
@@ -128,6 +132,48 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// The engine's own path since permessage-deflate (`Core::push_fanout`):
+/// the frame wrapped once in a `SharedFrame`, `push_shared` on each
+/// connection — with compression off (no connection agreed it), the
+/// plain path whose cost must not change.
+fn fanout_shared(c: &mut Criterion) {
+    let cfg = Config::default();
+    let mut enc = FrameEncoder::new();
+    let mut codecs = Codecs::new();
+    let data = RawValue::from_string(r#"{"text":"hello subscribers","n":12345}"#.into()).unwrap();
+    let mut g = c.benchmark_group("fanout");
+    for n in [1_000usize, 10_000] {
+        let mut conns = open_conns(n, &cfg, &mut enc);
+        let mut tally = Tally::default();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("shared_frame_queue_and_drain", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    let mut frame = SharedFrame::new(message_frame(Some("news"), &data));
+                    let now = Instant::now();
+                    let mut ctx = Ctx {
+                        now,
+                        epoch: now,
+                        cfg: &cfg,
+                        enc: &mut enc,
+                        codecs: &mut codecs,
+                        tally: &mut tally,
+                    };
+                    for c in conns.iter_mut() {
+                        black_box(c.push_shared(&mut frame, &mut ctx));
+                    }
+                    for c in conns.iter_mut() {
+                        drain(c);
+                    }
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 /// The registry as it was before the interned entries: one RwLock per
 /// shard, read-locked by every publish (kept here as the baseline).
 #[derive(Default)]
@@ -217,5 +263,5 @@ fn publish_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout, publish_lookup);
+criterion_group!(benches, fanout, fanout_shared, publish_lookup);
 criterion_main!(benches);

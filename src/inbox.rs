@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::admission::Verdict;
+use crate::conn::SharedDeflate;
 use crate::stats::counters::CoreCounters;
 use crate::stats::latency::LatencyHistograms;
 
@@ -39,6 +40,11 @@ use crate::stats::latency::LatencyHistograms;
 pub enum Target {
     /// Every local subscriber of the channel.
     Channel(Arc<str>),
+    /// Every local subscriber of the cell's channel, with the publish's
+    /// compression cell shared by all its cores (compression on, several
+    /// cores: see [`SharedDeflate`]). The channel rides inside the cell so
+    /// that a [`Command`] stays one pointer larger than nothing, ≤ 72 B.
+    ChannelDeflate(SharedDeflate),
     /// Every local connection of the user.
     User(Arc<str>),
     /// One connection (if it still exists with this generation).

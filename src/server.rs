@@ -175,6 +175,7 @@ impl Server {
             .map(|i| {
                 Hub::new(i, cfg.hub.clone(), registry.clone(), handles.clone())
                     .with_uplink(uplink.clone())
+                    .with_compression(&cfg.compression)
             })
             .collect();
         // Made here, at start: never a setting, so never printed.

@@ -236,6 +236,48 @@ fn echo_and_idle_modes_speak_tls_with_a_test_ca() {
     }));
 }
 
+#[test]
+fn compression_flag_negotiates_deflate_in_echo_and_fanout_and_wires_fewer_bytes() {
+    let mut cfg = hub_config(2);
+    cfg.compression.mode = wsedge::config::Switch::On;
+    let server = start(cfg);
+    let addr = server.local_addr().to_string();
+    let src = (40 + std::process::id() % 80).to_string();
+    let echo = |compression: bool| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+            .args(["echo-throughput", "--server", &addr, "--payload", "json"])
+            .args(["--connections", "4", "--in-flight", "2", "--duration", "1s"])
+            .args(["--first-source", &src, "--json"])
+            .args(compression.then_some("--compression"))
+            .output()
+            .unwrap();
+        json_of(&out)
+    };
+    let (plain, deflated) = (echo(false), echo(true));
+    assert_eq!(deflated["compression"], true);
+    assert!(deflated["received"].as_u64().unwrap() > 0);
+    assert_eq!(deflated["received"], deflated["sent"]);
+    assert!(
+        deflated["wire_bytes_per_msg"].as_f64().unwrap() * 2.0
+            < plain["wire_bytes_per_msg"].as_f64().unwrap(),
+        "{deflated} vs {plain}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wsedge-bench"))
+        .args(["fanout", "--server", &addr, "--publish-via", "ws"])
+        .args(["--subscribers", "20", "--rate", "50", "--duration", "1s"])
+        .args(["--payload", "json", "--compression", "--channel", "pmd"])
+        .args(["--first-source", &src, "--json"])
+        .output()
+        .unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["delivered"], 20 * 50);
+    assert!(
+        v["wire_bytes_per_delivery"].as_f64().unwrap() < 800.0,
+        "{v}"
+    );
+    assert!(server.stats().compressed > 0);
+}
+
 /// `wsedge-bench connect-rate --tls-ca`: every connection a TLS handshake
 /// and an upgrade, with and without `--tls-verify-once`, and what was
 /// negotiated reported; a certificate from another CA is refused even

@@ -1,8 +1,10 @@
 //! permessage-deflate through the real server (`--compression on`): a
 //! hub publish fanned out to subscribers that negotiated compression
-//! arrives as the very same compressed frame on each of them (compressed
-//! once per core and window), to one that did not as the plain frame; and
-//! a zip bomb sent to /echo closes 1009. Raw sockets, loopback only.
+//! arrives as the very same compressed frame on each of them, to one that
+//! did not as the plain frame; on two cores it is compressed once for all
+//! subscribers of the server's window (counted), once per core for
+//! another window; and a zip bomb sent to /echo closes 1009. Raw sockets,
+//! loopback only.
 
 mod common;
 
@@ -18,11 +20,17 @@ const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_wi
 /// A raw socket upgraded to `path`, offering compression if `offer`;
 /// returns it and the 101's head.
 fn upgrade(addr: SocketAddr, path: &str, offer: bool) -> (TcpStream, String) {
+    upgrade_offering(addr, path, offer.then_some(OFFER))
+}
+
+/// A raw socket upgraded to `path` with the `Sec-WebSocket-Extensions`
+/// line `offer` (CRLF-terminated) if any; returns it and the 101's head.
+fn upgrade_offering(addr: SocketAddr, path: &str, offer: Option<&str>) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = UPGRADE.replace("/echo", path);
-    if offer {
-        req = req.replacen("\r\n\r\n", &format!("\r\n{OFFER}\r\n"), 1);
+    if let Some(offer) = offer {
+        req = req.replacen("\r\n\r\n", &format!("\r\n{offer}\r\n"), 1);
     }
     s.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -118,6 +126,133 @@ fn a_publish_reaches_compressing_subscribers_as_one_shared_compressed_frame() {
     let msg: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(msg["data"], data);
     assert!(frames[0].1.len() * 3 < plain.len(), "it compressed");
+}
+
+/// The next message on a subscriber's socket that is not an ack, as JSON:
+/// inflated with a `bits` window if it came compressed (RSV1). Returns
+/// it and whether it was compressed.
+fn next_message(s: &mut TcpStream, bits: u8) -> (serde_json::Value, bool) {
+    loop {
+        let (b0, p) = read_frame(s);
+        let compressed = b0 & 0x40 != 0;
+        let plain = if compressed {
+            let mut plain = Vec::new();
+            MessageInflater::new(bits, true)
+                .inflate(&p, 1 << 20, &mut plain)
+                .unwrap();
+            plain
+        } else {
+            p
+        };
+        assert_eq!(b0 & 0x0f, 0x1, "a text frame");
+        let msg: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        if msg["type"] != "ack" {
+            return (msg, compressed);
+        }
+    }
+}
+
+/// Waits until the server's `compressed` counter (published by the cores
+/// once per loop turn) reaches `want`, then says what it is.
+fn compressed_after(server: &wsedge::Server, want: u64) -> u64 {
+    wait_until(Duration::from_secs(10), || {
+        server.stats().compressed >= want
+    });
+    server.stats().compressed
+}
+
+#[test]
+fn a_publish_to_compressing_subscribers_on_two_cores_is_compressed_once() {
+    let mut cfg = hub_config(2);
+    cfg.admin.listen = None;
+    cfg.compression.mode = wsedge::config::Switch::On;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let sub = |s: &mut TcpStream| {
+        text(
+            s,
+            &serde_json::json!({"type":"subscribe","channel":"prices","id":1}),
+        );
+        assert_eq!(
+            next_message_or_ack(s),
+            serde_json::json!({"type":"ack","id":1})
+        );
+    };
+    // Two subscribers on each core, with the server's window (15).
+    let mut subs: Vec<TcpStream> = place_on_every_core(&server, 2, |i| {
+        let (s, head) = upgrade(addr, &format!("/ws?user=w15-{i}"), true);
+        assert!(head.contains("permessage-deflate"), "{head}");
+        s
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    subs.iter_mut().for_each(sub);
+    assert_eq!(server.stats().compressed, 0);
+
+    // One publish from the API (the control plane: no core publishes it)
+    // and one from a client on a core: each compressed exactly once.
+    let data = serde_json::json!({"sym":"ABC","note":"compress me ".repeat(20)});
+    let raw = serde_json::value::to_raw_value(&data).unwrap();
+    assert_eq!(server.hub().publish("prices", &raw), Ok(2), "to both cores");
+    for s in &mut subs {
+        let (msg, compressed) = next_message(s, 15);
+        assert!(compressed);
+        assert_eq!(msg["data"], data);
+    }
+    assert_eq!(
+        compressed_after(&server, 1),
+        1,
+        "one publish, one compression"
+    );
+    let data2 = serde_json::json!({"sym":"DEF","note":"and me ".repeat(30)});
+    text(
+        &mut subs[0],
+        &serde_json::json!({"type":"publish","channel":"prices","data":data2}),
+    );
+    for s in &mut subs {
+        let (msg, compressed) = next_message(s, 15);
+        assert!(compressed);
+        assert_eq!(msg["data"], data2);
+    }
+    assert_eq!(compressed_after(&server, 2), 2, "a client's publish too");
+
+    // A subscriber with a 10-bit window on each core: compressed for it
+    // once per core, beside the one shared compression.
+    let mut small: Vec<TcpStream> = place_on_every_core(&server, 1, |i| {
+        let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n";
+        let (s, head) = upgrade_offering(addr, &format!("/ws?user=w10-{i}"), Some(offer));
+        assert!(head.contains("server_max_window_bits=10"), "{head}");
+        s
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    small.iter_mut().for_each(sub);
+    let data3 = serde_json::json!({"sym":"GHI","note":"small window ".repeat(25)});
+    let raw = serde_json::value::to_raw_value(&data3).unwrap();
+    assert_eq!(server.hub().publish("prices", &raw), Ok(2));
+    for (s, bits) in subs
+        .iter_mut()
+        .map(|s| (s, 15))
+        .chain(small.iter_mut().map(|s| (s, 10)))
+    {
+        let (msg, compressed) = next_message(s, bits);
+        assert!(compressed);
+        assert_eq!(msg["data"], data3);
+    }
+    assert_eq!(
+        compressed_after(&server, 5),
+        5,
+        "once for the 15-bit window, once per core for the 10-bit one"
+    );
+}
+
+/// The next message, acks included, as JSON (plain frames only).
+fn next_message_or_ack(s: &mut TcpStream) -> serde_json::Value {
+    let (b0, p) = read_frame(s);
+    assert_eq!(b0, 0x81, "a plain text frame");
+    serde_json::from_slice(&p).unwrap()
 }
 
 #[test]

@@ -389,6 +389,12 @@ pub fn render(s: &Scrape<'_>) -> String {
         total.forwarded_malformed as f64,
     );
     w.single(
+        "wsedge_compression_compressed_total",
+        "counter",
+        "Messages compressed for permessage-deflate (a published message sent compressed to many connections counts once when they share its parameters).",
+        total.compressed as f64,
+    );
+    w.single(
         "wsedge_tls_handshakes_total",
         "counter",
         "TLS handshakes completed on the WebSocket listener.",

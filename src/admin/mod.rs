@@ -252,6 +252,7 @@ pub(crate) fn stats_json(s: &Stats) -> serde_json::Value {
         "panics": s.panics,
         "forwarded_malformed": s.forwarded_malformed,
         "tls": {"handshakes": s.tls_handshakes, "errors": s.tls_errors},
+        "compressed": s.compressed,
     })
 }
 

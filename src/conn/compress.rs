@@ -4,9 +4,10 @@
 //! without context takeover borrows instead.
 //!
 //! Owns: which coder compresses or inflates a given connection's message,
-//! the per-core scratch buffer they write into, and the per-fan-out cache
+//! the per-core scratch buffer they write into, the per-fan-out cache
 //! of a published message compressed once per window size
-//! ([`SharedFrame`]). Must not touch: framing and message assembly (the
+//! ([`SharedFrame`]), and the cross-core cell that makes that once per
+//! publish for the server's own window ([`SharedDeflate`]). Must not touch: framing and message assembly (the
 //! connection's: RSV1, fragments, UTF-8), the DEFLATE codec itself
 //! (`protocol::deflate`), negotiation (`protocol::deflate_offer`).
 //!
@@ -16,6 +17,8 @@
 //! compressor, ≈ 40 KiB for a 15-bit inflater); without it, the core's
 //! shared coder (one per window size) serves every connection, reset after
 //! each message.
+
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -47,6 +50,9 @@ pub struct Codecs {
     /// The last result of [`Deflate::compress`] / [`SharedFrame`]
     /// compression.
     out: Vec<u8>,
+    /// Messages compressed since the core last took the count
+    /// ([`Codecs::take_compressed`]): `wsedge_compression_compressed_total`.
+    compressed: u64,
 }
 
 impl Codecs {
@@ -66,6 +72,12 @@ impl Codecs {
     /// Bytes the scratch buffer holds (tests: the zip-bomb bound).
     pub fn scratch_capacity(&self) -> usize {
         self.out.capacity()
+    }
+
+    /// How many messages this core compressed since the last call (the
+    /// core folds it into its counters once per loop turn).
+    pub fn take_compressed(&mut self) -> u64 {
+        std::mem::take(&mut self.compressed)
     }
 
     /// Gives the scratch buffer back if a large message grew it.
@@ -139,6 +151,7 @@ impl Deflate {
         deflater.compress(payload, &mut out);
         let frame = enc.compressed(opcode, &out);
         codecs.out = out;
+        codecs.compressed += 1;
         codecs.trim();
         frame
     }
@@ -172,10 +185,66 @@ impl Deflate {
     }
 }
 
+/// A published message compressed at most once for all the cores it goes
+/// to: for connections that agreed the server's own window
+/// (`compression.server_max_window_bits`, what a client that does not ask
+/// for a smaller one gets) without server context takeover — the
+/// parameters nearly every connection has. It travels beside the plain
+/// frame in every core's delivery (a clone of one `Arc`); the first core
+/// that has such a subscriber compresses, the others take its frame.
+///
+/// Why lazily, on the first core that needs it, rather than on the
+/// publishing thread before the hand-off: the publisher (a core, or the
+/// control plane for API and cluster publishes) does not know whether any
+/// subscriber compresses (the registry knows cores per channel, not
+/// connections' extensions), and keeping a second per-channel core mask
+/// for compressing members would add a shared write to every subscribe.
+/// Lazily, a publish nobody compressing receives costs nothing but the
+/// cell (one allocation, only with compression on and only for a publish
+/// to more than one core), and the work lands on a core that has a
+/// compressing subscriber — never on one that has none. A core that asks
+/// while another is compressing waits for it ([`OnceLock::get_or_init`]):
+/// at most the time it would have spent compressing the same message
+/// itself, and then it is done (measured in PERF.md "Compression").
+#[derive(Debug, Clone)]
+pub struct SharedDeflate(Arc<SharedInner>);
+
+#[derive(Debug)]
+struct SharedInner {
+    bits: u8,
+    /// The channel published to (the cell travels as the delivery's
+    /// target, see `inbox::Target::ChannelDeflate`).
+    channel: Arc<str>,
+    frame: OnceLock<Bytes>,
+}
+
+impl SharedDeflate {
+    /// An empty cell for a publish on `channel`, for connections that
+    /// agreed a `bits` server window without context takeover.
+    pub fn new(bits: u8, channel: Arc<str>) -> Self {
+        Self(Arc::new(SharedInner {
+            bits: bits.clamp(9, 15),
+            channel,
+            frame: OnceLock::new(),
+        }))
+    }
+
+    /// The channel of the publish.
+    pub fn channel(&self) -> &Arc<str> {
+        &self.0.channel
+    }
+
+    /// The compressed frame, if a core made it already.
+    pub fn get(&self) -> Option<&Bytes> {
+        self.0.frame.get()
+    }
+}
+
 /// A published frame on its way to many connections of one core: the
 /// plain frame as the hub encoded it, and — made on first need, once per
 /// window size — the same message compressed for connections without
-/// server context takeover.
+/// server context takeover (for the server's window, through the
+/// publish's [`SharedDeflate`] when it has one: once for every core).
 #[derive(Debug)]
 pub struct SharedFrame {
     plain: Bytes,
@@ -184,11 +253,19 @@ pub struct SharedFrame {
     /// otherwise it always goes out plain.
     message: Option<(OpCode, usize)>,
     compressed: [Option<Bytes>; WINDOWS],
+    /// Shared with the publish's other cores, if it went to several.
+    shared: Option<SharedDeflate>,
 }
 
 impl SharedFrame {
     /// Wraps a server frame encoded elsewhere.
     pub fn new(plain: Bytes) -> Self {
+        Self::with_shared(plain, None)
+    }
+
+    /// Wraps a server frame encoded elsewhere, with the cell its other
+    /// cores share for the server's window.
+    pub fn with_shared(plain: Bytes, shared: Option<SharedDeflate>) -> Self {
         let message = match FrameHeader::parse(&plain, Role::Client, u64::MAX) {
             Ok(Some((h, n)))
                 if h.fin
@@ -203,6 +280,7 @@ impl SharedFrame {
             plain,
             message,
             compressed: Default::default(),
+            shared,
         }
     }
 
@@ -218,7 +296,9 @@ impl SharedFrame {
     }
 
     /// The message compressed with a `bits` window and no context, as one
-    /// frame (compressed at the first call for that window).
+    /// frame (compressed at the first call for that window on this core,
+    /// or — for the shared cell's window — on the first of the publish's
+    /// cores).
     pub fn compressed(
         &mut self,
         bits: u8,
@@ -231,15 +311,36 @@ impl SharedFrame {
         if let Some(b) = cached {
             return Some(b.clone());
         }
-        let mut out = std::mem::take(&mut codecs.out);
-        out.clear();
-        codecs
-            .deflater(bits, level)
-            .compress(&self.plain[start..], &mut out);
-        let frame = enc.compressed(op, &out);
-        codecs.out = out;
-        codecs.trim();
+        let payload = &self.plain[start..];
+        let frame = match &self.shared {
+            Some(s) if s.0.bits == bits.clamp(9, 15) => {
+                s.0.frame
+                    .get_or_init(|| compress_into(bits, level, op, payload, codecs, enc))
+                    .clone()
+            }
+            _ => compress_into(bits, level, op, payload, codecs, enc),
+        };
         *cached = Some(frame.clone());
         Some(frame)
     }
+}
+
+/// `payload` compressed by the core's context-free coder for `bits`, as
+/// one final frame of `op` (counted).
+fn compress_into(
+    bits: u8,
+    level: u32,
+    op: OpCode,
+    payload: &[u8],
+    codecs: &mut Codecs,
+    enc: &mut FrameEncoder,
+) -> Bytes {
+    let mut out = std::mem::take(&mut codecs.out);
+    out.clear();
+    codecs.deflater(bits, level).compress(payload, &mut out);
+    let frame = enc.compressed(op, &out);
+    codecs.out = out;
+    codecs.compressed += 1;
+    codecs.trim();
+    frame
 }

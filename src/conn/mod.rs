@@ -63,7 +63,7 @@ use crate::protocol::utf8::Utf8Validator;
 use crate::protocol::{Frame, FrameDecoder, OpCode, Role};
 
 use compress::Deflate;
-pub use compress::{Codecs, SharedFrame};
+pub use compress::{Codecs, SharedDeflate, SharedFrame};
 pub use outbound::OutQueue;
 pub use reason::EndReason;
 

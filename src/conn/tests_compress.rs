@@ -284,6 +284,50 @@ fn a_shared_frame_is_compressed_once_for_connections_without_context() {
 }
 
 #[test]
+fn one_shared_cell_compresses_a_publish_once_for_every_core_and_only_its_window() {
+    let payload = br#"{"type":"message","channel":"prices","data":{"bid":1}}"#.repeat(4);
+    let mut plain = BytesMut::new();
+    crate::protocol::frame::encode_frame(&mut plain, true, OpCode::Text, &payload);
+    let plain = plain.freeze();
+    let cell = SharedDeflate::new(15, "prices".into());
+    // Two cores: each its own SharedFrame, Codecs and encoder.
+    let mut cores: Vec<(SharedFrame, Codecs, FrameEncoder)> = (0..2)
+        .map(|_| {
+            let f = SharedFrame::with_shared(plain.clone(), Some(cell.clone()));
+            (f, Codecs::new(), FrameEncoder::new())
+        })
+        .collect();
+    assert!(
+        cell.get().is_none(),
+        "nothing compressed before a core asks"
+    );
+    let frames: Vec<Bytes> = cores
+        .iter_mut()
+        .map(|(f, c, e)| f.compressed(15, 1, c, e).unwrap())
+        .collect();
+    assert_eq!(frames[0].as_ptr(), frames[1].as_ptr(), "one frame for both");
+    let counts: Vec<u64> = cores
+        .iter_mut()
+        .map(|(_, c, _)| c.take_compressed())
+        .collect();
+    assert_eq!(
+        counts,
+        vec![1, 0],
+        "the first core compressed, the second took it"
+    );
+    // Another window is compressed on each core that needs it.
+    for (f, c, e) in &mut cores {
+        let small = f.compressed(10, 1, c, e).unwrap();
+        let mut out = Vec::new();
+        MessageInflater::new(10, true)
+            .inflate(&small[2..], 1 << 20, &mut out)
+            .unwrap();
+        assert_eq!(out, payload);
+        assert_eq!(c.take_compressed(), 1);
+    }
+}
+
+#[test]
 fn a_fanout_dropped_for_a_slow_consumer_never_enters_its_compression_context() {
     let mut cfg = config(true, |c| {
         c.server_no_context_takeover = false;

@@ -433,6 +433,7 @@ impl Core {
         c.pings_sent.add(t.pings_sent);
         c.throttled_msgs.add(t.throttled_msgs);
         c.throttled_bytes.add(t.throttled_bytes);
+        c.compressed.add(self.codecs.take_compressed());
     }
 
     fn accept(&mut self, now: Instant) {

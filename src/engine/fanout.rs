@@ -72,8 +72,13 @@ impl Core {
 
     /// Queues one frame on every connection of a fan-out.
     pub(super) fn push_fanout(&mut self, fanout: Fanout, now: Instant) {
-        let Fanout { keys, frame, at } = fanout;
-        let mut frame = SharedFrame::new(frame);
+        let Fanout {
+            keys,
+            frame,
+            deflated,
+            at,
+        } = fanout;
+        let mut frame = SharedFrame::with_shared(frame, deflated);
         let mut queued = 0;
         for &key in &keys {
             // Per delivery: a panic in one connection's part closes that

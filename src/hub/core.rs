@@ -32,6 +32,7 @@ use super::registry::{Registry, Stale};
 use super::route;
 use crate::admission::TokenGrants;
 use crate::config::HubConfig;
+use crate::conn::SharedDeflate;
 use crate::inbox::{ChannelInfo, CoreHandle, HubCommand, Membership, Target};
 use crate::stats::counters::CoreCounters;
 
@@ -60,6 +61,9 @@ impl Member {
 pub struct Fanout {
     pub keys: Vec<u32>,
     pub frame: Bytes,
+    /// The publish's compression cell shared with its other cores, if it
+    /// went to several with compression on ([`SharedDeflate`]).
+    pub deflated: Option<SharedDeflate>,
     /// When it was published (for the publish-to-write histogram).
     pub at: Instant,
 }
@@ -102,6 +106,9 @@ pub struct Hub {
     scratch: Vec<u32>,
     /// Clustered: the way to the other nodes.
     uplink: Option<crate::cluster::Uplink>,
+    /// With compression on, the server's window: a publish to several
+    /// cores carries one compression cell for them all.
+    shared_bits: Option<u8>,
     /// Clustered: subscribe acks waiting for the node's broker
     /// subscription to their channel.
     held: HeldAcks,
@@ -124,6 +131,7 @@ impl Hub {
             counters,
             scratch: Vec::new(),
             uplink: None,
+            shared_bits: None,
             held: HeldAcks::new(std::time::Duration::ZERO),
         }
     }
@@ -136,6 +144,15 @@ impl Hub {
             self.held = HeldAcks::new(up.request_timeout());
         }
         self.uplink = uplink;
+        self
+    }
+
+    /// This hub, with compression on (`compression.enabled()`): a publish
+    /// from this core to subscribers on more than one core carries one
+    /// cell for compressing it once for all of them (server window
+    /// `bits`, see [`SharedDeflate`]).
+    pub fn with_compression(mut self, cfg: &crate::config::CompressionConfig) -> Self {
+        self.shared_bits = cfg.enabled().then_some(cfg.server_max_window_bits);
         self
     }
 
@@ -382,8 +399,17 @@ impl Hub {
                 self.index.other_cores(channel).unwrap_or((0, None))
             }
         };
+        // Only with compression on (the plain path pays nothing): one
+        // compression cell when the publish reaches more than one core.
+        let deflated = match (self.shared_bits, &others) {
+            (Some(bits), (mask, Some(name))) => {
+                let local = u32::from(self.index.subscribers(channel).is_some());
+                route::shared_deflate(Some(bits), name, mask.count_ones() + local)
+            }
+            _ => None,
+        };
         if let (mask, Some(name)) = others {
-            let target = Target::Channel(name.clone());
+            let target = route::channel_target(name.clone(), deflated.as_ref());
             route::to_cores(&self.cores, mask, target, &frame, at);
         }
         if let Some(up) = &self.uplink {
@@ -393,7 +419,7 @@ impl Hub {
         if let Some(set) = self.index.subscribers(channel) {
             keys.extend(set.iter().copied());
         }
-        self.fanout(keys, frame, at)
+        self.fanout(keys, frame, deflated, at)
     }
 
     /// A command from another thread. `gen_of` tells the generation of a
@@ -407,26 +433,33 @@ impl Hub {
         match cmd {
             HubCommand::Deliver { target, frame, at } => {
                 let mut keys = self.take_scratch();
-                match &target {
+                let mut deflated = None;
+                match target {
                     Target::Channel(ch) => {
-                        if let Some(set) = self.index.subscribers(ch) {
+                        if let Some(set) = self.index.subscribers(&ch) {
                             keys.extend(set.iter().copied());
                         }
                     }
+                    Target::ChannelDeflate(d) => {
+                        if let Some(set) = self.index.subscribers(d.channel()) {
+                            keys.extend(set.iter().copied());
+                        }
+                        deflated = Some(d);
+                    }
                     Target::User(user) => {
-                        if let Some(set) = self.index.user_conns(user) {
+                        if let Some(set) = self.index.user_conns(&user) {
                             keys.extend(set.iter().copied());
                         }
                     }
                     Target::Conn { key, gen } => {
-                        if gen_of(*key) == Some(*gen) {
-                            keys.push(*key);
+                        if gen_of(key) == Some(gen) {
+                            keys.push(key);
                         } else {
                             self.counters.dropped_not_open.add(1);
                         }
                     }
                 }
-                return self.fanout(keys, frame, at);
+                return self.fanout(keys, frame, deflated, at);
             }
             HubCommand::QueryChannel { channel, reply } => {
                 let _ = reply.send(self.channel_info(&channel));
@@ -513,12 +546,23 @@ impl Hub {
         keys
     }
 
-    fn fanout(&mut self, keys: Vec<u32>, frame: Bytes, at: Instant) -> Option<Fanout> {
+    fn fanout(
+        &mut self,
+        keys: Vec<u32>,
+        frame: Bytes,
+        deflated: Option<SharedDeflate>,
+        at: Instant,
+    ) -> Option<Fanout> {
         if keys.is_empty() {
             self.recycle(keys);
             return None;
         }
-        Some(Fanout { keys, frame, at })
+        Some(Fanout {
+            keys,
+            frame,
+            deflated,
+            at,
+        })
     }
 
     /// Takes back a fan-out's key list for reuse.

@@ -52,6 +52,9 @@ pub struct HubHandle {
     query_timeout: Duration,
     /// Clustered: the way to the other nodes.
     uplink: Option<Uplink>,
+    /// With compression on, the server's window: a publish to several
+    /// cores carries one compression cell for them all.
+    shared_bits: Option<u8>,
 }
 
 impl HubHandle {
@@ -63,6 +66,10 @@ impl HubHandle {
             max_channel_len: cfg.hub.max_channel_len,
             query_timeout: cfg.admin.query_timeout,
             uplink: None,
+            shared_bits: cfg
+                .compression
+                .enabled()
+                .then_some(cfg.compression.server_max_window_bits),
         }
     }
 
@@ -120,10 +127,11 @@ impl HubHandle {
         let Some((name, mask)) = self.registry.channels.mask(channel) else {
             return Ok(0);
         };
+        let deflated = route::shared_deflate(self.shared_bits, &name, mask.count_ones());
         Ok(route::to_cores(
             &self.cores,
             mask,
-            Target::Channel(name),
+            route::channel_target(name, deflated.as_ref()),
             &frame,
             at,
         ))

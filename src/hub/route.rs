@@ -11,6 +11,7 @@
 //!
 //! [`Hub`]: super::Hub
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use serde_json::value::RawValue;
 
 use super::protocol;
 use super::registry::CoreMask;
+use crate::conn::SharedDeflate;
 use crate::inbox::{CoreHandle, Target};
 
 /// `{"type":"message","channel":…,"data":…}` as one frame, for every
@@ -30,6 +32,30 @@ pub fn publish_frame(channel: &str, data: &RawValue) -> Bytes {
 /// user or one connection.
 pub fn direct_frame(data: &RawValue) -> Bytes {
     protocol::message_frame(None, data)
+}
+
+/// The cell a publish on `channel` to `cores` cores carries for
+/// compressing it once for all of them, when compression is on
+/// (`shared_bits`: the server's window) and it goes to more than one core
+/// (on one, that core's own per-fan-out cache already compresses it once).
+pub fn shared_deflate(
+    shared_bits: Option<u8>,
+    channel: &Arc<str>,
+    cores: u32,
+) -> Option<SharedDeflate> {
+    match shared_bits {
+        Some(bits) if cores > 1 => Some(SharedDeflate::new(bits, channel.clone())),
+        _ => None,
+    }
+}
+
+/// The delivery target of a channel publish: with its compression cell
+/// if it has one.
+pub fn channel_target(name: Arc<str>, deflated: Option<&SharedDeflate>) -> Target {
+    match deflated {
+        Some(d) => Target::ChannelDeflate(d.clone()),
+        None => Target::Channel(name),
+    }
 }
 
 /// The core indexes set in `mask`, lowest first.
@@ -45,7 +71,8 @@ pub fn mask_cores(mut mask: CoreMask) -> impl Iterator<Item = usize> {
 }
 
 /// Hands `frame` for `target` to every core in `mask` (the caller leaves
-/// its own core out), in core order; each inbox gets the same `Bytes`.
+/// its own core out), in core order; each inbox gets the same `Bytes`
+/// (and, with [`Target::ChannelDeflate`], the same compression cell).
 /// A core whose inbox is full misses it (dropped and counted there).
 /// Returns how many cores it was queued for.
 ///

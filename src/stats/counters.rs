@@ -121,6 +121,9 @@ pub struct CoreCounters {
     /// TLS connections closed for bad TLS input (not TLS, a refused or
     /// truncated handshake, a record that fails to decrypt).
     pub tls_errors: Counter,
+    /// permessage-deflate: messages this core compressed (a published
+    /// message shared by many connections counts once).
+    pub compressed: Counter,
 }
 
 /// A plain copy of counters (one core's, or summed over cores).
@@ -152,6 +155,7 @@ pub struct Stats {
     pub forwarded_malformed: u64,
     pub tls_handshakes: u64,
     pub tls_errors: u64,
+    pub compressed: u64,
 }
 
 impl CoreCounters {
@@ -184,6 +188,7 @@ impl CoreCounters {
             forwarded_malformed: self.forwarded_malformed.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_errors: self.tls_errors.get(),
+            compressed: self.compressed.get(),
         }
     }
 }
@@ -232,6 +237,7 @@ impl Stats {
         self.forwarded_malformed += o.forwarded_malformed;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_errors += o.tls_errors;
+        self.compressed += o.compressed;
     }
 }
 
@@ -258,7 +264,8 @@ impl fmt::Display for Stats {
             f,
             " publishes={} deliveries={} dropped.slow_consumer={} dropped.not_open={} \
              dropped.inbox_full={} subscriptions={} request_errors={} throttled.msgs={} \
-             throttled.bytes={} panics={} forwarded_malformed={} tls_handshakes={} tls_errors={}",
+             throttled.bytes={} panics={} forwarded_malformed={} tls_handshakes={} tls_errors={} \
+             compressed={}",
             self.publishes,
             self.deliveries,
             self.dropped_slow_consumer,
@@ -271,7 +278,8 @@ impl fmt::Display for Stats {
             self.panics,
             self.forwarded_malformed,
             self.tls_handshakes,
-            self.tls_errors
+            self.tls_errors,
+            self.compressed
         )?;
         for r in EndReason::ALL {
             let n = self.ended(r);

@@ -308,11 +308,22 @@ pub fn connect_on_every_core(
     per_core: usize,
     mut path: impl FnMut(usize) -> String,
 ) -> Vec<Vec<Client>> {
+    place_on_every_core(server, per_core, |i| connect(server, &path(i)))
+}
+
+/// [`connect_on_every_core`] for any kind of connection: `open(i)` makes
+/// the `i`-th attempt's connection, complete (upgraded) when it returns;
+/// dropping it closes it.
+pub fn place_on_every_core<T>(
+    server: &Server,
+    per_core: usize,
+    mut open: impl FnMut(usize) -> T,
+) -> Vec<Vec<T>> {
     let cores = server.cores().len();
     let upgraded =
         |server: &Server| -> Vec<u64> { server.core_stats().iter().map(|s| s.upgraded).collect() };
     let open_before = server.stats().open;
-    let mut kept: Vec<Vec<Client>> = (0..cores).map(|_| Vec::new()).collect();
+    let mut kept: Vec<Vec<T>> = (0..cores).map(|_| Vec::new()).collect();
     let mut closed = 0u64;
     let bound = per_core * cores * 64;
     for attempt in 0..bound {
@@ -320,7 +331,7 @@ pub fn connect_on_every_core(
             break;
         }
         let before = upgraded(server);
-        let ws = connect(server, &path(attempt));
+        let ws = open(attempt);
         let mut core = None;
         assert!(
             wait_until(Duration::from_secs(10), || {

@@ -79,9 +79,20 @@ pub fn open_all(
 /// The upgrade request for `path` (a fixed key: the client does not check
 /// the accept value).
 pub fn upgrade_request(path: &str, server: SocketAddr) -> Vec<u8> {
+    upgrade_request_offering(path, server, false)
+}
+
+/// The upgrade request for `path`, offering permessage-deflate if
+/// `compression` ([`crate::deflate::OFFER`]).
+pub fn upgrade_request_offering(path: &str, server: SocketAddr, compression: bool) -> Vec<u8> {
+    let offer = if compression {
+        crate::deflate::OFFER
+    } else {
+        ""
+    };
     format!(
         "GET {path} HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{offer}\r\n"
     )
     .into_bytes()
 }
@@ -93,17 +104,17 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Consumes the upgrade response from the front of `rx` once its head is
-/// complete: `Ok(false)` while it is not, an error unless it is a 101.
-pub fn take_upgrade_response(rx: &mut BytesMut) -> io::Result<bool> {
+/// complete and returns the head: `Ok(None)` while it is not, an error
+/// unless it is a 101.
+pub fn take_upgrade_head(rx: &mut BytesMut) -> io::Result<Option<BytesMut>> {
     let Some(end) = head_end(rx) else {
-        return Ok(false);
+        return Ok(None);
     };
     if !rx.starts_with(b"HTTP/1.1 101") {
         let status = String::from_utf8_lossy(&rx[..rx.len().min(12)]).into_owned();
         return Err(io::Error::other(format!("refused: {}", status.trim())));
     }
-    let _ = rx.split_to(end);
-    Ok(true)
+    Ok(Some(rx.split_to(end)))
 }
 
 /// A TLS client configuration trusting only the PEM certificate(s) in
@@ -248,6 +259,11 @@ pub struct WsConn {
     rx: BytesMut,
     pub upgraded: bool,
     decoder: FrameDecoder,
+    /// It offered permessage-deflate: the 101 must agree to it.
+    compression: bool,
+    /// Bytes read from and written to the socket (TLS records included).
+    pub wire_in: u64,
+    pub wire_out: u64,
 }
 
 impl WsConn {
@@ -269,7 +285,19 @@ impl WsConn {
             rx: BytesMut::new(),
             upgraded: false,
             decoder: frame::client_decoder(),
+            compression: false,
+            wire_in: 0,
+            wire_out: 0,
         })
+    }
+
+    /// This connection, having offered permessage-deflate if
+    /// `compression`: the upgrade fails unless the server agrees, and
+    /// compressed (RSV1) frames are accepted after it.
+    pub fn with_compression(mut self, compression: bool) -> Self {
+        self.compression = compression;
+        self.decoder = frame::client_decoder().with_rsv1(compression);
+        self
     }
 
     /// Writes what it can of `tx` (plaintext), removing what was taken;
@@ -279,6 +307,7 @@ impl WsConn {
             while !tx.is_empty() {
                 match self.stream.write(tx) {
                     Ok(n) => {
+                        self.wire_out += n as u64;
                         tx.drain(..n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -297,7 +326,7 @@ impl WsConn {
                 return Ok(());
             }
             match tls.write_tls(&mut self.stream) {
-                Ok(_) => {}
+                Ok(n) => self.wire_out += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(e),
@@ -316,6 +345,7 @@ impl WsConn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             };
+            self.wire_in += k as u64;
             let Some(tls) = self.tls.as_mut() else {
                 self.rx.extend_from_slice(&scratch[..k]);
                 continue;
@@ -344,8 +374,16 @@ impl WsConn {
     /// `Ok(true)` when this call completed the upgrade, `Ok(false)` while
     /// the response is incomplete; an error if it is not a 101.
     pub fn finish_upgrade(&mut self) -> io::Result<bool> {
-        self.upgraded = take_upgrade_response(&mut self.rx)?;
-        Ok(self.upgraded)
+        let Some(head) = take_upgrade_head(&mut self.rx)? else {
+            return Ok(false);
+        };
+        if self.compression && !crate::deflate::agreed(&head) {
+            return Err(io::Error::other(
+                "the server did not agree to permessage-deflate",
+            ));
+        }
+        self.upgraded = true;
+        Ok(true)
     }
 
     /// What TLS negotiated, once the handshake is done: version, cipher

@@ -18,6 +18,7 @@ use wsedge::protocol::OpCode;
 
 use crate::conn::{self, WsConn};
 use crate::cpu::{with_cpu, CpuMeter};
+use crate::deflate::ClientDeflate;
 use crate::frame;
 use crate::progress::Progress;
 use crate::report::{self, P50, P90, P99, P999};
@@ -40,15 +41,34 @@ pub struct EchoArgs {
     /// Messages in flight per connection (echo-throughput).
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
-    /// Payload bytes (at least 8).
+    /// Payload bytes (at least 8), for `--payload bytes`.
     #[arg(long, default_value_t = 32)]
     size: usize,
+    /// What each message carries after its 8-byte send time: `bytes`
+    /// (`--size` bytes of 0x42) or `json` (a ≈ 1.5 KiB price-book update,
+    /// the message `benches/compression.rs` measures, its numbers varying).
+    #[arg(long, value_enum, default_value_t = Payload::Bytes)]
+    payload: Payload,
+    /// Offer permessage-deflate (no context takeover either way), compress
+    /// what is sent and inflate what comes back; the run fails if the
+    /// server does not agree.
+    #[arg(long)]
+    compression: bool,
     /// How long to send.
     #[arg(long, default_value = "5s", value_parser = |s: &str| humantime::parse_duration(s))]
     duration: Duration,
     #[command(flatten)]
     common: Common,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    Bytes,
+    Json,
+}
+
+/// Distinct JSON messages `--payload json` cycles through.
+const JSON_VARIANTS: usize = 64;
 
 /// Connections per 127.0.0.x source address (echo has no flag for it).
 const PER_SOURCE: usize = 20_000;
@@ -65,15 +85,24 @@ impl EchoConn {
         self.ws.write_from(&mut self.tx)
     }
 
-    /// Queues one masked frame (written by the next [`EchoConn::flush`]).
-    fn queue(&mut self, payload: &[u8], key: [u8; 4]) {
+    /// Queues one masked frame (written by the next [`EchoConn::flush`]),
+    /// compressed with `deflate` if given.
+    fn queue(&mut self, payload: &[u8], key: [u8; 4], deflate: &mut Option<ClientDeflate>) {
         let mut out = BytesMut::with_capacity(payload.len() + 14);
-        frame::push_masked(&mut out, OpCode::Binary, key, payload);
+        match deflate {
+            Some(d) => d.push_masked(&mut out, OpCode::Binary, key, payload),
+            None => frame::push_masked(&mut out, OpCode::Binary, key, payload),
+        }
         self.tx.extend_from_slice(&out);
     }
 
-    fn send(&mut self, payload: &[u8], key: [u8; 4]) -> io::Result<()> {
-        self.queue(payload, key);
+    fn send(
+        &mut self,
+        payload: &[u8],
+        key: [u8; 4],
+        deflate: &mut Option<ClientDeflate>,
+    ) -> io::Result<()> {
+        self.queue(payload, key, deflate);
         self.flush()
     }
 }
@@ -94,14 +123,15 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     let size = a.size.max(8);
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
-    let request = conn::upgrade_request(&a.path, a.server);
+    let request = conn::upgrade_request_offering(&a.path, a.server, a.compression);
+    let mut deflate = a.compression.then(ClientDeflate::new);
     let tls = a.common.tls()?;
     let mut conns: Vec<EchoConn> =
         conn::open_all(&poll, a.server, n, a.common.first_source, PER_SOURCE)?
             .into_iter()
             .map(|stream| {
                 Ok(EchoConn {
-                    ws: WsConn::new(stream, tls.as_ref())?,
+                    ws: WsConn::new(stream, tls.as_ref())?.with_compression(a.compression),
                     tx: request.clone(),
                 })
             })
@@ -110,7 +140,27 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     let mut hist = report::histogram();
     let mut upgraded = 0;
     let mut read_buf = vec![0u8; 256 * 1024];
-    let mut payload = vec![0x42u8; size];
+    // The messages sent, in turn; each gets its send time stamped into its
+    // first 8 bytes as it goes.
+    let mut payloads: Vec<Vec<u8>> = match a.payload {
+        Payload::Bytes => vec![vec![0x42u8; size]],
+        Payload::Json => (0..JSON_VARIANTS as u32)
+            .map(|i| {
+                let mut p = vec![0u8; 8];
+                p.extend_from_slice(&crate::json::json_message(i));
+                p
+            })
+            .collect(),
+    };
+    let size = payloads.iter().map(Vec::len).sum::<usize>() / payloads.len();
+    let mut turn = 0usize;
+    // The next payload to send, stamped with `at`.
+    let mut next_payload = |at: Instant| -> Vec<u8> {
+        turn = (turn + 1) % payloads.len();
+        let p = &mut payloads[turn];
+        stamp(p, start, at);
+        p.clone()
+    };
     let mut sending_since: Option<Instant> = None;
     let mut sent: u64 = 0;
     let mut received: u64 = 0;
@@ -146,8 +196,8 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             if !throughput && !done_sending {
                 // Open loop: send everything whose intended time has come.
                 while next_send <= now && next_send < since + a.duration {
-                    stamp(&mut payload, start, next_send);
-                    conns[next_conn].send(&payload, [7, 7, 7, 7])?;
+                    let payload = next_payload(next_send);
+                    conns[next_conn].send(&payload, [7, 7, 7, 7], &mut deflate)?;
                     next_conn = (next_conn + 1) % n;
                     sent += 1;
                     next_send += interval;
@@ -190,11 +240,18 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             }
             let mut echoed = 0;
             while let Some(f) = c.ws.next_frame()? {
-                if f.opcode != OpCode::Binary || f.payload.len() < 8 {
+                if f.opcode != OpCode::Binary {
+                    continue;
+                }
+                let msg = match deflate.as_mut() {
+                    Some(d) => d.message(&f)?,
+                    None => f.payload,
+                };
+                if msg.len() < 8 {
                     continue;
                 }
                 let at = nanos_since(start, Instant::now());
-                let t = u64::from_le_bytes(f.payload[..8].try_into().expect("8 bytes"));
+                let t = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
                 hist.saturating_record(at.saturating_sub(t));
                 received += 1;
                 echoed += 1;
@@ -204,8 +261,8 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
                     if Instant::now() < since + a.duration {
                         // One write for all the replacements of this read.
                         for _ in 0..echoed {
-                            stamp(&mut payload, start, Instant::now());
-                            c.queue(&payload, [9, 9, 9, 9]);
+                            let payload = next_payload(Instant::now());
+                            c.queue(&payload, [9, 9, 9, 9], &mut deflate);
                             sent += 1;
                         }
                         c.flush()?;
@@ -221,8 +278,8 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             if throughput {
                 for c in conns.iter_mut() {
                     for _ in 0..a.in_flight.max(1) {
-                        stamp(&mut payload, start, now);
-                        c.queue(&payload, [9, 9, 9, 9]);
+                        let payload = next_payload(now);
+                        c.queue(&payload, [9, 9, 9, 9], &mut deflate);
                         sent += 1;
                     }
                     c.flush()?;
@@ -239,10 +296,15 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
     };
     let rate = received as f64 / secs;
     let quantiles = [P50, P90, P99, P999];
+    // Both directions, handshakes included, per echoed message.
+    let wire: u64 = conns.iter().map(|c| c.ws.wire_in + c.ws.wire_out).sum();
+    let wire_per_msg = wire as f64 / received.max(1) as f64;
     if a.common.json {
         let j = serde_json::json!({
             "mode": mode, "connections": n, "size": size, "sent": sent, "received": received,
+            "compression": a.compression,
             "msgs_per_sec": rate, "mb_per_sec": rate * size as f64 / 1e6,
+            "wire_bytes_per_msg": wire_per_msg,
             "latency_us": report::percentiles_json(&hist, &quantiles),
         });
         println!("{}", with_cpu(j, &cpu, "msgs", received));
@@ -253,6 +315,10 @@ pub fn run(a: &EchoArgs, throughput: bool) -> io::Result<()> {
             rate * size as f64 / 1e6
         );
         println!("  latency {}", report::percentiles_text(&hist, &quantiles));
+        println!(
+            "  {wire_per_msg:.0} bytes on the wire per echo (both ways{})",
+            if a.compression { ", compressed" } else { "" }
+        );
         print!("{}", cpu.line("msgs", received));
     }
     if received < sent {

@@ -21,6 +21,7 @@ use wsedge::protocol::OpCode;
 
 use crate::conn::{self, WsConn};
 use crate::cpu::{with_cpu, CpuMeter};
+use crate::deflate::ClientDeflate;
 use crate::frame;
 use crate::progress::Progress;
 use crate::report::{self, P50, P99};
@@ -65,6 +66,17 @@ pub struct FanoutArgs {
     /// port range, later addresses are used).
     #[arg(long, default_value_t = 20_000)]
     per_source: usize,
+    /// What each publish carries besides its sequence number and send
+    /// time: `bytes` (nothing) or `json` (a ≈ 1.5 KiB price-book update,
+    /// the message `benches/compression.rs` measures).
+    #[arg(long, value_enum, default_value_t = crate::echo::Payload::Bytes)]
+    payload: crate::echo::Payload,
+    /// Offer permessage-deflate (no context takeover either way) on every
+    /// subscriber and on the `ws` publisher, compress what they send and
+    /// inflate what they receive; the run fails if the server does not
+    /// agree.
+    #[arg(long)]
+    compression: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -96,18 +108,27 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
     let total_msgs = (a.rate as f64 * a.duration.as_secs_f64()).round() as u64;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
-    let hello = conn::upgrade_request("/ws", a.server);
+    let hello = conn::upgrade_request_offering("/ws", a.server, a.compression);
+    let mut deflate = a.compression.then(ClientDeflate::new);
     // The subscribe goes out after the 101 (RFC 6455 4.1: a client waits
     // for the server's response before sending further data; some servers
     // drop a frame that arrives with the upgrade request).
     let mut subscribe = BytesMut::new();
     let sub_json = serde_json::json!({"type":"subscribe","channel":a.channel,"id":1}).to_string();
-    frame::push_masked(
-        &mut subscribe,
-        OpCode::Text,
-        [1, 2, 3, 4],
-        sub_json.as_bytes(),
-    );
+    match deflate.as_mut() {
+        Some(d) => d.push_masked(
+            &mut subscribe,
+            OpCode::Text,
+            [1, 2, 3, 4],
+            sub_json.as_bytes(),
+        ),
+        None => frame::push_masked(
+            &mut subscribe,
+            OpCode::Text,
+            [1, 2, 3, 4],
+            sub_json.as_bytes(),
+        ),
+    }
 
     let setup_start = Instant::now();
     let mut subs: Vec<Sub> =
@@ -116,7 +137,7 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
             .map(|stream| {
                 Ok(Sub {
                     // Fanout speaks plain ws:// (no `--tls-ca` here).
-                    ws: WsConn::new(stream, None)?,
+                    ws: WsConn::new(stream, None)?.with_compression(a.compression),
                     subscribed: false,
                 })
             })
@@ -181,8 +202,13 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
                     Err(e) => return Err(e),
                 }
             }
-            while let Some(frame) = sub.ws.next_frame()? {
-                match frame.opcode {
+            while let Some(f) = sub.ws.next_frame()? {
+                let opcode = f.opcode;
+                let payload = match (opcode, deflate.as_mut()) {
+                    (OpCode::Text, Some(d)) => d.message(&f)?,
+                    _ => f.payload,
+                };
+                match opcode {
                     OpCode::Text if !sub.subscribed => {
                         sub.subscribed = true;
                         subscribed += 1;
@@ -190,7 +216,7 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
                     OpCode::Text => {
                         let at = Instant::now();
                         let (Some(seq), Some(t)) =
-                            (json_u64(&frame.payload, "s"), json_u64(&frame.payload, "t"))
+                            (json_u64(&payload, "s"), json_u64(&payload, "t"))
                         else {
                             continue;
                         };
@@ -246,6 +272,10 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
     let span = first_delivery.map_or(Duration::ZERO, |f| last_delivery.duration_since(f));
     let rate = delivered as f64 / span.as_secs_f64().max(1e-9);
     let quantiles = [P50, P99];
+    // What the subscribers read, upgrades and subscriptions included, per
+    // delivery.
+    let wire_in: u64 = subs.iter().map(|s| s.ws.wire_in).sum();
+    let wire_per_delivery = wire_in as f64 / delivered.max(1) as f64;
     if a.common.json {
         let j = serde_json::json!({
             "mode": "fanout",
@@ -255,6 +285,8 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
             "delivered": delivered,
             "expected": expected,
             "deliveries_per_sec": rate,
+            "compression": a.compression,
+            "wire_bytes_per_delivery": wire_per_delivery,
             "delivery_us": report::percentiles_json(&hist_delivery, &quantiles),
             "last_delivery_us": report::percentiles_json(&hist_last, &quantiles),
         });
@@ -272,6 +304,10 @@ pub fn run(a: &FanoutArgs) -> io::Result<()> {
         println!(
             "  publish → last delivery {}",
             report::percentiles_text(&hist_last, &quantiles)
+        );
+        println!(
+            "  {wire_per_delivery:.0} bytes read per delivery{}",
+            if a.compression { " (compressed)" } else { "" }
         );
         print!("{}", cpu.line("deliveries", delivered));
     }

@@ -25,10 +25,12 @@
 mod conn;
 mod connect_rate;
 mod cpu;
+mod deflate;
 mod echo;
 mod fanout;
 mod frame;
 mod idle;
+mod json;
 mod progress;
 mod report;
 

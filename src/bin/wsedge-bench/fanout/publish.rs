@@ -16,6 +16,7 @@ use wsedge::protocol::OpCode;
 
 use super::FanoutArgs;
 use crate::conn;
+use crate::deflate::ClientDeflate;
 use crate::frame;
 
 /// Sleeps until the `i`th publish is due (`rate` per second from `t0`)
@@ -32,6 +33,30 @@ fn wait_for_slot(t0: Instant, i: u64, rate: u64, start: Instant) -> u64 {
     intended.duration_since(start).as_nanos() as u64
 }
 
+/// The `data` of publish `i` sent at `t`: its sequence number and send
+/// time first (where the subscribers look for them), then with `--payload
+/// json` one of a few price-book updates (precomputed by [`Bodies`]).
+struct Bodies(Vec<String>);
+
+impl Bodies {
+    fn new(a: &FanoutArgs) -> Self {
+        Self(match a.payload {
+            crate::echo::Payload::Bytes => Vec::new(),
+            crate::echo::Payload::Json => (0..64)
+                .map(|i| String::from_utf8(crate::json::json_message(i)).expect("ASCII JSON"))
+                .collect(),
+        })
+    }
+
+    fn data(&self, i: u64, t: u64) -> String {
+        if self.0.is_empty() {
+            return format!(r#"{{"s":{i},"t":{t}}}"#);
+        }
+        let d = &self.0[i as usize % self.0.len()];
+        format!(r#"{{"s":{i},"t":{t},"d":{d}}}"#)
+    }
+}
+
 /// Publishes through the admin API, one POST /api/channels/{c}/publish
 /// per message on one keep-alive connection; any answer but 200 fails the
 /// run.
@@ -39,10 +64,11 @@ pub fn via_admin(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> 
     let mut conn = StdTcpStream::connect(a.admin)?;
     conn.set_nodelay(true)?;
     let path = format!("/api/channels/{}/publish", a.channel);
+    let bodies = Bodies::new(a);
     let t0 = Instant::now();
     for i in 0..total {
         let t = wait_for_slot(t0, i, a.rate, start);
-        let body = format!(r#"{{"s":{i},"t":{t}}}"#);
+        let body = bodies.data(i, t);
         let status = http_post(&mut conn, &path, a.admin_key.as_deref(), &body)?;
         if status != 200 {
             return Err(io::Error::other(format!("publish answered {status}")));
@@ -102,33 +128,54 @@ pub fn via_ws(a: &FanoutArgs, start: Instant, total: u64) -> io::Result<u64> {
     let mut conn = StdTcpStream::connect(a.server)?;
     conn.set_nodelay(true)?;
     conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-    conn.write_all(&conn::upgrade_request("/ws", a.server))?;
+    conn.write_all(&conn::upgrade_request_offering(
+        "/ws",
+        a.server,
+        a.compression,
+    ))?;
     let mut rx = BytesMut::new();
-    while !conn::take_upgrade_response(&mut rx)
-        .map_err(|_| io::Error::other("publisher: upgrade refused"))?
-    {
+    let head = loop {
+        if let Some(head) = conn::take_upgrade_head(&mut rx)
+            .map_err(|_| io::Error::other("publisher: upgrade refused"))?
+        {
+            break head;
+        }
         read_into(&mut conn, &mut rx, "publisher: closed during the upgrade")?;
+    };
+    if a.compression && !crate::deflate::agreed(&head) {
+        return Err(io::Error::other(
+            "publisher: the server did not agree to permessage-deflate",
+        ));
     }
+    let mut deflate = a.compression.then(ClientDeflate::new);
+    let bodies = Bodies::new(a);
     let channel = serde_json::to_string(&a.channel).map_err(io::Error::other)?;
     let mut out = BytesMut::new();
     let t0 = Instant::now();
     for i in 0..total {
         let t = wait_for_slot(t0, i, a.rate, start);
         let id = if i + 1 == total { r#","id":1"# } else { "" };
-        let text =
-            format!(r#"{{"type":"publish","channel":{channel},"data":{{"s":{i},"t":{t}}}{id}}}"#);
+        let data = bodies.data(i, t);
+        let text = format!(r#"{{"type":"publish","channel":{channel},"data":{data}{id}}}"#);
         out.clear();
-        frame::push_masked(&mut out, OpCode::Text, [5, 6, 7, 8], text.as_bytes());
+        match deflate.as_mut() {
+            Some(d) => d.push_masked(&mut out, OpCode::Text, [5, 6, 7, 8], text.as_bytes()),
+            None => frame::push_masked(&mut out, OpCode::Text, [5, 6, 7, 8], text.as_bytes()),
+        }
         conn.write_all(&out)?;
     }
     // Wait for the last publish's ack.
-    let mut decoder = frame::client_decoder();
+    let mut decoder = frame::client_decoder().with_rsv1(a.compression);
     loop {
         while let Some(f) = frame::next_frame(&mut decoder, &mut rx)? {
             if f.opcode != OpCode::Text {
                 continue;
             }
-            let text = String::from_utf8_lossy(&f.payload);
+            let payload = match deflate.as_mut() {
+                Some(d) => d.message(&f)?,
+                None => f.payload,
+            };
+            let text = String::from_utf8_lossy(&payload);
             if text.contains(r#""ack""#) {
                 return Ok(total);
             }
