@@ -221,13 +221,14 @@ fn cluster(w: &mut PromWriter, c: &crate::cluster::LinkStats) {
     );
     w.labelled(
         "wsedge_cluster_requests_total",
-        "Operations on another node's connection (@connections, admin send and disconnect), by what became of them: sent; of those answered or timed_out (cluster.request_timeout); unavailable: not sent (link down, queue or pending table full).",
+        "Operations on another node's connection (@connections, admin send and disconnect), by what became of them: sent; of those answered or timed_out (cluster.request_timeout); unavailable: not sent (link down, queue or pending table full); late: a reply that came after its asker gave up (dropped).",
         "outcome",
         [
             ("sent", c.requests_sent.load(Relaxed)),
             ("answered", c.requests_answered.load(Relaxed)),
             ("timed_out", c.requests_timed_out.load(Relaxed)),
             ("unavailable", c.requests_unavailable.load(Relaxed)),
+            ("late", c.requests_late.load(Relaxed)),
         ],
     );
     w.labelled(

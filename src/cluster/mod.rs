@@ -133,6 +133,9 @@ pub struct LinkStats {
     pub requests_timed_out: AtomicU64,
     /// Requests not sent: link down, its queue or the pending table full.
     pub requests_unavailable: AtomicU64,
+    /// Replies nobody waited for any more (they came after
+    /// `cluster.request_timeout`), dropped.
+    pub requests_late: AtomicU64,
     /// Other nodes' requests performed here.
     pub requests_served: AtomicU64,
     /// Other nodes' requests answered busy without running (too many at
@@ -167,6 +170,7 @@ impl LinkStats {
                 "answered": g(&self.requests_answered),
                 "timed_out": g(&self.requests_timed_out),
                 "unavailable": g(&self.requests_unavailable),
+                "late": g(&self.requests_late),
                 "served": g(&self.requests_served),
                 "refused": g(&self.requests_refused),
             },

@@ -127,17 +127,21 @@ impl Requests {
 
     /// A reply from node `origin` to request `id`: to its asker, if it is
     /// still waiting and asked that node. False if nobody waits on it
-    /// (late, or not ours).
+    /// (late, or not ours), counted as `late`.
     pub fn answered(&self, origin: u32, id: u64, outcome: Outcome) -> bool {
         let mut t = self.table();
-        match t.get(&id) {
+        let taken = match t.get(&id) {
             Some(p) if p.node == origin => {
                 let p = t.remove(&id).expect("present");
                 drop(t);
                 p.tx.try_send(outcome).is_ok()
             }
             _ => false,
+        };
+        if !taken {
+            self.stats.requests_late.fetch_add(1, Ordering::Relaxed);
         }
+        taken
     }
 
     /// Node `origin`'s request `id`: performed on a blocking thread of the
@@ -182,7 +186,8 @@ mod tests {
 
     #[test]
     fn a_reply_reaches_only_its_asker_and_the_table_is_bounded() {
-        let r = Requests::new(Duration::from_millis(50), Arc::default());
+        let stats: Arc<LinkStats> = Arc::default();
+        let r = Requests::new(Duration::from_millis(50), stats.clone());
         let (tx, rx) = crossbeam_channel::bounded(1);
         r.table().insert(7, Pending { node: 3, tx });
         assert!(!r.answered(4, 7, Outcome::Done), "another node's reply");
@@ -191,5 +196,7 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Outcome::Gone));
         assert!(!r.answered(3, 7, Outcome::Done), "answered once");
         assert!(r.table().is_empty());
+        // The three replies nobody took are counted.
+        assert_eq!(stats.requests_late.load(Ordering::Relaxed), 3);
     }
 }
