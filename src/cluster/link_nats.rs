@@ -25,7 +25,7 @@ use super::link_redis::backoff;
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out, Uplink};
+use super::{LinkStats, NodeParts, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -52,14 +52,13 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(
-        cfg: &ClusterConfig,
-        uplink: Uplink,
-        stats: Arc<LinkStats>,
-        hub: HubHandle,
-        registry: Arc<Registry>,
-        changes: Arc<Changes>,
-    ) -> Self {
+    pub fn new(cfg: &ClusterConfig, uplink: Uplink, parts: NodeParts) -> Self {
+        let NodeParts {
+            stats,
+            hub,
+            registry,
+            changes,
+        } = parts;
         Self {
             node: uplink.node(),
             uplink,

@@ -28,7 +28,7 @@ use super::deliver::{self, Naming};
 use super::probe::Probe;
 use super::routing::{self, Changes, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, Out, Uplink};
+use super::{LinkStats, NodeParts, Out, Uplink};
 use crate::config::ClusterConfig;
 use crate::hub::{HubHandle, Registry};
 
@@ -95,11 +95,14 @@ impl Link {
         cfg: &ClusterConfig,
         uplink: Uplink,
         client: redis::Client,
-        stats: Arc<LinkStats>,
-        hub: HubHandle,
-        registry: Arc<Registry>,
-        changes: Arc<Changes>,
+        parts: NodeParts,
     ) -> Self {
+        let NodeParts {
+            stats,
+            hub,
+            registry,
+            changes,
+        } = parts;
         Self {
             node: uplink.node(),
             uplink,

@@ -284,6 +284,17 @@ impl Uplink {
     }
 }
 
+/// What every broker task of a node (the link, the presence writer) works
+/// with: its counters, the hub to deliver through, the registry to read
+/// members from, and the changes the registry reports.
+#[derive(Clone)]
+pub struct NodeParts {
+    pub stats: Arc<LinkStats>,
+    pub hub: HubHandle,
+    pub registry: Arc<Registry>,
+    pub changes: Arc<routing::Changes>,
+}
+
 /// The cluster of a running server: the uplink to hand out and what the
 /// admin plane reads.
 pub struct Cluster {
@@ -322,8 +333,7 @@ impl Cluster {
             Kind::User,
             changes.clone() as Arc<dyn crate::hub::registry::Watch>,
         );
-        let presence =
-            client.map(|client| Arc::new(presence::Reader::new(client, cfg, node, stats.clone())));
+        let presence = client.map(|client| Arc::new(presence::Reader::new(client, cfg, node)));
         Ok(Cluster {
             node,
             uplink: Uplink {
@@ -348,38 +358,27 @@ impl Cluster {
         let Some((rx, changes)) = self.start.take() else {
             return;
         };
+        let parts = NodeParts {
+            stats: self.stats.clone(),
+            hub,
+            registry,
+            changes,
+        };
         let Some(presence) = &self.presence else {
-            let link = link_nats::Link::new(
-                &self.cfg,
-                self.uplink.clone(),
-                self.stats.clone(),
-                hub,
-                registry,
-                changes,
-            );
+            let link = link_nats::Link::new(&self.cfg, self.uplink.clone(), parts);
             rt.spawn(link.run(rx));
             return;
         };
         presence.set_runtime(rt.clone());
+        let client = presence.client();
         let link = link_redis::Link::new(
             &self.cfg,
             self.uplink.clone(),
-            presence.client().clone(),
-            self.stats.clone(),
-            hub.clone(),
-            registry.clone(),
-            changes.clone(),
+            client.clone(),
+            parts.clone(),
         );
         rt.spawn(link.run(rx));
-        let writer = presence::Writer::new(
-            &self.cfg,
-            self.node,
-            presence.client().clone(),
-            self.stats.clone(),
-            hub,
-            registry,
-            changes,
-        );
+        let writer = presence::Writer::new(&self.cfg, self.node, client.clone(), parts);
         rt.spawn(writer.run());
     }
 

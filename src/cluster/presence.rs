@@ -36,7 +36,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::routing::Changes;
 use super::wire::{self, Subject};
-use super::{LinkStats, NodeConn};
+use super::{LinkStats, NodeConn, NodeParts};
 use crate::config::ClusterConfig;
 use crate::hub::registry::Kind;
 use crate::hub::{HubHandle, Registry};
@@ -120,12 +120,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(
-        client: redis::Client,
-        cfg: &ClusterConfig,
-        node: u32,
-        _stats: Arc<LinkStats>,
-    ) -> Self {
+    pub fn new(client: redis::Client, cfg: &ClusterConfig, node: u32) -> Self {
         Self {
             conn: Conn {
                 client,
@@ -232,15 +227,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(
-        cfg: &ClusterConfig,
-        node: u32,
-        client: redis::Client,
-        stats: Arc<LinkStats>,
-        hub: HubHandle,
-        registry: Arc<Registry>,
-        changes: Arc<Changes>,
-    ) -> Self {
+    pub fn new(cfg: &ClusterConfig, node: u32, client: redis::Client, parts: NodeParts) -> Self {
+        let NodeParts {
+            stats,
+            hub,
+            registry,
+            changes,
+        } = parts;
         Self {
             conn: Conn {
                 client,
