@@ -68,6 +68,16 @@ struct Conn {
 }
 
 impl Conn {
+    /// Not connected yet (at the first command); commands time out after
+    /// `cluster.probe_interval`.
+    fn new(client: redis::Client, cfg: &ClusterConfig) -> Self {
+        Self {
+            client,
+            conn: Default::default(),
+            timeout: cfg.probe_interval,
+        }
+    }
+
     async fn get(&self) -> Result<MultiplexedConnection, PresenceError> {
         let mut g = self.conn.lock().await;
         if let Some(c) = &*g {
@@ -122,11 +132,7 @@ pub struct Reader {
 impl Reader {
     pub fn new(client: redis::Client, cfg: &ClusterConfig, node: u32) -> Self {
         Self {
-            conn: Conn {
-                client,
-                conn: Default::default(),
-                timeout: cfg.probe_interval,
-            },
+            conn: Conn::new(client, cfg),
             prefix: cfg.prefix.clone(),
             node,
             rt: Mutex::new(None),
@@ -235,11 +241,7 @@ impl Writer {
             changes,
         } = parts;
         Self {
-            conn: Conn {
-                client,
-                conn: Default::default(),
-                timeout: cfg.probe_interval,
-            },
+            conn: Conn::new(client, cfg),
             prefix: cfg.prefix.clone(),
             node,
             ttl: cfg.presence_ttl,
