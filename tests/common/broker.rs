@@ -12,12 +12,7 @@ use super::{skip_unless_required, wait_until};
 /// True if `redis-server` runs here; otherwise skips `test` (one line) or,
 /// with `WSEDGE_REQUIRE_BROKERS=1`, fails it.
 pub fn have_redis(test: &str) -> bool {
-    let ok = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = runs("redis-server");
     if !ok {
         skip_unless_required(
             "WSEDGE_REQUIRE_BROKERS",
@@ -28,21 +23,82 @@ pub fn have_redis(test: &str) -> bool {
     ok
 }
 
+/// True if `binary --version` runs and succeeds.
+fn runs(binary: &str) -> bool {
+    Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker process of a test: started, signalled and killed by its PID;
+/// on drop continued (if stopped) and killed.
+#[derive(Default)]
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    /// Runs `cmd` (output discarded); true once `ready` says so (within
+    /// 5 s), else it is killed again.
+    fn start(&mut self, mut cmd: Command, ready: impl Fn() -> bool) -> bool {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the broker starts");
+        self.0 = Some(child);
+        let up = wait_until(Duration::from_secs(5), ready);
+        if !up {
+            self.kill();
+        }
+        up
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.0 {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.kill();
+    }
+}
+
 /// A private redis-server on a loopback port, killed (by its PID) on drop.
 pub struct Redis {
     pub port: u16,
-    child: Option<Child>,
+    process: Daemon,
 }
 
 impl Redis {
     pub fn start() -> Redis {
         for _ in 0..20 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut r = Redis { port, child: None };
+            let mut r = Redis {
+                port: free_port(),
+                process: Daemon::default(),
+            };
             if r.spawn() {
                 return r;
             }
@@ -52,21 +108,19 @@ impl Redis {
 
     /// Starts it on its port; true once it answers PING.
     pub fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let up = wait_until(Duration::from_secs(5), || {
-            self.cmd(&["PING"]).is_some_and(|r| r.contains("PONG"))
-        });
-        if !up {
-            self.kill();
-        }
-        up
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string()]).args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        let port = self.port;
+        self.process.start(cmd, || {
+            cmd_at(port, &["PING"]).is_some_and(|r| r.contains("PONG"))
+        })
     }
 
     pub fn url(&self) -> String {
@@ -74,32 +128,16 @@ impl Redis {
     }
 
     pub fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
+        self.process.signal(sig);
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// One command, its raw RESP reply (`None`: no answer within 2 s).
     pub fn cmd(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        cmd_at(self.port, args)
     }
 
     /// How many connections subscribe to `subject`.
@@ -109,25 +147,11 @@ impl Redis {
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        self.kill();
-    }
-}
-
 /// The nats-server binary, if installed (Debian puts it in /usr/sbin).
 pub fn nats_binary(test: &str) -> Option<String> {
     let found = ["nats-server", "/usr/sbin/nats-server"]
         .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
+        .find(|b| runs(b))
         .map(String::from);
     if found.is_none() {
         skip_unless_required(
@@ -145,24 +169,17 @@ pub struct Nats {
     pub port: u16,
     pub monitor: u16,
     binary: String,
-    child: Option<Child>,
+    process: Daemon,
 }
 
 impl Nats {
     pub fn start(binary: &str) -> Nats {
         for _ in 0..20 {
-            let free = || {
-                TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port()
-            };
             let mut n = Nats {
-                port: free(),
-                monitor: free(),
+                port: free_port(),
+                monitor: free_port(),
                 binary: binary.into(),
-                child: None,
+                process: Daemon::default(),
             };
             if n.spawn() {
                 return n;
@@ -173,19 +190,12 @@ impl Nats {
 
     /// Starts it on its ports; true once its monitor answers.
     pub fn spawn(&mut self) -> bool {
-        let child = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-m", &self.monitor.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let up = wait_until(Duration::from_secs(5), || self.subscriptions().is_some());
-        if !up {
-            self.kill();
-        }
-        up
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()]);
+        let monitor = self.monitor;
+        self.process
+            .start(cmd, || subscriptions_at(monitor).is_some())
     }
 
     pub fn url(&self) -> String {
@@ -193,38 +203,45 @@ impl Nats {
     }
 
     pub fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
+        self.process.signal(sig);
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// Subscriptions the server holds (its /subsz), `None` if it does
     /// not answer.
     pub fn subscriptions(&self) -> Option<u64> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.monitor)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"GET /subsz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let body = text.split_once("\r\n\r\n")?.1;
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        v["num_subscriptions"].as_u64()
+        subscriptions_at(self.monitor)
     }
 }
 
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        self.kill();
+/// One Redis command to the server on `port`, its raw RESP reply (`None`:
+/// no answer within 2 s).
+fn cmd_at(port: u16, args: &[&str]) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The nats-server with monitor port `monitor`: its subscriptions
+/// (/subsz), `None` if it does not answer.
+fn subscriptions_at(monitor: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", monitor)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /subsz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["num_subscriptions"].as_u64()
 }
