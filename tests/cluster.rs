@@ -189,6 +189,28 @@ fn until_marker(ws: &mut Client) -> Vec<Value> {
     panic!("no marker");
 }
 
+/// 20 publishes on `channel` from a client on `node`, acked in order, then
+/// an admin marker (`path`: the channel as it goes in a URL): every one of
+/// `subs` gets the 20, in order, once each.
+fn twenty_in_order_on_every_node(node: &Node, subs: &mut [Client], channel: &str, path: &str) {
+    let mut publisher = node.client("pub");
+    for i in 0..20 {
+        send_json(
+            &mut publisher,
+            json!({"type":"publish","channel":channel,"data":{"i":i},"id":i}),
+        );
+    }
+    // The acks: the node has handled all 20 before the marker.
+    for i in 0..20 {
+        assert_eq!(next_json(&mut publisher), json!({"type":"ack","id":i}));
+    }
+    node.post(&format!("/api/channels/{path}/publish"), r#"{"end":true}"#);
+    let want: Vec<Value> = (0..20).map(|i| json!({"i": i})).collect();
+    for (n, ws) in subs.iter_mut().enumerate() {
+        assert_eq!(until_marker(ws), want, "subscriber on node {}", n + 1);
+    }
+}
+
 #[test]
 fn cross_node_publish_user_and_connection_sends_arrive_exactly_once() {
     if !have_redis("cross_node_publish_user_and_connection_sends_arrive_exactly_once") {
@@ -204,22 +226,7 @@ fn cross_node_publish_user_and_connection_sends_arrive_exactly_once() {
     // Cross-node publish: 20 from a client on node 1, in order, once each
     // on every node (node 1's own subscriber directly, the others through
     // the broker); the marker comes after them from the same node.
-    let mut publisher = nodes[0].client("pub");
-    for i in 0..20 {
-        send_json(
-            &mut publisher,
-            json!({"type":"publish","channel":"news","data":{"i":i},"id":i}),
-        );
-    }
-    // The acks: node 1 has handled all 20 before the marker.
-    for i in 0..20 {
-        assert_eq!(next_json(&mut publisher), json!({"type":"ack","id":i}));
-    }
-    nodes[0].post("/api/channels/news/publish", r#"{"end":true}"#);
-    let want: Vec<Value> = (0..20).map(|i| json!({"i": i})).collect();
-    for (n, ws) in subs.iter_mut().enumerate() {
-        assert_eq!(until_marker(ws), want, "subscriber on node {}", n + 1);
-    }
+    twenty_in_order_on_every_node(&nodes[0], &mut subs, "news", "news");
     // An admin publish on node 2 reaches all three once.
     nodes[1].post("/api/channels/news/publish", r#"{"from":2}"#);
     nodes[1].post("/api/channels/news/publish", r#"{"end":true}"#);
@@ -435,21 +442,7 @@ fn nats_cross_node_delivery_exactly_once_and_recovery() {
         "subscriptions: {:?}",
         nats.subscriptions()
     );
-    let mut publisher = nodes[0].client("pub");
-    for i in 0..20 {
-        send_json(
-            &mut publisher,
-            json!({"type":"publish","channel":"news.eu *","data":{"i":i},"id":i}),
-        );
-    }
-    for i in 0..20 {
-        assert_eq!(next_json(&mut publisher), json!({"type":"ack","id":i}));
-    }
-    nodes[0].post("/api/channels/news.eu%20*/publish", r#"{"end":true}"#);
-    let want: Vec<Value> = (0..20).map(|i| json!({"i": i})).collect();
-    for (n, ws) in subs.iter_mut().enumerate() {
-        assert_eq!(until_marker(ws), want, "subscriber on node {}", n + 1);
-    }
+    twenty_in_order_on_every_node(&nodes[0], &mut subs, "news.eu *", "news.eu%20*");
     nodes[2].post("/api/users/carol/send", r#"{"dm":1}"#);
     nodes[2].post("/api/users/carol/send", r#"{"end":true}"#);
     for ws in subs.iter_mut() {
