@@ -14,32 +14,36 @@ pub fn json_message(seq: u32) -> Vec<u8> {
         seq % 1000
     );
     for i in 0..12u32 {
-        let p = 10_125 - i * 5 + seq % 7;
-        let q = 1 + (seq * 31 + i * 17) % 900;
-        s += &format!(
-            r#"{{"price":"{}.{:02}","size":"{}.{:03}","orders":{}}},"#,
-            p / 100,
-            p % 100,
-            q / 10,
-            q % 1000,
-            1 + (seq + i) % 9
+        level(
+            &mut s,
+            10_125 - i * 5 + seq % 7,
+            1 + (seq * 31 + i * 17) % 900,
+            1 + (seq + i) % 9,
         );
     }
     s.pop();
     s += r#"],"asks":["#;
     for i in 0..12u32 {
-        let p = 10_130 + i * 5 + seq % 5;
-        let q = 1 + (seq * 17 + i * 29) % 900;
-        s += &format!(
-            r#"{{"price":"{}.{:02}","size":"{}.{:03}","orders":{}}},"#,
-            p / 100,
-            p % 100,
-            q / 10,
-            q % 1000,
-            1 + (seq * 3 + i) % 9
+        level(
+            &mut s,
+            10_130 + i * 5 + seq % 5,
+            1 + (seq * 17 + i * 29) % 900,
+            1 + (seq * 3 + i) % 9,
         );
     }
     s.pop();
     s += r#"],"last":{"price":"101.27","size":"0.500","side":"buy"},"venue":"wsedge-demo"}}"#;
     s.into_bytes()
+}
+
+/// One price level (`price` in cents, `size` in thousandths), with its
+/// trailing comma.
+fn level(s: &mut String, price: u32, size: u32, orders: u32) {
+    *s += &format!(
+        r#"{{"price":"{}.{:02}","size":"{}.{:03}","orders":{orders}}},"#,
+        price / 100,
+        price % 100,
+        size / 10,
+        size % 1000,
+    );
 }
