@@ -121,35 +121,43 @@ fn python_websockets_negotiates_permessage_deflate_with_and_without_context_take
     }
 }
 
+/// `cfg` serves `wss://` with a leaf of a fresh test CA (files under a
+/// temporary directory named after `name`); returns the CA's PEM file.
+fn serve_tls(cfg: &mut wsedge::Config, name: &str) -> std::path::PathBuf {
+    let ca = common::tls::Ca::new();
+    let dir = common::tls::temp_dir(name);
+    let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    cfg.tls.cert = Some(cert);
+    cfg.tls.key = Some(key);
+    ca_file
+}
+
+/// Runs `script` against `server`'s `wss://…/echo`, trusting `ca_file`.
+fn run_over_wss(
+    python: &str,
+    script: &str,
+    server: &wsedge::Server,
+    ca_file: &std::path::Path,
+) -> (bool, String, String) {
+    let url = format!("wss://localhost:{}/echo", server.local_addr().port());
+    run(python, script, &[url.into(), ca_file.into()])
+}
+
 #[test]
 fn python_websockets_client_round_trips_over_wss() {
     let Some(python) = python() else {
         return;
     };
-    let ca = common::tls::Ca::new();
-    let dir = common::tls::temp_dir("interop");
-    let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
     let mut cfg = config(2);
-    cfg.tls.cert = Some(cert);
-    cfg.tls.key = Some(key);
+    let ca_file = serve_tls(&mut cfg, "interop");
     let server = start(cfg);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_client.py"
     );
-    let (ok, stdout, stderr) = run(
-        &python,
-        script,
-        &[
-            std::ffi::OsString::from(format!(
-                "wss://localhost:{}/echo",
-                server.local_addr().port()
-            )),
-            std::ffi::OsString::from(&ca_file),
-        ],
-    );
+    let (ok, stdout, stderr) = run_over_wss(&python, script, &server, &ca_file);
     assert!(
         ok && stdout.contains("interop ok"),
         "python client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
@@ -172,31 +180,15 @@ fn python_websockets_negotiates_permessage_deflate_over_wss() {
     let Some(python) = python() else {
         return;
     };
-    let ca = common::tls::Ca::new();
-    let dir = common::tls::temp_dir("interop-deflate");
-    let (cert, key) = common::tls::write_leaf(&dir, &ca.leaf("wsedge", 1));
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
     let mut cfg = config(1);
-    cfg.tls.cert = Some(cert);
-    cfg.tls.key = Some(key);
+    let ca_file = serve_tls(&mut cfg, "interop-deflate");
     cfg.compression.mode = wsedge::config::Switch::On;
     let server = start(cfg);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_deflate.py"
     );
-    let (ok, stdout, stderr) = run(
-        &python,
-        script,
-        &[
-            std::ffi::OsString::from(format!(
-                "wss://localhost:{}/echo",
-                server.local_addr().port()
-            )),
-            std::ffi::OsString::from(&ca_file),
-        ],
-    );
+    let (ok, stdout, stderr) = run_over_wss(&python, script, &server, &ca_file);
     assert!(
         ok && stdout.contains("deflate ok") && stdout.contains("tls: TLSv1.3"),
         "python deflate client over wss failed\nstdout: {stdout}\nstderr: {stderr}"
