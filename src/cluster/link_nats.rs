@@ -2,7 +2,7 @@
 //! runtime: the same routing, payloads and probe as the Redis link, over
 //! a client that reconnects and resubscribes by itself (with this
 //! node's backoff and jitter); what arrives is handed to the cores
-//! through [`HubHandle`] (bounded inboxes, never waited on).
+//! through [`HubHandle`](crate::hub::HubHandle) (bounded inboxes, never waited on).
 //!
 //! Owns: the NATS client, one subscription per wanted subject (each
 //! forwarded by a small task into one bounded queue; dropping it
@@ -23,11 +23,10 @@ use tokio::task::JoinHandle;
 use super::deliver::{self, Naming};
 use super::link_redis::backoff;
 use super::probe::Probe;
-use super::routing::{self, Changes, Interest};
+use super::routing::{self, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, NodeParts, Out, Uplink};
+use super::{NodeParts, Out, Uplink};
 use crate::config::ClusterConfig;
-use crate::hub::{HubHandle, Registry};
 
 /// Messages received and not yet handed to the cores (the subscription
 /// tasks wait when it is full: back-pressure inside the control plane).
@@ -44,21 +43,13 @@ pub struct Link {
     prefix: String,
     probe_interval: Duration,
     backoff_max: Duration,
-    stats: Arc<LinkStats>,
-    hub: HubHandle,
-    registry: Arc<Registry>,
-    changes: Arc<Changes>,
+    /// Counters, hub, registry and its changes.
+    parts: NodeParts,
     interest: Interest,
 }
 
 impl Link {
     pub fn new(cfg: &ClusterConfig, uplink: Uplink, parts: NodeParts) -> Self {
-        let NodeParts {
-            stats,
-            hub,
-            registry,
-            changes,
-        } = parts;
         Self {
             node: uplink.node(),
             uplink,
@@ -66,10 +57,7 @@ impl Link {
             prefix: cfg.prefix.clone(),
             probe_interval: cfg.probe_interval,
             backoff_max: cfg.reconnect_backoff_max,
-            stats,
-            hub,
-            registry,
-            changes,
+            parts,
             interest: Interest::new(cfg.unsubscribe_linger),
         }
     }
@@ -80,7 +68,7 @@ impl Link {
 
     /// Runs until every sender of `rx` is gone (the server stopped).
     pub async fn run(mut self, mut rx: Receiver<Out>) {
-        let stats = self.stats.clone();
+        let stats = self.parts.stats.clone();
         let connected_before = Arc::new(AtomicBool::new(false));
         let cap = self.backoff_max;
         let node = self.node;
@@ -135,15 +123,15 @@ impl Link {
                     let Some(msg) = msg else { return };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_nats_subject(&self.prefix, msg.subject.as_str());
-                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, &msg.payload, &mut probe);
+                    deliver::inbound(&self.parts.hub, &self.uplink, &self.parts.stats, subject, &msg.payload, &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
                         return;
                     }
-                    if !self.stats.is_up() {
+                    if !self.parts.stats.is_up() {
                         batch.clear();
-                        self.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
+                        self.parts.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
                         continue;
                     }
                     let mut sent = 0u64;
@@ -151,12 +139,12 @@ impl Link {
                         let (subject, payload) = deliver::encode(Naming::Nats, &self.prefix, self.node, out);
                         match tokio::time::timeout(self.probe_interval, client.publish(subject, payload.into())).await {
                             Ok(Ok(())) => sent += 1,
-                            _ => { self.stats.not_forwarded_down.fetch_add(1, Ordering::Relaxed); }
+                            _ => { self.parts.stats.not_forwarded_down.fetch_add(1, Ordering::Relaxed); }
                         }
                     }
-                    self.stats.forwarded.fetch_add(sent, Ordering::Relaxed);
+                    self.parts.stats.forwarded.fetch_add(sent, Ordering::Relaxed);
                 }
-                _ = self.changes.notify.notified() => {
+                _ = self.parts.changes.notify.notified() => {
                     let wanted = self.take_subscribes(Instant::now());
                     self.subscribe(&client, &in_tx, &mut subs, wanted.clone()).await;
                     if was_up {
@@ -179,8 +167,8 @@ impl Link {
                             task.abort();
                         }
                     }
-                    self.stats.subscriptions.store(self.interest.len() as u64, Ordering::Relaxed);
-                    let up = self.stats.is_up();
+                    self.parts.stats.subscriptions.store(self.interest.len() as u64, Ordering::Relaxed);
+                    let up = self.parts.stats.is_up();
                     if up && !was_up {
                         probe = Probe::new(self.probe_interval, now);
                         // The client subscribed everything again.
@@ -189,7 +177,7 @@ impl Link {
                     } else if !up && was_up {
                         // Held subscribe acks go now (local delivery only).
                         self.uplink.confirmed().clear();
-                        self.hub.subscriptions_confirmed();
+                        self.parts.hub.subscriptions_confirmed();
                     }
                     was_up = up;
                     if !up {
@@ -197,8 +185,8 @@ impl Link {
                     }
                     match probe.poll(now) {
                         Err(_) => {
-                            self.stats.probe_failures.fetch_add(1, Ordering::Relaxed);
-                            self.stats.up.store(false, Ordering::Release);
+                            self.parts.stats.probe_failures.fetch_add(1, Ordering::Relaxed);
+                            self.parts.stats.up.store(false, Ordering::Release);
                             was_up = false;
                             tracing::warn!(node = self.node, "the broker probe did not come back: reconnecting (nats)");
                             let c = client.clone();
@@ -235,7 +223,7 @@ impl Link {
         self.uplink
             .confirmed()
             .insert(names.iter().map(String::as_str));
-        self.hub.subscriptions_confirmed();
+        self.parts.hub.subscriptions_confirmed();
     }
 
     /// The membership changes read into the interest; the subjects to
@@ -243,8 +231,8 @@ impl Link {
     fn take_subscribes(&mut self, now: Instant) -> Vec<String> {
         let prefix = self.prefix.clone();
         routing::apply(
-            &self.changes,
-            &self.registry,
+            &self.parts.changes,
+            &self.parts.registry,
             &mut self.interest,
             now,
             false,

@@ -1,13 +1,13 @@
 //! The broker link to Redis, on the control plane's runtime: one
 //! connection for publishes (pipelined, in order) and one pub/sub
 //! connection this task resubscribes itself after a reconnect; what
-//! arrives is handed to the cores through [`HubHandle`] (their bounded
+//! arrives is handed to the cores through [`HubHandle`](crate::hub::HubHandle) (their bounded
 //! inboxes and wakers — nothing here ever waits on a core).
 //!
 //! Owns: connecting (with timeouts: a wedged broker cannot hang it),
 //! the subscribe/unsubscribe batches [`Interest`] asks for, publishing
 //! the [`Out`] queue, reading messages and dropping this node's own,
-//! the probe ([`Probe`]), the link state in [`LinkStats`], and reconnecting
+//! the probe ([`Probe`]), the link state in [`LinkStats`](super::LinkStats), and reconnecting
 //! with exponential backoff and jitter. Must not touch: presence (its own
 //! task), any core's state, the broker URL in logs (it may hold a
 //! password).
@@ -17,7 +17,6 @@
 //! so a publisher's messages to a channel arrive in order on every node.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -26,11 +25,10 @@ use tokio::sync::mpsc::Receiver;
 
 use super::deliver::{self, Naming};
 use super::probe::Probe;
-use super::routing::{self, Changes, Interest};
+use super::routing::{self, Interest};
 use super::wire::{self, Envelope, Subject};
-use super::{LinkStats, NodeParts, Out, Uplink};
+use super::{NodeParts, Out, Uplink};
 use crate::config::ClusterConfig;
-use crate::hub::{HubHandle, Registry};
 
 /// Subjects per SUBSCRIBE or UNSUBSCRIBE command (a reconnect with
 /// 100 000 channels sends 100 commands, not 100 000).
@@ -77,10 +75,8 @@ pub struct Link {
     probe_interval: Duration,
     backoff_max: Duration,
     client: redis::Client,
-    stats: Arc<LinkStats>,
-    hub: HubHandle,
-    registry: Arc<Registry>,
-    changes: Arc<Changes>,
+    /// Counters, hub, registry and its changes.
+    parts: NodeParts,
     interest: Interest,
 }
 
@@ -97,12 +93,6 @@ impl Link {
         client: redis::Client,
         parts: NodeParts,
     ) -> Self {
-        let NodeParts {
-            stats,
-            hub,
-            registry,
-            changes,
-        } = parts;
         Self {
             node: uplink.node(),
             uplink,
@@ -110,10 +100,7 @@ impl Link {
             probe_interval: cfg.probe_interval,
             backoff_max: cfg.reconnect_backoff_max,
             client,
-            stats,
-            hub,
-            registry,
-            changes,
+            parts,
             interest: Interest::new(cfg.unsubscribe_linger),
         }
     }
@@ -126,7 +113,7 @@ impl Link {
             let ended = match self.connect().await {
                 Ok(conns) => {
                     if connected_before {
-                        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        self.parts.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     connected_before = true;
                     attempt = 0;
@@ -136,10 +123,10 @@ impl Link {
                         "cluster link up"
                     );
                     let e = self.serve(conns, &mut rx).await;
-                    self.stats.up.store(false, Ordering::Release);
+                    self.parts.stats.up.store(false, Ordering::Release);
                     // Held subscribe acks go now (local delivery only).
                     self.uplink.confirmed().clear();
-                    self.hub.subscriptions_confirmed();
+                    self.parts.hub.subscriptions_confirmed();
                     e
                 }
                 Err(e) => e,
@@ -163,7 +150,7 @@ impl Link {
                 tokio::select! {
                     _ = &mut sleep => break,
                     out = rx.recv() => match out {
-                        Some(_) => { self.stats.not_forwarded_down.fetch_add(1, Ordering::Relaxed); }
+                        Some(_) => { self.parts.stats.not_forwarded_down.fetch_add(1, Ordering::Relaxed); }
                         None => return,
                     },
                 }
@@ -197,13 +184,14 @@ impl Link {
         self.uplink
             .confirmed()
             .insert(names.iter().map(String::as_str));
-        self.stats
+        self.parts
+            .stats
             .subscriptions
             .store(self.interest.len() as u64, Ordering::Relaxed);
-        self.stats.up.store(true, Ordering::Release);
-        self.hub.subscriptions_confirmed();
+        self.parts.stats.up.store(true, Ordering::Release);
+        self.parts.hub.subscriptions_confirmed();
         // Presence: this node's part is written again.
-        self.changes.resync_presence();
+        self.parts.changes.resync_presence();
         Ok(Conns {
             publish,
             sink,
@@ -215,7 +203,7 @@ impl Link {
     /// (`all`: every name the registry has, after a reconnect).
     fn apply_changes(&mut self, now: Instant, all: bool) {
         let naming = Naming::Redis;
-        let (changes, registry) = (&self.changes, &self.registry);
+        let (changes, registry) = (&self.parts.changes, &self.parts.registry);
         routing::apply(changes, registry, &mut self.interest, now, all, |s| {
             naming.subject(&self.prefix, s)
         });
@@ -235,7 +223,7 @@ impl Link {
                     let Some(msg) = msg else { return LinkError::Closed };
                     probe.traffic(Instant::now());
                     let subject = wire::parse_subject(&self.prefix, msg.get_channel_name());
-                    deliver::inbound(&self.hub, &self.uplink, &self.stats, subject, msg.get_payload_bytes(), &mut probe);
+                    deliver::inbound(&self.parts.hub, &self.uplink, &self.parts.stats, subject, msg.get_payload_bytes(), &mut probe);
                 }
                 n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
@@ -247,18 +235,18 @@ impl Link {
                         pipe.publish(subject, payload).ignore();
                     }
                     match tokio::time::timeout(t, pipe.exec_async(&mut c.publish)).await {
-                        Ok(Ok(())) => { self.stats.forwarded.fetch_add(n as u64, Ordering::Relaxed); }
+                        Ok(Ok(())) => { self.parts.stats.forwarded.fetch_add(n as u64, Ordering::Relaxed); }
                         Ok(Err(e)) => {
-                            self.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
+                            self.parts.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
                             return e.into();
                         }
                         Err(e) => {
-                            self.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
+                            self.parts.stats.not_forwarded_down.fetch_add(n as u64, Ordering::Relaxed);
                             return e.into();
                         }
                     }
                 }
-                _ = self.changes.notify.notified() => {
+                _ = self.parts.changes.notify.notified() => {
                     self.apply_changes(Instant::now(), false);
                     if let Err(e) = self.subscribe_pending(&mut c.sink).await {
                         return e;
@@ -280,10 +268,10 @@ impl Link {
                             Err(e) => return e.into(),
                         }
                     }
-                    self.stats.subscriptions.store(self.interest.len() as u64, Ordering::Relaxed);
+                    self.parts.stats.subscriptions.store(self.interest.len() as u64, Ordering::Relaxed);
                     match probe.poll(now) {
                         Err(_) => {
-                            self.stats.probe_failures.fetch_add(1, Ordering::Relaxed);
+                            self.parts.stats.probe_failures.fetch_add(1, Ordering::Relaxed);
                             return LinkError::ProbeFailed;
                         }
                         Ok(Some(seq)) => {
@@ -294,8 +282,8 @@ impl Link {
                                 .exec_async(&mut c.publish)).await;
                             match sent {
                                 Ok(Ok(())) => {}
-                                Ok(Err(e)) => { self.stats.probe_failures.fetch_add(1, Ordering::Relaxed); return e.into(); }
-                                Err(e) => { self.stats.probe_failures.fetch_add(1, Ordering::Relaxed); return e.into(); }
+                                Ok(Err(e)) => { self.parts.stats.probe_failures.fetch_add(1, Ordering::Relaxed); return e.into(); }
+                                Err(e) => { self.parts.stats.probe_failures.fetch_add(1, Ordering::Relaxed); return e.into(); }
                             }
                         }
                         Ok(None) => {}
@@ -317,7 +305,7 @@ impl Link {
                 .insert(names.iter().map(String::as_str));
         }
         if !subs.is_empty() {
-            self.hub.subscriptions_confirmed();
+            self.parts.hub.subscriptions_confirmed();
         }
         Ok(())
     }

@@ -34,12 +34,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 
-use super::routing::Changes;
 use super::wire::{self, Subject};
-use super::{LinkStats, NodeConn, NodeParts};
+use super::{NodeConn, NodeParts};
 use crate::config::ClusterConfig;
 use crate::hub::registry::Kind;
-use crate::hub::{HubHandle, Registry};
+use crate::hub::HubHandle;
 use crate::inbox::ChannelInfo;
 
 /// How often the writer looks for changed names.
@@ -226,29 +225,18 @@ pub struct Writer {
     prefix: String,
     node: u32,
     ttl: Duration,
-    stats: Arc<LinkStats>,
-    hub: HubHandle,
-    registry: Arc<Registry>,
-    changes: Arc<Changes>,
+    /// Counters, hub, registry and its changes.
+    parts: NodeParts,
 }
 
 impl Writer {
     pub fn new(cfg: &ClusterConfig, node: u32, client: redis::Client, parts: NodeParts) -> Self {
-        let NodeParts {
-            stats,
-            hub,
-            registry,
-            changes,
-        } = parts;
         Self {
             conn: Conn::new(client, cfg),
             prefix: cfg.prefix.clone(),
             node,
             ttl: cfg.presence_ttl,
-            stats,
-            hub,
-            registry,
-            changes,
+            parts,
         }
     }
 
@@ -262,7 +250,7 @@ impl Writer {
         // Names whose write failed: tried again.
         let mut retry: Vec<(Kind, Arc<str>)> = Vec::new();
         let mut id_checked = false;
-        self.changes.resync_presence();
+        self.parts.changes.resync_presence();
         loop {
             tick.tick().await;
             if !id_checked {
@@ -301,30 +289,35 @@ impl Writer {
                         if renewed.is_none() {
                             // A lease that had lapsed (or a first one): write
                             // every part again.
-                            self.changes.resync_presence();
+                            self.parts.changes.resync_presence();
                         }
                         renewed = Some(tokio::time::Instant::now());
                     }
                     Err(_) => {
-                        self.stats.presence_errors.fetch_add(1, Ordering::Relaxed);
+                        self.parts
+                            .stats
+                            .presence_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         renewed = None;
                         continue;
                     }
                 }
             }
-            let pending = self.changes.take_presence();
+            let pending = self.parts.changes.take_presence();
             let mut names: Vec<(Kind, Arc<str>)> = std::mem::take(&mut retry);
             names.extend(pending.names);
             if pending.overflow {
                 names.extend(
-                    self.registry
+                    self.parts
+                        .registry
                         .channels
                         .names()
                         .into_iter()
                         .map(|n| (Kind::Channel, n)),
                 );
                 names.extend(
-                    self.registry
+                    self.parts
+                        .registry
                         .users
                         .names()
                         .into_iter()
@@ -337,7 +330,7 @@ impl Writer {
             names.sort_unstable();
             names.dedup();
             // The cores' answers: waited for off the async workers.
-            let hub = self.hub.clone();
+            let hub = self.parts.hub.clone();
             let node = self.node;
             let prefix = self.prefix.clone();
             let asked = names.clone();
@@ -354,7 +347,10 @@ impl Writer {
                 };
             }
             if self.conn.run::<()>(&pipe).await.is_err() {
-                self.stats.presence_errors.fetch_add(1, Ordering::Relaxed);
+                self.parts
+                    .stats
+                    .presence_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 retry = names;
                 renewed = None;
             }
