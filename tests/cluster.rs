@@ -394,6 +394,32 @@ fn broker_loss_degrades_and_the_nodes_recover_on_their_own() {
     assert_eq!(nodes[1].cluster()["received"], 2);
 }
 
+/// The broker stopped (`signal("-STOP")`): `node`'s probe notices within
+/// two intervals (1 s each) plus the tick and the HTTP round trips, and
+/// counts it; `while_stopped` sees the cluster status then; continued, the
+/// node recovers by itself.
+fn the_probe_catches_a_stopped_broker(
+    node: &Node,
+    signal: impl Fn(&str),
+    while_stopped: impl FnOnce(&Value),
+) {
+    signal("-STOP");
+    let stopped = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(4), || node.ready().0 == 503),
+        "the probe never noticed"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(4));
+    let c = node.cluster();
+    assert!(c["probe_failures"].as_u64().unwrap() >= 1, "{c}");
+    while_stopped(&c);
+    signal("-CONT");
+    assert!(
+        wait_until(Duration::from_secs(10), || node.ready().0 == 200),
+        "no recovery after SIGCONT"
+    );
+}
+
 #[test]
 fn a_stopped_broker_is_caught_by_the_probe() {
     if !have_redis("a_stopped_broker_is_caught_by_the_probe") {
@@ -403,22 +429,13 @@ fn a_stopped_broker_is_caught_by_the_probe() {
     let node = Node::start(&redis, 7, true);
     let quiet = node.cluster();
     assert_eq!(quiet["probe_failures"], 0);
-    redis.signal("-STOP");
-    let stopped = std::time::Instant::now();
-    // Two probe intervals (1 s) plus the tick and the HTTP round trips.
-    assert!(
-        wait_until(Duration::from_secs(4), || node.ready().0 == 503),
-        "the probe never noticed"
-    );
-    assert!(stopped.elapsed() < Duration::from_secs(4));
-    assert!(node.ready().1.contains("degraded"));
-    let c = node.cluster();
-    assert_eq!(c["link"], "down");
-    assert!(c["probe_failures"].as_u64().unwrap() >= 1, "{c}");
-    redis.signal("-CONT");
-    assert!(
-        wait_until(Duration::from_secs(10), || node.ready().0 == 200),
-        "no recovery after SIGCONT"
+    the_probe_catches_a_stopped_broker(
+        &node,
+        |sig| redis.signal(sig),
+        |c| {
+            assert!(node.ready().1.contains("degraded"));
+            assert_eq!(c["link"], "down");
+        },
     );
 }
 
@@ -486,20 +503,7 @@ fn a_stopped_nats_server_is_caught_by_the_probe() {
     };
     let nats = Nats::start(&bin);
     let node = Node::start_on(&nats.url(), 8, true);
-    nats.signal("-STOP");
-    let stopped = std::time::Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(4), || node.ready().0 == 503),
-        "the probe never noticed"
-    );
-    assert!(stopped.elapsed() < Duration::from_secs(4));
-    let c = node.cluster();
-    assert!(c["probe_failures"].as_u64().unwrap() >= 1, "{c}");
-    nats.signal("-CONT");
-    assert!(
-        wait_until(Duration::from_secs(10), || node.ready().0 == 200),
-        "no recovery after SIGCONT"
-    );
+    the_probe_catches_a_stopped_broker(&node, |sig| nats.signal(sig), |_| {});
 }
 
 /// The broker killed for ~10 s in the middle of a stream of client
