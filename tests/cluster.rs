@@ -14,7 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::broker::{have_redis, nats_binary, Nats, Redis};
+use common::broker::{have_redis, nats_binary, on_nats, on_redis, Nats, Redis};
 use common::{http, next_json, send_json, wait_until, Client, ServerProcess};
 use serde_json::{json, Value};
 
@@ -745,22 +745,18 @@ fn a_publish_right_after_the_ack_reaches_the_new_subscriber(broker: &str) {
 
 #[test]
 fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber() {
-    if !have_redis("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber") {
-        return;
-    }
-    let redis = Redis::start();
-    a_publish_right_after_the_ack_reaches_the_new_subscriber(&redis.url());
+    on_redis(
+        "a_publish_right_after_the_subscribe_ack_reaches_the_subscriber",
+        a_publish_right_after_the_ack_reaches_the_new_subscriber,
+    );
 }
 
 #[test]
 fn a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats() {
-    let Some(bin) =
-        nats_binary("a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats")
-    else {
-        return;
-    };
-    let nats = Nats::start(&bin);
-    a_publish_right_after_the_ack_reaches_the_new_subscriber(&nats.url());
+    on_nats(
+        "a_publish_right_after_the_subscribe_ack_reaches_the_subscriber_over_nats",
+        a_publish_right_after_the_ack_reaches_the_new_subscriber,
+    );
 }
 
 /// `wsedge serve --node-id {id}` against `broker`: its exit code and log,
@@ -824,18 +820,16 @@ fn node_ids_are_claimed_once(broker: &str) {
 
 #[test]
 fn a_live_node_id_is_refused_and_a_random_one_drawn_again() {
-    if !have_redis("a_live_node_id_is_refused_and_a_random_one_drawn_again") {
-        return;
-    }
-    let redis = Redis::start();
-    node_ids_are_claimed_once(&redis.url());
+    on_redis(
+        "a_live_node_id_is_refused_and_a_random_one_drawn_again",
+        node_ids_are_claimed_once,
+    );
 }
 
 #[test]
 fn a_live_node_id_is_refused_over_nats() {
-    let Some(bin) = nats_binary("a_live_node_id_is_refused_over_nats") else {
-        return;
-    };
-    let nats = Nats::start(&bin);
-    node_ids_are_claimed_once(&nats.url());
+    on_nats(
+        "a_live_node_id_is_refused_over_nats",
+        node_ids_are_claimed_once,
+    );
 }

@@ -245,3 +245,20 @@ fn subscriptions_at(monitor: u16) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     v["num_subscriptions"].as_u64()
 }
+
+/// Runs `f` with the URL of a private redis-server, or skips `test` (one
+/// line; a failure under `WSEDGE_REQUIRE_BROKERS=1`) when there is none.
+pub fn on_redis(test: &str, f: impl FnOnce(&str)) {
+    if have_redis(test) {
+        let redis = Redis::start();
+        f(&redis.url());
+    }
+}
+
+/// [`on_redis`] with a private nats-server.
+pub fn on_nats(test: &str, f: impl FnOnce(&str)) {
+    if let Some(bin) = nats_binary(test) {
+        let nats = Nats::start(&bin);
+        f(&nats.url());
+    }
+}
