@@ -26,21 +26,7 @@ fn upgrade(addr: SocketAddr, path: &str, offer: bool) -> (TcpStream, String) {
 /// A raw socket upgraded to `path` with the `Sec-WebSocket-Extensions`
 /// line `offer` (CRLF-terminated) if any; returns it and the 101's head.
 fn upgrade_offering(addr: SocketAddr, path: &str, offer: Option<&str>) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = UPGRADE.replace("/echo", path);
-    if let Some(offer) = offer {
-        req = req.replacen("\r\n\r\n", &format!("\r\n{offer}\r\n"), 1);
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert_eq!(status_of(&head), 101);
-    (s, String::from_utf8(head).unwrap())
+    raw_upgraded_with(addr, path, offer)
 }
 
 /// The next data or close frame: (first byte, payload); pings skipped.

@@ -93,10 +93,20 @@ pub fn raw_upgraded(addr: SocketAddr) -> TcpStream {
 
 /// A raw TCP socket that completed the upgrade to `path` (101 read).
 pub fn raw_upgraded_to(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_upgraded_with(addr, path, None).0
+}
+
+/// A raw socket upgraded to `path`, with the header line `extra`
+/// (CRLF-terminated) added to the request if any; returns it and the
+/// 101's head.
+pub fn raw_upgraded_with(addr: SocketAddr, path: &str, extra: Option<&str>) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(UPGRADE.replace("/echo", path).as_bytes())
-        .unwrap();
+    let mut req = UPGRADE.replace("/echo", path);
+    if let Some(extra) = extra {
+        req = req.replacen("\r\n\r\n", &format!("\r\n{extra}\r\n"), 1);
+    }
+    s.write_all(req.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -104,7 +114,7 @@ pub fn raw_upgraded_to(addr: SocketAddr, path: &str) -> TcpStream {
         head.push(byte[0]);
     }
     assert_eq!(status_of(&head), 101);
-    s
+    (s, String::from_utf8(head).unwrap())
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
