@@ -23,6 +23,7 @@
 
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
+import { step } from './step.mjs';
 
 const ADMIN = process.env.WSEDGE_ADMIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -35,18 +36,6 @@ if (!ADMIN) {
   process.exit(2);
 }
 const adminPort = new URL(ADMIN).port;
-
-async function step(name, fn) {
-  const start = Date.now();
-  try {
-    const result = await fn();
-    console.log(`ok   ${name} (${Date.now() - start} ms)`);
-    return result;
-  } catch (err) {
-    console.log(`FAIL ${name}: ${err.message.split('\n')[0]}`);
-    throw err;
-  }
-}
 
 // The attacker's site: one page with a form aimed at the admin plane.
 const attackerPage = `<!doctype html><html><body>

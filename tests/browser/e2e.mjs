@@ -18,6 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { step } from './step.mjs';
 
 const ADMIN = process.env.WSEDGE_ADMIN;
 const SHOTS = process.env.WSEDGE_SCREENSHOT_DIR || '.';
@@ -34,18 +35,6 @@ if (!ADMIN) {
 }
 
 /** Runs one step; prints "ok" or "FAIL" with the reason and rethrows. */
-async function step(name, fn) {
-  const start = Date.now();
-  try {
-    const result = await fn();
-    console.log(`ok   ${name} (${Date.now() - start} ms)`);
-    return result;
-  } catch (err) {
-    console.log(`FAIL ${name}: ${err.message.split('\n')[0]}`);
-    throw err;
-  }
-}
-
 /** A request to the admin API from Node; returns the parsed JSON body. */
 async function api(method, path, body) {
   const resp = await fetch(ADMIN + path, {

@@ -14,6 +14,7 @@
 // Prints one line per step; exits 1 at the first failing one.
 
 import { chromium } from 'playwright-core';
+import { step } from './step.mjs';
 
 const ADMIN = process.env.WSEDGE_ADMIN;
 const WS = process.env.WSEDGE_WS;
@@ -25,18 +26,6 @@ const EXPECT_COMPRESSION = process.env.WSEDGE_EXPECT_COMPRESSION === 'on';
 if (!ADMIN || !WS || !SPKI) {
   console.error('set WSEDGE_ADMIN, WSEDGE_WS and WSEDGE_SPKI');
   process.exit(2);
-}
-
-async function step(name, fn) {
-  const start = Date.now();
-  try {
-    const result = await fn();
-    console.log(`ok   ${name} (${Date.now() - start} ms)`);
-    return result;
-  } catch (err) {
-    console.log(`FAIL ${name}: ${err.message.split('\n')[0]}`);
-    throw err;
-  }
 }
 
 let browser;
